@@ -1,0 +1,1 @@
+//! Berth's typed, layered configuration.

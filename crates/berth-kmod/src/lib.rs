@@ -1,0 +1,1 @@
+//! Kernel module loading for Berth.

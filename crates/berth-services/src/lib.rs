@@ -1,0 +1,1 @@
+//! Berth's system service manager.
