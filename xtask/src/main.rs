@@ -1,1 +1,67 @@
-fn main() {}
+//! Developer tasks for Berth (the cargo-xtask pattern): build the bootable image from pinned
+//! Debian packages, boot it in QEMU, run every test tier, and run the benchmarks.
+//!
+//! `cargo xtask build` writes `target/berth/{vmlinuz,initrd.img,berth.iso,manifest.json}`;
+//! `cargo xtask run` boots it with ssh forwarded to 127.0.0.1; `cargo xtask test` runs the
+//! unit, integration and end-to-end tiers; `cargo xtask bench boot` measures boot time, size
+//! and memory against a floor (the same kernel with an initramfs that only starts dockerd).
+
+mod apt;
+mod bench;
+mod build;
+mod deb;
+mod docker_archive;
+mod host;
+mod initramfs;
+mod iso;
+mod kernel;
+mod layout;
+mod qemu;
+mod recipe;
+mod run;
+mod test;
+mod tree;
+mod ui;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot, test and benchmark Berth",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the image: target/berth/{vmlinuz,initrd.img,berth.iso,manifest.json}
+    Build(build::BuildArgs),
+    /// Build if needed, then boot Berth in QEMU with the serial console on this terminal
+    Run(run::RunArgs),
+    /// Run the whole test suite: unit, integration (real dockerd) and end-to-end (QEMU)
+    Test(test::TestArgs),
+    /// Run benchmarks and print their figures
+    Bench(bench::BenchArgs),
+    /// Install the host packages and toolchain target the other commands need
+    Setup,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.command {
+        Command::Build(args) => build::run(&args).map(|_| ()),
+        Command::Run(args) => run::run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Setup => host::ensure(host::Purpose::all()),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,183 @@
+//! Image recipes from `os/`: which Debian packages, users and files make up each system image
+//! (`os/images/*.yaml`) and the OS image (`os/os-image.yaml`).
+
+use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+}
+
+/// One system image: packages on top of its parent's layers.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRecipe {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(skip)]
+    pub source: PathBuf,
+    pub description: String,
+    /// The parent image (`base`), or none for the base itself.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// busybox applets to link in /usr/bin.
+    #[serde(default)]
+    pub busybox_applets: Vec<String>,
+    /// A directory under `os/files/` copied over the layer.
+    #[serde(default)]
+    pub files: Option<String>,
+    /// Symlinks to create (path -> target), e.g. the alternatives dpkg would have chosen.
+    #[serde(default)]
+    pub symlinks: IndexMap<String, String>,
+    /// File modes that git cannot carry (path -> octal mode).
+    #[serde(default)]
+    pub modes: IndexMap<String, String>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub config: ImageConfig,
+}
+
+/// The OS image (`/usr`) and the kernel.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OsRecipe {
+    pub kernel: String,
+    pub packages: Vec<String>,
+    pub engine_packages: Vec<String>,
+    /// Engine files: path in the extracted packages -> name in /usr/lib/berth/engine/bin.
+    pub engine: IndexMap<String, String>,
+    pub exclude_packages: Vec<String>,
+    pub exclude_paths: Vec<String>,
+}
+
+impl OsRecipe {
+    pub fn load(os_dir: &Path) -> Result<Self> {
+        let path = os_dir.join("os-image.yaml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn path_excluded(&self, path: &str) -> bool {
+        self.exclude_paths.iter().any(|p| {
+            path == p
+                || path
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
+/// All image recipes, parents before children.
+pub fn load_images(os_dir: &Path) -> Result<Vec<ImageRecipe>> {
+    let dir = os_dir.join("images");
+    let mut recipes = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut recipe: ImageRecipe = serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        recipe.name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("image recipe without a name")?
+            .to_string();
+        recipe.source = path;
+        recipes.push(recipe);
+    }
+    // Order parents first; reject unknown parents and cycles.
+    let mut ordered: Vec<ImageRecipe> = Vec::new();
+    while !recipes.is_empty() {
+        let before = recipes.len();
+        let mut rest = Vec::new();
+        for recipe in recipes {
+            match &recipe.from {
+                None => ordered.push(recipe),
+                Some(parent) if ordered.iter().any(|r| &r.name == parent) => ordered.push(recipe),
+                Some(_) => rest.push(recipe),
+            }
+        }
+        if rest.len() == before {
+            let names: Vec<_> = rest
+                .iter()
+                .map(|r| format!("{} (from {:?})", r.name, r.from))
+                .collect();
+            bail!(
+                "image recipes with a missing or circular parent: {}",
+                names.join(", ")
+            );
+        }
+        recipes = rest;
+    }
+    Ok(ordered)
+}
+
+impl ImageRecipe {
+    /// This image's chain of recipes, root first (base, ..., self).
+    pub fn chain<'a>(&'a self, all: &'a [ImageRecipe]) -> Vec<&'a ImageRecipe> {
+        let mut chain = vec![self];
+        let mut current = self;
+        while let Some(parent) = &current.from {
+            match all.iter().find(|r| &r.name == parent) {
+                Some(p) => {
+                    chain.push(p);
+                    current = p;
+                }
+                None => break,
+            }
+        }
+        chain.reverse();
+        chain
+    }
+
+    pub fn mode(&self, path: &str) -> Result<Option<u32>> {
+        self.modes
+            .get(path)
+            .map(|m| {
+                u32::from_str_radix(m, 8)
+                    .with_context(|| format!("{}: bad mode {m} for {path}", self.name))
+            })
+            .transpose()
+    }
+}
