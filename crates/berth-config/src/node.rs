@@ -4,7 +4,6 @@
 
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::fmt;
 
 /// Where a node came from: an index into the [`Sources`] table, and a 1-based position
 /// (`line == 0` when unknown, as for the kernel command line or built-in values).
@@ -219,37 +218,6 @@ pub(crate) enum Seg {
     Index(usize),
 }
 
-/// A key path as users read it: `berth.ssh.port`, `write_files[0].permissions`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeyPath(pub Vec<Seg>);
-
-impl KeyPath {
-    pub fn child_key(&self, key: &str) -> KeyPath {
-        let mut segs = self.0.clone();
-        segs.push(Seg::Key(key.to_string()));
-        KeyPath(segs)
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for seg in &self.0 {
-            match seg {
-                Seg::Key(k) => {
-                    if !first {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(k)?;
-                }
-                Seg::Index(i) => write!(f, "[{i}]")?,
-            }
-            first = false;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,15 +226,5 @@ mod tests {
     fn json_round_trip() {
         let v = serde_json::json!({"a": [1, -2, 1.5, "x", null, true], "b": {"c": {}}});
         assert_eq!(Node::from_json(&v, Loc::default()).to_json(), v);
-    }
-
-    #[test]
-    fn key_path_display() {
-        let p = KeyPath(vec![
-            Seg::Key("write_files".into()),
-            Seg::Index(0),
-            Seg::Key("permissions".into()),
-        ]);
-        assert_eq!(p.to_string(), "write_files[0].permissions");
     }
 }
