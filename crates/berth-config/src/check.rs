@@ -137,8 +137,8 @@ fn expected_words(exp: &dyn Expected) -> String {
     if !words.is_empty() {
         return words.to_string();
     }
-    if let Some(name) = text.strip_prefix("struct ") {
-        return format!("a map (of {name} settings)");
+    if text.starts_with("struct ") {
+        return "a map".to_string();
     }
     text
 }
@@ -509,6 +509,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 check: self.check,
             }
             .deserialize_any(visitor);
+        }
+        if !matches!(self.node.kind, Kind::Map(_)) {
+            let got = match &self.node.kind {
+                Kind::Str(s) => format!("{s:?}"),
+                _ => self.node.kind_name().to_string(),
+            };
+            let what = expected_words(&visitor);
+            return Err(self.locate(CheckError::msg(format!("expected {what}, got {got}"))));
         }
         self.report_unknown_keys(name, fields);
         self.deserialize_any(visitor)

@@ -181,7 +181,7 @@ pub fn export(loaded: &Loaded, full: bool, private: bool) -> Value {
         diff(&loaded.tree, &loaded.baseline).unwrap_or_else(|| Value::Object(Default::default()))
     };
     if !private {
-        redact(&mut value);
+        redact(&mut value, !full);
     }
     value
 }
@@ -359,8 +359,9 @@ fn diff(a: &Value, b: &Value) -> Option<Value> {
     }
 }
 
-/// Remove secrets in place.
-fn redact(value: &mut Value) {
+/// Remove secrets in place. With `prune`, a map left empty by the removal goes too (so a
+/// diff does not show `ssh: {}` when only the host keys differed).
+fn redact(value: &mut Value, prune: bool) {
     if let Some(users) = value.get_mut("users").and_then(Value::as_array_mut) {
         for user in users.iter_mut().filter_map(Value::as_object_mut) {
             user.remove("passwd");
@@ -368,25 +369,42 @@ fn redact(value: &mut Value) {
         }
     }
     if let Some(berth) = value.get_mut("berth").and_then(Value::as_object_mut) {
-        if let Some(ssh) = berth.get_mut("ssh").and_then(Value::as_object_mut) {
-            ssh.remove("keys");
-        }
-        if let Some(docker) = berth.get_mut("docker").and_then(Value::as_object_mut) {
-            docker.remove("ca_key");
-            docker.remove("server_key");
-        }
+        strip(berth, "ssh", &["keys"], prune);
+        strip(berth, "docker", &["ca_key", "server_key"], prune);
         if let Some(auths) = berth
             .get_mut("registry_auths")
             .and_then(Value::as_object_mut)
         {
-            for auth in auths.values_mut().filter_map(Value::as_object_mut) {
-                auth.remove("password");
-                auth.remove("auth");
-                auth.remove("identitytoken");
+            let names: Vec<String> = auths.keys().cloned().collect();
+            for name in names {
+                strip(auths, &name, &["password", "auth", "identitytoken"], prune);
             }
+        }
+        if prune
+            && berth
+                .get("registry_auths")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.is_empty())
+        {
+            berth.remove("registry_auths");
         }
     }
     remove_private_keys(value);
+}
+
+/// Remove `fields` from the map at `parent[key]`; with `prune`, remove the map if that
+/// emptied it.
+fn strip(parent: &mut serde_json::Map<String, Value>, key: &str, fields: &[&str], prune: bool) {
+    let Some(map) = parent.get_mut(key).and_then(Value::as_object_mut) else {
+        return;
+    };
+    let had = map.len();
+    for field in fields {
+        map.remove(*field);
+    }
+    if prune && had > 0 && map.is_empty() {
+        parent.remove(key);
+    }
 }
 
 fn remove_private_keys(value: &mut Value) {

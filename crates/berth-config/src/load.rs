@@ -429,15 +429,20 @@ pub(crate) fn parse_layer_text(text: &str, id: u16) -> Result<(Node, Vec<Finding
     Ok((node, findings))
 }
 
-/// The node at a rendered path (`write_files[0].content`), for locating semantic errors.
+/// The node at a rendered path (`write_files[0].content`), or the deepest one on the way,
+/// for locating semantic errors.
 fn node_at<'a>(root: &'a Node, path: &str) -> Option<&'a Node> {
     let mut node = root;
     for seg in parse_rendered_path(path) {
-        node = match (seg, &node.kind) {
-            (Seg::Key(k), Kind::Map(m)) => m.get(&k)?,
-            (Seg::Index(i), Kind::Seq(items)) => items.get(i)?,
-            _ => return None,
+        let next = match (seg, &node.kind) {
+            (Seg::Key(k), Kind::Map(m)) => m.get(&k),
+            (Seg::Index(i), Kind::Seq(items)) => items.get(i),
+            _ => None,
         };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
     }
     Some(node)
 }

@@ -105,14 +105,26 @@ impl ServiceSpec {
 }
 
 fn oom_score_adj<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
-    let n = Option::<i64>::deserialize(d)?;
-    match n {
-        Some(n) if !(-1000..=1000).contains(&n) => Err(de::Error::custom(format!(
-            "{n} is not an OOM score adjustment (-1000 to 1000)"
-        ))),
-        Some(n) => Ok(i32::try_from(n).ok()),
-        None => Ok(None),
+    struct OomVisitor;
+    impl Visitor<'_> for OomVisitor {
+        type Value = Option<i32>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an OOM score adjustment (-1000 to 1000)")
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<i32>, E> {
+            if (-1000..=1000).contains(&n) {
+                Ok(i32::try_from(n).ok())
+            } else {
+                Err(E::custom(format!(
+                    "{n} is not an OOM score adjustment (-1000 to 1000)"
+                )))
+            }
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<i32>, E> {
+            self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+        }
     }
+    d.deserialize_i64(OomVisitor)
 }
 
 /// A resource limit: one number for both, or `{soft, hard}`.
