@@ -8,6 +8,10 @@ use crate::diagnostic::Finding;
 use crate::merge::{Markers, merge};
 use crate::node::{Kind, Node};
 
+/// A value conversion: the Berth key (dotted, under `berth`) and the converted value, or
+/// `None` to drop it (having reported why).
+type Conversion = fn(Node, &str, &mut Vec<Finding>) -> Option<(&'static str, Node)>;
+
 /// How one RancherOS key becomes Berth configuration.
 enum Rule {
     /// The same key under `berth:` (`rancher.a.b` → `berth.a.b`), value unchanged.
@@ -17,7 +21,7 @@ enum Rule {
     /// A map whose keys have rules of their own.
     Map(&'static [(&'static str, Rule)]),
     /// A conversion of the value.
-    Convert(fn(Node, &str, &mut Vec<Finding>) -> Option<(&'static str, Node)>),
+    Convert(Conversion),
     /// Not supported: a warning with this reason.
     Unsupported(&'static str),
 }

@@ -315,6 +315,7 @@ fn typical_config_loads_fast() {
         std::hint::black_box(m.load("console=ttyS0 berth.debug"));
     }
     let each = start.elapsed() / runs;
+    eprintln!("one load of four layers and a command line: {each:?}");
     // Generous bound for unoptimized test builds on a loaded CI machine.
     assert!(each.as_millis() < 50, "one load took {each:?}");
 }

@@ -273,10 +273,11 @@ impl FromStr for FileMode {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let digits = t.strip_prefix("0o").unwrap_or(t);
-        if !digits.is_empty() && digits.len() <= 5 {
-            if let Some(mode) = u32::from_str_radix(digits, 8).ok().and_then(FileMode::new) {
-                return Ok(mode);
-            }
+        if !digits.is_empty()
+            && digits.len() <= 5
+            && let Some(mode) = u32::from_str_radix(digits, 8).ok().and_then(FileMode::new)
+        {
+            return Ok(mode);
         }
         Err(format!(
             "{} is not a file mode (octal permission bits, like \"0644\" or \"0755\")",
@@ -883,7 +884,7 @@ impl FromStr for TimeSpan {
 impl fmt::Display for TimeSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
