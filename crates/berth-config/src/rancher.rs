@@ -1,0 +1,651 @@
+//! RancherOS compatibility: a layer's `rancher:` key is mapped onto `berth:`.
+//!
+//! Every RancherOS key is either mapped (same name, or renamed) or reported as a warning
+//! with its full path and the reason; nothing is dropped silently. The table is documented
+//! in `RANCHEROS.md`. An explicit `berth:` key in the same layer wins over the mapping.
+
+use crate::diagnostic::Finding;
+use crate::merge::{Markers, merge};
+use crate::node::{Kind, Node};
+
+/// A value conversion: the Berth key (dotted, under `berth`) and the converted value, or
+/// `None` to drop it (having reported why).
+type Conversion = fn(Node, &str, &mut Vec<Finding>) -> Option<(&'static str, Node)>;
+
+/// How one RancherOS key becomes Berth configuration.
+enum Rule {
+    /// The same key under `berth:` (`rancher.a.b` → `berth.a.b`), value unchanged.
+    Same,
+    /// Another key under `berth:` (dotted path from `berth`), value unchanged.
+    To(&'static str),
+    /// A map whose keys have rules of their own.
+    Map(&'static [(&'static str, Rule)]),
+    /// A conversion of the value.
+    Convert(Conversion),
+    /// Not supported: a warning with this reason.
+    Unsupported(&'static str),
+}
+
+use Rule::{Convert, Map, Same, To, Unsupported};
+
+const ENGINE_CHOSEN: &str = "Berth's engine comes with the release";
+const NOT_AN_ENGINE_OPTION: &str = "Berth sets this engine option itself";
+const NOT_YET: &str = "not supported yet";
+
+const DOCKER_OPTS: &[(&str, Rule)] = &[
+    ("storage_driver", Same),
+    ("registry_mirror", Convert(registry_mirror)),
+    ("insecure_registry", To("docker.insecure_registries")),
+    ("log_driver", Same),
+    ("log_opts", Same),
+    ("extra_args", Same),
+    ("environment", Same),
+    ("tls", Same),
+    ("debug", Same),
+    ("bip", Same),
+    ("ca_cert", Same),
+    ("ca_key", Same),
+    ("server_cert", Same),
+    ("server_key", Same),
+    ("engine", Unsupported(ENGINE_CHOSEN)),
+    (
+        "tls_args",
+        Unsupported("Berth derives the TLS arguments from `tls` and the certificates"),
+    ),
+    (
+        "host",
+        Unsupported(
+            "the user engine listens on /var/run/docker.sock, and on TCP 2376 with `tls: true`",
+        ),
+    ),
+    ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
+    (
+        "graph",
+        Unsupported("the user engine's data root is /var/lib/docker on the state partition"),
+    ),
+    (
+        "data_root",
+        Unsupported("the user engine's data root is /var/lib/docker on the state partition"),
+    ),
+    ("exec_root", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("pid_file", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("config_file", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("containerd", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("restart", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("bridge", Unsupported("use extra_args: [--bridge=...]")),
+    (
+        "live_restore",
+        Unsupported("use extra_args: [--live-restore]"),
+    ),
+    ("userland_proxy", Unsupported(NOT_AN_ENGINE_OPTION)),
+    (
+        "selinux_enabled",
+        Unsupported("Berth has no SELinux policy"),
+    ),
+    ("storage_context", Unsupported(NOT_AN_ENGINE_OPTION)),
+    (
+        "userns_enabled",
+        Unsupported("use extra_args: [--userns-remap=...]"),
+    ),
+];
+
+const SYSTEM_DOCKER_OPTS: &[(&str, Rule)] = &[
+    ("exec", Same),
+    ("storage_driver", Same),
+    ("live_restore", Same),
+    ("log_opts", Same),
+    ("extra_args", Same),
+    ("debug", Same),
+    ("engine", Unsupported(ENGINE_CHOSEN)),
+    ("bip", Unsupported("System Docker runs with --bridge=none")),
+    (
+        "bridge",
+        Unsupported("System Docker runs with --bridge=none"),
+    ),
+    (
+        "graph",
+        Unsupported("System Docker's data root is /var/lib/system-docker"),
+    ),
+    (
+        "data_root",
+        Unsupported("System Docker's data root is /var/lib/system-docker"),
+    ),
+    (
+        "host",
+        Unsupported("System Docker listens on /run/system-docker.sock"),
+    ),
+    ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("exec_root", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("pid_file", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("config_file", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("containerd", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("restart", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("userland_proxy", Unsupported(NOT_AN_ENGINE_OPTION)),
+    (
+        "selinux_enabled",
+        Unsupported("Berth has no SELinux policy"),
+    ),
+    ("log_driver", Unsupported(NOT_AN_ENGINE_OPTION)),
+    ("environment", Unsupported(NOT_AN_ENGINE_OPTION)),
+    (
+        "registry_mirror",
+        Unsupported("System Docker never pulls: its images come with the release"),
+    ),
+    (
+        "insecure_registry",
+        Unsupported("System Docker never pulls: its images come with the release"),
+    ),
+    (
+        "tls",
+        Unsupported("System Docker is only reachable on its local socket"),
+    ),
+];
+
+const STATE_OPTS: &[(&str, Rule)] = &[
+    ("dev", Same),
+    ("wait", Convert(state_wait)),
+    ("required", Same),
+    ("autoformat", Same),
+    ("fstype", Same),
+    ("oem_dev", To("oem.dev")),
+    ("oem_fstype", To("oem.fstype")),
+    (
+        "directory",
+        Unsupported("the state partition is always mounted whole at /var"),
+    ),
+    ("mdadm_scan", Unsupported(NOT_YET)),
+    ("lvm_scan", Unsupported(NOT_YET)),
+    ("cryptsetup", Unsupported(NOT_YET)),
+    ("rngd", Unsupported("the kernel's own entropy is enough")),
+    ("script", Unsupported("use bootcmd")),
+    (
+        "boot_dev",
+        Unsupported("Berth has no separate boot partition setting"),
+    ),
+    (
+        "boot_fstype",
+        Unsupported("Berth has no separate boot partition setting"),
+    ),
+    ("formatzero", Unsupported(NOT_YET)),
+];
+
+const NETWORK_OPTS: &[(&str, Rule)] = &[
+    ("interfaces", Convert(interfaces)),
+    ("dns", Same),
+    ("dhcp_timeout", Same),
+    (
+        "http_proxy",
+        Unsupported("set HTTP_PROXY in berth.environment and berth.docker.environment"),
+    ),
+    (
+        "https_proxy",
+        Unsupported("set HTTPS_PROXY in berth.environment and berth.docker.environment"),
+    ),
+    (
+        "no_proxy",
+        Unsupported("set NO_PROXY in berth.environment and berth.docker.environment"),
+    ),
+    ("pre_cmds", Unsupported("use bootcmd")),
+    ("post_cmds", Unsupported("use runcmd")),
+    ("wifi_networks", Unsupported(NOT_YET)),
+    ("modem_networks", Unsupported(NOT_YET)),
+];
+
+const INTERFACE_KEYS: &[&str] = &[
+    "match",
+    "dhcp",
+    "address",
+    "addresses",
+    "gateway",
+    "gateway_ipv6",
+    "mtu",
+];
+
+const SSH_OPTS: &[(&str, Rule)] = &[
+    ("daemon", Same),
+    ("port", Same),
+    ("listen_address", Same),
+    ("keys", Same),
+];
+
+const DEFAULTS_OPTS: &[(&str, Rule)] = &[
+    ("hostname", Same),
+    ("docker", Unsupported(ENGINE_CHOSEN)),
+    (
+        "network",
+        Unsupported("set berth.network.dns to choose name servers"),
+    ),
+    (
+        "system_docker_logs",
+        Unsupported("System Docker logs to /var/log/boot/"),
+    ),
+];
+
+const CLOUD_INIT_OPTS: &[(&str, Rule)] = &[("datasources", Convert(datasources))];
+
+const RANCHER: &[(&str, Rule)] = &[
+    ("environment", Same),
+    ("services", Same),
+    ("sysctl", Same),
+    ("modules", Same),
+    ("debug", Same),
+    ("autologin", Same),
+    ("shutdown_timeout", Same),
+    ("registry_auths", Same),
+    ("ssh", Map(SSH_OPTS)),
+    ("state", Map(STATE_OPTS)),
+    ("network", Map(NETWORK_OPTS)),
+    ("docker", Map(DOCKER_OPTS)),
+    ("system_docker", Map(SYSTEM_DOCKER_OPTS)),
+    ("cloud_init", Map(CLOUD_INIT_OPTS)),
+    ("defaults", Map(DEFAULTS_OPTS)),
+    (
+        "bootstrap_docker",
+        Unsupported("Berth starts System Docker directly, without a bootstrap engine"),
+    ),
+    ("console", Unsupported("Berth has a single console")),
+    (
+        "force_console_rebuild",
+        Unsupported("Berth has a single console"),
+    ),
+    (
+        "upgrade",
+        Unsupported("upgrades are done with the berth CLI"),
+    ),
+    (
+        "repositories",
+        Unsupported("Berth has no service repositories: define services under berth.services"),
+    ),
+    (
+        "services_include",
+        Unsupported("Berth has no service repositories: define services under berth.services"),
+    ),
+    (
+        "bootstrap",
+        Unsupported("Berth has no bootstrap services: use bootcmd"),
+    ),
+    (
+        "cloud_init_services",
+        Unsupported("cloud-init is a built-in system service"),
+    ),
+    ("hypervisor_service", Unsupported(NOT_YET)),
+    (
+        "rm_usr",
+        Unsupported("/usr is always the read-only OS image"),
+    ),
+    ("no_sharedroot", Unsupported("Berth's root is never shared")),
+    (
+        "recovery",
+        Unsupported("Berth opens the recovery console by itself when boot fails"),
+    ),
+    ("preload_wait", Unsupported(NOT_YET)),
+    (
+        "disable",
+        Unsupported(
+            "Berth has no password login and enables autologin only through berth.autologin",
+        ),
+    ),
+    ("log", Unsupported("service logs go to /var/log/boot/")),
+    (
+        "http_load_retries",
+        Unsupported("Berth loads nothing over HTTP at boot but datasources"),
+    ),
+    ("resize_device", Unsupported(NOT_YET)),
+    ("restart_services", Unsupported(NOT_YET)),
+    (
+        "password",
+        Unsupported("Berth has no password login: use ssh_authorized_keys"),
+    ),
+    (
+        "registry_domain",
+        Unsupported("images are named in full in berth.services"),
+    ),
+];
+
+/// Map a layer's `rancher:` key onto `berth:`. The layer must be a map (others are left alone).
+pub(crate) fn map_rancher(layer: &mut Node, findings: &mut Vec<Finding>) {
+    let Some(top) = layer.as_map_mut() else {
+        return;
+    };
+    let Some(rancher) = top.shift_remove("rancher") else {
+        return;
+    };
+    let rancher_loc = rancher.report_loc();
+    let mut mapped = Node::empty_map(rancher.loc);
+    mapped.key_loc = rancher.key_loc;
+    match rancher.kind {
+        Kind::Map(entries) => {
+            for (key, value) in entries {
+                apply_rule(RANCHER, &key, value, "rancher", "", &mut mapped, findings);
+            }
+        }
+        Kind::Null => {}
+        _ => {
+            findings.push(Finding::error(
+                rancher_loc,
+                "rancher",
+                format!(
+                    "expected a map of RancherOS settings, got {}",
+                    rancher.kind_name()
+                ),
+            ));
+            return;
+        }
+    }
+    // An explicit berth: in the same layer wins over the mapped keys.
+    let mut berth = mapped;
+    if let Some(explicit) = top.shift_remove("berth") {
+        let mut ignored = Vec::new();
+        merge(&mut berth, explicit, Markers::Keep, "berth", &mut ignored);
+    }
+    top.insert("berth".to_string(), berth);
+}
+
+fn apply_rule(
+    table: &'static [(&'static str, Rule)],
+    key: &str,
+    value: Node,
+    rancher_prefix: &str,
+    berth_prefix: &str,
+    mapped: &mut Node,
+    findings: &mut Vec<Finding>,
+) {
+    let rancher_path = format!("{rancher_prefix}.{key}");
+    let same_path = if berth_prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{berth_prefix}.{key}")
+    };
+    // `key+` appends: map it like `key`, and keep the marker on the Berth key.
+    let (lookup, marker) = match crate::merge::append_base(key) {
+        Some(base) => (base, "+"),
+        None => (key, ""),
+    };
+    let Some((_, rule)) = table.iter().find(|(k, _)| *k == lookup) else {
+        findings.push(Finding::warning(
+            value.report_loc(),
+            rancher_path,
+            "is not a RancherOS setting Berth knows; ignored",
+        ));
+        return;
+    };
+    match rule {
+        Same => insert_at(mapped, &same_path, value),
+        To(target) => insert_at(mapped, &format!("{target}{marker}"), value),
+        Map(sub) => match value.kind {
+            Kind::Map(entries) => {
+                let prefix = if berth_prefix.is_empty() {
+                    lookup.to_string()
+                } else {
+                    format!("{berth_prefix}.{lookup}")
+                };
+                if entries.is_empty() {
+                    insert_at(mapped, &prefix, Node::empty_map(value.loc));
+                }
+                for (k, v) in entries {
+                    apply_rule(sub, &k, v, &rancher_path, &prefix, mapped, findings);
+                }
+            }
+            // Not a map: let the schema report the wrong type under the Berth key.
+            _ => insert_at(mapped, &same_path, value),
+        },
+        Convert(convert) => {
+            if let Some((target, converted)) = convert(value, &rancher_path, findings) {
+                insert_at(mapped, &format!("{target}{marker}"), converted);
+            }
+        }
+        Unsupported(reason) => findings.push(Finding::warning(
+            value.report_loc(),
+            rancher_path,
+            format!("is a RancherOS setting Berth does not support; ignored ({reason})"),
+        )),
+    }
+}
+
+/// Put `value` at the dotted `path` under `root`, creating maps on the way. Segments are
+/// split on `.`, so only Berth schema keys (which have no dots) may be used here.
+fn insert_at(root: &mut Node, path: &str, value: Node) {
+    let mut node = root;
+    let mut segments = path.split('.').peekable();
+    while let Some(seg) = segments.next() {
+        if node.as_map().is_none() {
+            *node = Node::empty_map(value.loc);
+        }
+        let Some(map) = node.as_map_mut() else {
+            return;
+        };
+        if segments.peek().is_none() {
+            match map.get_mut(seg) {
+                Some(existing) => {
+                    let mut ignored = Vec::new();
+                    merge(existing, value, Markers::Keep, path, &mut ignored);
+                }
+                None => {
+                    map.insert(seg.to_string(), value);
+                }
+            }
+            return;
+        }
+        let loc = value.key_loc;
+        node = map.entry(seg.to_string()).or_insert_with(|| {
+            let mut m = Node::empty_map(loc);
+            m.key_loc = loc;
+            m
+        });
+    }
+}
+
+/// `registry_mirror: "https://a,https://b"` → `registry_mirrors: [...]`.
+fn registry_mirror(
+    value: Node,
+    _path: &str,
+    _f: &mut Vec<Finding>,
+) -> Option<(&'static str, Node)> {
+    let loc = value.loc;
+    let key_loc = value.key_loc;
+    let node = match value.kind {
+        Kind::Str(s) => {
+            let items = s
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(|m| Node::str(m, loc))
+                .collect();
+            Node::new(Kind::Seq(items), loc)
+        }
+        kind => Node::new(kind, loc),
+    };
+    Some(("docker.registry_mirrors", Node { key_loc, ..node }))
+}
+
+/// RancherOS `state.wait` is a boolean ("wait for the device"); Berth's is seconds.
+fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
+    let wait = match &value.kind {
+        Kind::Bool(true) => Some(10),
+        Kind::Bool(false) => Some(0),
+        Kind::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(10),
+            "false" | "no" | "off" => Some(0),
+            _ => None,
+        },
+        _ => None,
+    };
+    let node = match wait {
+        Some(secs) => Node {
+            kind: Kind::UInt(secs),
+            ..value
+        },
+        None => value,
+    };
+    Some(("state.wait", node))
+}
+
+/// Interfaces keep the keys Berth's network model has; the others are reported.
+fn interfaces(
+    value: Node,
+    path: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<(&'static str, Node)> {
+    let mut value = value;
+    if let Kind::Map(ifaces) = &mut value.kind {
+        for (name, iface) in ifaces.iter_mut() {
+            if let Kind::Map(fields) = &mut iface.kind {
+                fields.retain(|key, field| {
+                    let known = INTERFACE_KEYS.contains(&key.as_str());
+                    if !known {
+                        findings.push(Finding::warning(
+                            field.report_loc(),
+                            format!("{path}.{name}.{key}"),
+                            "is a RancherOS setting Berth does not support; ignored (not supported yet)",
+                        ));
+                    }
+                    known
+                });
+            }
+        }
+    }
+    Some(("network.interfaces", value))
+}
+
+/// RancherOS datasource names onto Berth's; the ones Berth has no code for are reported.
+fn datasources(
+    value: Node,
+    path: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<(&'static str, Node)> {
+    let loc = value.loc;
+    let key_loc = value.key_loc;
+    let items = match value.kind {
+        Kind::Seq(items) => items,
+        Kind::Str(_) => vec![Node {
+            key_loc: loc,
+            ..value
+        }],
+        kind => {
+            return Some(("cloud_init.datasources", Node { kind, loc, key_loc }));
+        }
+    };
+    let mut mapped = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Some(text) = item.as_str() else {
+            mapped.push(item);
+            continue;
+        };
+        let (kind, arg) = text.split_once(':').unwrap_or((text, ""));
+        let name = match kind {
+            "configdrive" => Some("configdrive".to_string()),
+            "ec2" => Some("ec2".to_string()),
+            "cmdline" | "nocloud" => Some(kind.to_string()),
+            "url" | "file" => Some(text.to_string()),
+            "*" => {
+                mapped.push(Node::str("configdrive", item.loc));
+                Some("ec2".to_string())
+            }
+            _ => None,
+        };
+        match name {
+            Some(name) => {
+                if kind == "configdrive" && !arg.is_empty() && arg != "/media/config-2" {
+                    findings.push(Finding::warning(
+                        item.loc,
+                        format!("{path}[{i}]"),
+                        format!(
+                            "Berth finds the config drive by its label; the path {arg:?} is ignored"
+                        ),
+                    ));
+                }
+                mapped.push(Node::str(name, item.loc));
+            }
+            None => findings.push(Finding::warning(
+                item.loc,
+                format!("{path}[{i}]"),
+                format!(
+                    "the RancherOS datasource {text:?} is not supported by Berth; skipped \
+                     (Berth has nocloud, configdrive, cmdline, ec2, url: and file:)"
+                ),
+            )),
+        }
+    }
+    Some((
+        "cloud_init.datasources",
+        Node {
+            kind: Kind::Seq(mapped),
+            loc,
+            key_loc,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(text: &str) -> (serde_json::Value, Vec<String>) {
+        let (mut node, _) = crate::yaml::parse_yaml(text, 1).unwrap();
+        let mut findings = Vec::new();
+        map_rancher(&mut node, &mut findings);
+        let msgs = findings
+            .iter()
+            .map(|f| format!("{}: {}", f.key, f.message))
+            .collect();
+        (node.to_json(), msgs)
+    }
+
+    #[test]
+    fn maps_supported_keys() {
+        let (tree, warnings) = map(
+            "rancher:\n  docker:\n    registry_mirror: https://m1,https://m2\n    insecure_registry: [r:5000]\n  state:\n    wait: true\n    oem_dev: LABEL=X\n  sysctl:\n    vm.max_map_count: 262144\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            tree,
+            serde_json::json!({"berth": {
+                "docker": {"registry_mirrors": ["https://m1", "https://m2"], "insecure_registries": ["r:5000"]},
+                "state": {"wait": 10},
+                "oem": {"dev": "LABEL=X"},
+                "sysctl": {"vm.max_map_count": 262144}
+            }})
+        );
+    }
+
+    #[test]
+    fn reports_unsupported_keys_with_full_path() {
+        let (tree, warnings) = map(
+            "rancher:\n  console: ubuntu\n  docker:\n    engine: docker-19.03\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n        bond: bond0\n  frobnicate: 1\n",
+        );
+        assert_eq!(
+            tree,
+            serde_json::json!({"berth": {"network": {"interfaces": {"eth0": {"dhcp": true}}}}})
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("rancher.console: is a RancherOS setting Berth does not support")
+        );
+        assert!(warnings[1].starts_with("rancher.docker.engine: "));
+        assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.bond: "));
+        assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
+    }
+
+    #[test]
+    fn explicit_berth_wins() {
+        let (tree, _) = map("rancher:\n  debug: true\n  modules: [a]\nberth:\n  debug: false\n");
+        assert_eq!(
+            tree,
+            serde_json::json!({"berth": {"debug": false, "modules": ["a"]}})
+        );
+    }
+
+    #[test]
+    fn datasources_are_translated() {
+        let (tree, warnings) = map(
+            "rancher:\n  cloud_init:\n    datasources: [configdrive:/media/config-2, digitalocean, 'url:http://x/y', ec2]\n",
+        );
+        assert_eq!(
+            tree["berth"]["cloud_init"]["datasources"],
+            serde_json::json!(["configdrive", "url:http://x/y", "ec2"])
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("rancher.cloud_init.datasources[1]: "));
+    }
+}

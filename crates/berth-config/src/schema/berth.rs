@@ -1,0 +1,261 @@
+//! The `berth:` key: everything about the OS itself.
+
+use super::forms::string_map;
+use super::network::NetworkConfig;
+use super::service::ServiceSpec;
+use super::values::{
+    Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName,
+    SysctlValue, TtyName,
+};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BerthConfig {
+    pub defaults: Defaults,
+    pub debug: bool,
+    /// Terminals with automatic login (`ttyS0`, `tty1`).
+    pub autologin: Vec<TtyName>,
+    /// Variables interpolated into service definitions (`${NAME}`).
+    #[serde(deserialize_with = "string_map")]
+    pub environment: IndexMap<String, String>,
+    /// Seconds PID 1 waits for an orderly shutdown before forcing the reboot.
+    pub shutdown_timeout: u32,
+    pub state: StateConfig,
+    pub oem: OemConfig,
+    pub system_docker: SystemDockerConfig,
+    pub docker: DockerConfig,
+    pub services: IndexMap<ServiceName, ServiceSpec>,
+    /// Kernel modules to load: `"name"` or `"name param=value"`.
+    pub modules: Vec<ModuleSpec>,
+    /// `net.ipv4.ip_forward: 1`; booleans are written as 1/0.
+    pub sysctl: IndexMap<String, SysctlValue>,
+    pub ssh: SshConfig,
+    pub cloud_init: CloudInitConfig,
+    pub network: NetworkConfig,
+    /// Credentials for image pulls, by registry. Private.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub registry_auths: IndexMap<String, RegistryAuth>,
+}
+
+impl Default for BerthConfig {
+    fn default() -> Self {
+        BerthConfig {
+            defaults: Defaults::default(),
+            debug: false,
+            autologin: Vec::new(),
+            environment: IndexMap::new(),
+            shutdown_timeout: 60,
+            state: StateConfig::default(),
+            oem: OemConfig::default(),
+            system_docker: SystemDockerConfig::default(),
+            docker: DockerConfig::default(),
+            services: IndexMap::new(),
+            modules: Vec::new(),
+            sysctl: IndexMap::new(),
+            ssh: SshConfig::default(),
+            cloud_init: CloudInitConfig::default(),
+            network: NetworkConfig::default(),
+            registry_auths: IndexMap::new(),
+        }
+    }
+}
+
+/// Fallbacks used when nothing else sets a value.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Defaults {
+    /// The hostname when `hostname` is not set.
+    pub hostname: Hostname,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            hostname: Hostname::from_static("berth"),
+        }
+    }
+}
+
+/// The persistent state partition.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StateConfig {
+    pub dev: DeviceRef,
+    /// Seconds to wait for the device to appear.
+    pub wait: u32,
+    /// Refuse to boot (recovery console) rather than run from RAM without it.
+    pub required: bool,
+    /// Blank disks that may be formatted as the state partition when none is found.
+    pub autoformat: Vec<DeviceRef>,
+    pub fstype: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dev: DeviceRef::from_static("LABEL=BERTH_STATE"),
+            wait: 10,
+            required: false,
+            autoformat: Vec::new(),
+            fstype: "auto".to_string(),
+        }
+    }
+}
+
+/// The OEM partition (an extra configuration layer supplied by the hardware vendor).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OemConfig {
+    pub dev: DeviceRef,
+    pub fstype: String,
+}
+
+impl Default for OemConfig {
+    fn default() -> Self {
+        OemConfig {
+            dev: DeviceRef::from_static("LABEL=BERTH_OEM"),
+            fstype: "auto".to_string(),
+        }
+    }
+}
+
+/// The engine that runs system services.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SystemDockerConfig {
+    /// Run System Docker as PID 1 instead of under Berth's init.
+    pub exec: bool,
+    pub storage_driver: String,
+    pub live_restore: bool,
+    #[serde(deserialize_with = "string_map")]
+    pub log_opts: IndexMap<String, String>,
+    pub extra_args: Vec<String>,
+    pub debug: bool,
+}
+
+impl Default for SystemDockerConfig {
+    fn default() -> Self {
+        SystemDockerConfig {
+            exec: false,
+            storage_driver: "overlay2".to_string(),
+            live_restore: true,
+            log_opts: IndexMap::from([
+                ("max-size".to_string(), "25m".to_string()),
+                ("max-file".to_string(), "2".to_string()),
+            ]),
+            extra_args: Vec::new(),
+            debug: false,
+        }
+    }
+}
+
+/// The user's engine (the `docker` system service).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DockerConfig {
+    pub storage_driver: String,
+    pub registry_mirrors: Vec<HttpUrl>,
+    /// `host:port` or CIDR of registries reached without TLS verification.
+    pub insecure_registries: Vec<String>,
+    pub log_driver: String,
+    #[serde(deserialize_with = "string_map")]
+    pub log_opts: IndexMap<String, String>,
+    pub extra_args: Vec<String>,
+    /// Environment of the dockerd process (proxies, say).
+    #[serde(deserialize_with = "string_map")]
+    pub environment: IndexMap<String, String>,
+    /// Listen on TCP 2376 with TLS, using the certificates below.
+    pub tls: bool,
+    pub debug: bool,
+    /// The bridge network's address (`--bip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bip: Option<Cidr>,
+    /// PEM certificates and keys for `tls`. The keys are private.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            storage_driver: "overlay2".to_string(),
+            registry_mirrors: Vec::new(),
+            insecure_registries: Vec::new(),
+            log_driver: "json-file".to_string(),
+            log_opts: IndexMap::new(),
+            extra_args: Vec::new(),
+            environment: IndexMap::new(),
+            tls: false,
+            debug: false,
+            bip: None,
+            ca_cert: None,
+            ca_key: None,
+            server_cert: None,
+            server_key: None,
+        }
+    }
+}
+
+/// The ssh daemon in the console.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SshConfig {
+    pub daemon: bool,
+    pub port: Port,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<IpAddress>,
+    /// Host keys, persisted here so the machine keeps its identity (file name → PEM). Private.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub keys: IndexMap<String, String>,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            daemon: true,
+            port: Port::SSH,
+            listen_address: None,
+            keys: IndexMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CloudInitConfig {
+    /// Probed in parallel; the first that answers wins.
+    pub datasources: Vec<Datasource>,
+}
+
+impl Default for CloudInitConfig {
+    fn default() -> Self {
+        CloudInitConfig {
+            datasources: vec![Datasource::NoCloud, Datasource::ConfigDrive],
+        }
+    }
+}
+
+/// Registry credentials, as in docker's `config.json`. Private.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RegistryAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// base64 of `username:password`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identitytoken: Option<String>,
+}

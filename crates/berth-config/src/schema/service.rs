@@ -1,0 +1,193 @@
+//! A system service: the docker-compose (v1/v2) subset the service manager runs.
+
+use super::forms::{CommandLine, env_map, string_map};
+use super::values::{ImageRef, RestartPolicy, TimeSpan};
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// Label prefixes whose labels the service manager interprets (`io.berth.after`, ...);
+/// `io.rancher.os.` is accepted for RancherOS service definitions.
+pub const LABEL_PREFIXES: [&str; 2] = ["io.berth.", "io.rancher.os."];
+
+/// One service under `berth.services`. Only `image` is required.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct ServiceSpec {
+    pub image: ImageRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<CommandLine>,
+    /// `None` = pass the variable through from `berth.environment` (compose's bare `- KEY`).
+    #[serde(
+        default,
+        deserialize_with = "env_map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
+    pub environment: IndexMap<String, Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
+    pub labels: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Network mode: `host`, `none`, `bridge`, `container:NAME`. Also read as `network_mode`.
+    #[serde(
+        default,
+        alias = "network_mode",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub net: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroupns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
+    pub log_opt: IndexMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "oom_score_adj",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oom_score_adj: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<TimeSpan>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub ulimits: IndexMap<String, Ulimit>,
+}
+
+impl ServiceSpec {
+    /// A label the service manager interprets, by its suffix: `berth_label("after")` reads
+    /// `io.berth.after`, else `io.rancher.os.after`.
+    pub fn berth_label(&self, suffix: &str) -> Option<&str> {
+        LABEL_PREFIXES.iter().find_map(|prefix| {
+            self.labels
+                .iter()
+                .find(|(k, _)| k.strip_prefix(prefix) == Some(suffix))
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+fn oom_score_adj<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    struct OomVisitor;
+    impl Visitor<'_> for OomVisitor {
+        type Value = Option<i32>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an OOM score adjustment (-1000 to 1000)")
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<i32>, E> {
+            if (-1000..=1000).contains(&n) {
+                Ok(i32::try_from(n).ok())
+            } else {
+                Err(E::custom(format!(
+                    "{n} is not an OOM score adjustment (-1000 to 1000)"
+                )))
+            }
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<i32>, E> {
+            self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+        }
+    }
+    d.deserialize_i64(OomVisitor)
+}
+
+/// A resource limit: one number for both, or `{soft, hard}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct UlimitVisitor;
+        impl<'de> Visitor<'de> for UlimitVisitor {
+            type Value = Ulimit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, or {soft: N, hard: N}")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Ulimit, E> {
+                let n = i64::try_from(n).map_err(|_| E::custom(format!("{n} is too large")))?;
+                Ok(Ulimit { soft: n, hard: n })
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Ulimit, E> {
+                Ok(Ulimit { soft: n, hard: n })
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Ulimit, E> {
+                let n: i64 = s
+                    .trim()
+                    .parse()
+                    .map_err(|_| E::custom(format!("{s:?} is not a number")))?;
+                Ok(Ulimit { soft: n, hard: n })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ulimit, A::Error> {
+                let (mut soft, mut hard) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "soft" => soft = Some(map.next_value::<i64>()?),
+                        "hard" => hard = Some(map.next_value::<i64>()?),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key {other:?} in a ulimit (soft, hard)"
+                            )));
+                        }
+                    }
+                }
+                match (soft, hard) {
+                    (Some(soft), Some(hard)) => Ok(Ulimit { soft, hard }),
+                    _ => Err(de::Error::custom("a ulimit map needs both soft and hard")),
+                }
+            }
+        }
+        d.deserialize_any(UlimitVisitor)
+    }
+}
+
+impl Serialize for Ulimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.soft == self.hard {
+            return s.serialize_i64(self.soft);
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("soft", &self.soft)?;
+        map.serialize_entry("hard", &self.hard)?;
+        map.end()
+    }
+}

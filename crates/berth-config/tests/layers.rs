@@ -1,0 +1,321 @@
+//! Merge order across every layer, the append syntax, and "never brick": a broken layer is
+//! skipped with its error while every other layer still applies.
+
+use berth_config::{ConfigPaths, KernelCmdline, LayerKind, LayerStatus, Loaded, Severity, load};
+use std::path::Path;
+
+struct Machine {
+    _root: tempfile::TempDir,
+    paths: ConfigPaths,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let root = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(root.path());
+        Machine { _root: root, paths }
+    }
+
+    fn write(&self, path: &Path, text: &str) -> &Self {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    fn defaults(&self, t: &str) -> &Self {
+        self.write(&self.paths.defaults.clone(), t)
+    }
+    fn oem(&self, t: &str) -> &Self {
+        self.write(&self.paths.oem_file(), t)
+    }
+    fn conf_d(&self, name: &str, t: &str) -> &Self {
+        self.write(&self.paths.conf_d().join(name), t)
+    }
+    fn user_data(&self, t: &str) -> &Self {
+        self.write(&self.paths.user_data(), t)
+    }
+    fn local(&self, t: &str) -> &Self {
+        self.write(&self.paths.local(), t)
+    }
+    fn load(&self, cmdline: &str) -> Loaded {
+        load(&self.paths, &KernelCmdline::parse(cmdline))
+    }
+}
+
+fn status(loaded: &Loaded, kind: LayerKind) -> Vec<LayerStatus> {
+    loaded
+        .layers
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| l.status)
+        .collect()
+}
+
+#[test]
+fn nothing_at_all_gives_the_schema_defaults() {
+    let m = Machine::new();
+    let loaded = m.load("");
+    assert_eq!(loaded.config, berth_config::Config::default());
+    assert!(loaded.diagnostics.is_empty());
+    assert!(
+        loaded
+            .layers
+            .iter()
+            .all(|l| l.status == LayerStatus::Absent)
+    );
+}
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    let m = Machine::new();
+    m.defaults("berth: {shutdown_timeout: 1, debug: false, environment: {A: defaults, B: defaults, C: defaults, D: defaults, E: defaults, F: defaults}}")
+        .oem("berth: {shutdown_timeout: 2, environment: {B: oem, C: oem, D: oem, E: oem, F: oem}}")
+        .conf_d("10-first.yml", "berth: {shutdown_timeout: 3, environment: {C: confd10, D: confd10, E: confd10, F: confd10}}")
+        .conf_d("20-second.yml", "berth: {shutdown_timeout: 4, environment: {D: confd20, E: confd20, F: confd20}}")
+        .conf_d(".hidden.yml", "berth: {shutdown_timeout: 99}")
+        .conf_d("30-not-yaml.txt", "berth: {shutdown_timeout: 98}")
+        .user_data("berth: {shutdown_timeout: 5, environment: {E: userdata, F: userdata}}")
+        .local("berth: {shutdown_timeout: 6, environment: {F: local}}");
+    let loaded = m.load("");
+    let env = &loaded.config.berth.environment;
+    assert_eq!(loaded.config.berth.shutdown_timeout, 6);
+    assert_eq!(
+        [
+            &env["A"], &env["B"], &env["C"], &env["D"], &env["E"], &env["F"]
+        ],
+        ["defaults", "oem", "confd10", "confd20", "userdata", "local"]
+    );
+    let loaded = m.load("berth.shutdown_timeout=7 berth.environment.F=cmdline");
+    assert_eq!(loaded.config.berth.shutdown_timeout, 7);
+    assert_eq!(loaded.config.berth.environment["F"], "cmdline");
+    assert_eq!(
+        status(&loaded, LayerKind::ConfD),
+        [LayerStatus::Applied, LayerStatus::Applied]
+    );
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+}
+
+#[test]
+fn lists_replace_and_plus_appends() {
+    let m = Machine::new();
+    m.defaults("berth: {modules: [a]}\nssh_authorized_keys: ['ssh-ed25519 AAAAdefault d']")
+        .conf_d("10.yml", "berth: {modules: [b]}")
+        .user_data("ssh_authorized_keys+: ['ssh-ed25519 AAAAuserdata u']\nberth: {modules+: [c]}")
+        .local("ssh_authorized_keys+: ['ssh-ed25519 AAAAlocal l']");
+    let loaded = m.load("berth.modules+=[d,e]");
+    let keys: Vec<&str> = loaded
+        .config
+        .ssh_authorized_keys
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ssh-ed25519 AAAAdefault d",
+            "ssh-ed25519 AAAAuserdata u",
+            "ssh-ed25519 AAAAlocal l"
+        ]
+    );
+    let modules: Vec<String> = loaded
+        .config
+        .berth
+        .modules
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(modules, ["b", "c", "d", "e"]);
+    // Appending onto the schema's own default list.
+    let loaded = m.load("berth.cloud_init.datasources+=ec2");
+    let ds: Vec<String> = loaded
+        .config
+        .berth
+        .cloud_init
+        .datasources
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(ds, ["nocloud", "configdrive", "ec2"]);
+}
+
+#[test]
+fn an_empty_value_resets_to_the_lower_layers() {
+    let m = Machine::new();
+    m.defaults("berth:\n  services:\n    ntp: {image: berth/ntp}\n    udev: {image: berth/udev}\n  shutdown_timeout: 30\n")
+        .local("berth:\n  services:\n    ntp:\n  shutdown_timeout:\n");
+    let loaded = m.load("");
+    assert!(!loaded.config.berth.services.contains_key("ntp"));
+    assert!(loaded.config.berth.services.contains_key("udev"));
+    assert_eq!(
+        loaded.config.berth.shutdown_timeout, 60,
+        "back to the schema default"
+    );
+}
+
+#[test]
+fn a_partial_service_override_merges_with_the_default() {
+    let m = Machine::new();
+    m.defaults(
+        "berth:\n  services:\n    console:\n      image: berth/console\n      privileged: true\n",
+    )
+    .local("berth:\n  services:\n    console:\n      environment: {TERM: linux}\n");
+    let loaded = m.load("");
+    let console = &loaded.config.berth.services["console"];
+    assert_eq!(console.image.as_str(), "berth/console");
+    assert!(console.privileged);
+    assert_eq!(console.environment["TERM"].as_deref(), Some("linux"));
+    assert!(!loaded.has_errors());
+}
+
+#[test]
+fn a_broken_layer_is_skipped_and_the_rest_applies() {
+    let m = Machine::new();
+    m.defaults("berth: {defaults: {hostname: builtin}}")
+        .conf_d(
+            "10-keys.yml",
+            "ssh_authorized_keys: ['ssh-ed25519 AAAAkeep me']",
+        )
+        .conf_d(
+            "20-bad-yaml.yml",
+            "hostname: [unclosed\nberth: {debug: true}\n",
+        )
+        .user_data("#cloud-config\nhostname: from-user-data\nberth:\n  ssh:\n    port: x\n")
+        .local("berth: {autologin: [ttyS0]}");
+    let loaded = m.load("console=ttyS0");
+    assert_eq!(loaded.config.effective_hostname().as_str(), "builtin");
+    assert_eq!(
+        loaded.config.ssh_authorized_keys.len(),
+        1,
+        "keys from a valid layer still work"
+    );
+    assert!(!loaded.config.berth.debug);
+    assert_eq!(loaded.config.berth.ssh.port.get(), 22);
+    assert_eq!(loaded.config.berth.autologin[0].as_str(), "ttyS0");
+    assert_eq!(
+        status(&loaded, LayerKind::ConfD),
+        [LayerStatus::Applied, LayerStatus::Skipped]
+    );
+    assert_eq!(status(&loaded, LayerKind::UserData), [LayerStatus::Skipped]);
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            let file = Path::new(&d.source)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            format!(
+                "{file}:{}:{}: {}: {}",
+                d.line.unwrap(),
+                d.column.unwrap(),
+                d.key.clone().unwrap_or_default(),
+                d.message
+            )
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("20-bad-yaml.yml:2:"), "{}", errors[0]);
+    assert_eq!(
+        errors[1],
+        "user-data.yml:5:5: berth.ssh.port: \"x\" is not a port number (1-65535)"
+    );
+}
+
+#[test]
+fn broken_defaults_fall_back_to_the_schema() {
+    let m = Machine::new();
+    m.defaults("berth: {shutdown_timeout: soon}")
+        .local("hostname: ok");
+    let loaded = m.load("");
+    assert_eq!(loaded.config.berth.shutdown_timeout, 60);
+    assert_eq!(loaded.config.hostname.as_ref().unwrap().as_str(), "ok");
+    assert!(loaded.has_errors());
+}
+
+#[test]
+fn unreadable_and_binary_files_are_skipped() {
+    let m = Machine::new();
+    std::fs::create_dir_all(&m.paths.conf_dir).unwrap();
+    std::fs::write(m.paths.user_data(), [0x1f, 0x8b, 0x08, 0x00]).unwrap();
+    std::fs::write(m.paths.local(), [0xff, 0xfe, 0x00]).unwrap();
+    std::fs::create_dir_all(m.paths.conf_d().join("dir.yml")).unwrap();
+    let loaded = m.load("");
+    let messages: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "the file is gzip-compressed; decompress it first; this layer is skipped",
+            "the file is not UTF-8 text; this layer is skipped"
+        ]
+    );
+}
+
+#[test]
+fn the_kernel_command_line_is_the_top_layer() {
+    let m = Machine::new();
+    m.local("hostname: local\nberth: {autologin: [tty1]}");
+    let loaded = m.load(
+        "quiet cc.hostname=fromcmdline rancher.autologin=ttyS0 rancher.autologin=ttyS1 rancher.console=x berth.ssh.daemon=no",
+    );
+    assert_eq!(
+        loaded.config.hostname.as_ref().unwrap().as_str(),
+        "fromcmdline"
+    );
+    let ttys: Vec<&str> = loaded
+        .config
+        .berth
+        .autologin
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(ttys, ["ttyS0", "ttyS1"]);
+    assert!(!loaded.config.berth.ssh.daemon);
+    let warning = &loaded.diagnostics[0];
+    assert_eq!(warning.source, "kernel command line");
+    assert_eq!(warning.key.as_deref(), Some("rancher.console"));
+}
+
+#[test]
+fn a_bad_cmdline_value_skips_the_cmdline_layer_only() {
+    let m = Machine::new();
+    m.local("hostname: local");
+    let loaded = m.load("berth.ssh.port=99999 berth.debug");
+    assert_eq!(loaded.config.hostname.as_ref().unwrap().as_str(), "local");
+    assert!(!loaded.config.berth.debug);
+    assert_eq!(
+        loaded.diagnostics[0].to_string(),
+        "error: kernel command line: berth.ssh.port: 99999 is not a port number (1-65535)"
+    );
+}
+
+#[test]
+fn typical_config_loads_fast() {
+    let m = Machine::new();
+    let fixture = |n: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(n),
+        )
+        .unwrap()
+    };
+    m.defaults(&fixture("berth-native.yml"))
+        .conf_d("10.yml", &fixture("rancheros-services.yml"))
+        .user_data(&fixture("cloud-init-ubuntu-style.yml"))
+        .local(&fixture("rancheros-docker-engine.yml"));
+    let start = std::time::Instant::now();
+    let runs = 20;
+    for _ in 0..runs {
+        std::hint::black_box(m.load("console=ttyS0 berth.debug"));
+    }
+    let each = start.elapsed() / runs;
+    eprintln!("one load of four layers and a command line: {each:?}");
+    // Generous bound for unoptimized test builds on a loaded CI machine.
+    assert!(each.as_millis() < 50, "one load took {each:?}");
+}

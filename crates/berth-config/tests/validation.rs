@@ -1,0 +1,166 @@
+//! Every kind of validation message, pinned by one snapshot: what the user sees for each
+//! mistake (file:line:column, key path, what is allowed).
+
+use berth_config::validate_text;
+
+const CASES: &[(&str, &str)] = &[
+    ("YAML: tab indentation", "berth:\n\tdebug: true\n"),
+    ("YAML: unclosed quote", "hostname: \"abc\n"),
+    (
+        "YAML: unclosed flow list",
+        "berth:\n  modules: [a, b\n  debug: true\n",
+    ),
+    ("YAML: duplicate key", "hostname: a\nhostname: b\n"),
+    ("not a map", "- hostname: a\n"),
+    ("a script", "#!/bin/sh\necho hi\n"),
+    ("multipart", "Content-Type: multipart/mixed; boundary=x\n"),
+    ("hostname", "hostname: -web_01-\n"),
+    ("port: text", "berth:\n  ssh:\n    port: x\n"),
+    ("port: zero", "berth: {ssh: {port: 0}}\n"),
+    ("port: too big", "berth: {ssh: {port: 70000}}\n"),
+    (
+        "CIDR: no prefix",
+        "berth: {network: {interfaces: {eth0: {address: 10.0.0.2}}}}\n",
+    ),
+    (
+        "CIDR: prefix too long",
+        "berth: {network: {interfaces: {eth0: {addresses: [10.0.0.2/33]}}}}\n",
+    ),
+    (
+        "IP address",
+        "berth: {network: {dns: {nameservers: [dns.google]}}}\n",
+    ),
+    ("MTU", "berth: {network: {interfaces: {eth0: {mtu: 10}}}}\n"),
+    (
+        "file mode",
+        "write_files:\n  - path: /etc/x\n    permissions: \"0689\"\n",
+    ),
+    ("boolean", "berth: {debug: maybe}\n"),
+    ("whole number", "berth: {shutdown_timeout: -5}\n"),
+    ("list expected", "berth: {autologin: {tty1: true}}\n"),
+    ("map expected", "berth: [debug]\n"),
+    ("terminal name", "berth: {autologin: [\"tty 1\"]}\n"),
+    ("ssh key", "ssh_authorized_keys: [hello]\n"),
+    (
+        "ssh private key",
+        "ssh_authorized_keys:\n  - |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    b3Blbn\n    -----END OPENSSH PRIVATE KEY-----\n",
+    ),
+    ("write_files: no path", "write_files:\n  - content: x\n"),
+    (
+        "write_files: relative path",
+        "write_files:\n  - path: etc/x\n",
+    ),
+    (
+        "write_files: encoding",
+        "write_files:\n  - path: /x\n    encoding: rot13\n",
+    ),
+    (
+        "write_files: bad base64",
+        "write_files:\n  - path: /x\n    encoding: b64\n    content: \"!!!\"\n",
+    ),
+    (
+        "write_files: bad gzip",
+        "write_files:\n  - path: /x\n    encoding: gzip+b64\n    content: aGVsbG8=\n",
+    ),
+    ("users: name", "users:\n  - name: Bad Name\n"),
+    ("users: sudo true", "users:\n  - name: a\n    sudo: true\n"),
+    ("users: twice", "users: [a, b, a]\n"),
+    ("mounts: too short", "mounts:\n  - [/dev/vdb]\n"),
+    (
+        "mounts: relative mount point",
+        "mounts:\n  - [/dev/vdb, data]\n",
+    ),
+    ("runcmd: empty argv", "runcmd:\n  - []\n"),
+    ("runcmd: map", "runcmd:\n  - {a: b}\n"),
+    ("timezone", "timezone: ../../etc/passwd\n"),
+    (
+        "service: no image",
+        "berth:\n  services:\n    web:\n      restart: always\n",
+    ),
+    (
+        "service: name",
+        "berth:\n  services:\n    -web: {image: x}\n",
+    ),
+    (
+        "service: restart",
+        "berth: {services: {web: {image: nginx, restart: sometimes}}}\n",
+    ),
+    (
+        "service: entrypoint quote",
+        "berth: {services: {web: {image: nginx, entrypoint: \"sh -c 'oops\"}}}\n",
+    ),
+    (
+        "service: oom_score_adj",
+        "berth: {services: {web: {image: nginx, oom_score_adj: 5000}}}\n",
+    ),
+    (
+        "service: stop_grace_period",
+        "berth: {services: {web: {image: nginx, stop_grace_period: forever}}}\n",
+    ),
+    (
+        "service: ulimit",
+        "berth: {services: {web: {image: nginx, ulimits: {nofile: {soft: 1}}}}}\n",
+    ),
+    (
+        "service: environment",
+        "berth: {services: {web: {image: nginx, environment: [\"=x\"]}}}\n",
+    ),
+    (
+        "service: compose-only key",
+        "berth: {services: {web: {image: nginx, ports: [\"80:80\"]}}}\n",
+    ),
+    (
+        "service: typo",
+        "berth: {services: {web: {image: nginx, previleged: true}}}\n",
+    ),
+    (
+        "datasource",
+        "berth: {cloud_init: {datasources: [nocloud, gce]}}\n",
+    ),
+    ("module", "berth: {modules: [\"a/b\"]}\n"),
+    ("device", "berth: {state: {dev: sda1}}\n"),
+    (
+        "registry mirror",
+        "berth: {docker: {registry_mirrors: [mirror.example]}}\n",
+    ),
+    ("sysctl list", "berth: {sysctl: {vm.swappiness: [1]}}\n"),
+    ("unknown top-level key", "hostnme: web\n"),
+    ("unknown berth key", "berth: {sshd: {port: 22}}\n"),
+    ("cloud-init-only key", "package_upgrade: true\n"),
+    ("append to a scalar", "berth: {shutdown_timeout+: [5]}\n"),
+    ("rancher: not a map", "rancher: yes\n"),
+    (
+        "rancher: wrong type under a mapped key",
+        "rancher:\n  ssh:\n    port: twenty-two\n",
+    ),
+];
+
+#[test]
+fn every_validation_message() {
+    let mut out = String::new();
+    for (title, text) in CASES {
+        out.push_str(&format!("## {title}\n"));
+        let diagnostics = validate_text(text, "case.yml");
+        assert!(!diagnostics.is_empty(), "{title}: no diagnostic");
+        for d in diagnostics {
+            out.push_str(&format!("{d}\n"));
+        }
+        out.push('\n');
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn valid_texts_have_no_diagnostics() {
+    for text in [
+        "",
+        "#cloud-config\n",
+        "hostname: a\n",
+        "berth: {ssh: {port: \"2222\"}, debug: yes, sysctl: {vm.swappiness: 0, net.ipv4.ip_forward: on}}\n",
+        "write_files: [{path: /x, permissions: 0644}, {path: /y, permissions: 755}]\n",
+        "users: [default, {name: alice, groups: [docker], sudo: false}]\n",
+        "mounts: [[swap, null, swap, sw]]\n",
+    ] {
+        assert_eq!(validate_text(text, "ok.yml"), [], "{text}");
+    }
+}
