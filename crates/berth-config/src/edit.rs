@@ -236,6 +236,8 @@ fn key_path(key: &str) -> Result<Vec<String>, ConfigError> {
             "set a whole list (like `write_files '[...]'`), not one item",
         ));
     }
+    // `cc.hostname` (the command-line spelling of a top-level key) is `hostname`.
+    let key = key.strip_prefix("cc.").unwrap_or(key);
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(invalid(

@@ -37,7 +37,7 @@ fn get_reads_typed_values_and_dotted_keys() {
 #[test]
 fn set_types_validates_and_writes_atomically() {
     let (_root, paths) = machine();
-    set(&paths, "hostname", "node-7").unwrap();
+    set(&paths, "cc.hostname", "node-7").unwrap();
     set(&paths, "berth.ssh.port", "2222").unwrap();
     set(
         &paths,
