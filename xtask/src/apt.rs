@@ -202,8 +202,7 @@ pub fn parse_print_uris(text: &str) -> Result<Vec<Package>> {
             .strip_suffix(".deb")
             .with_context(|| format!("not a .deb: {filename}"))?;
         let mut parts = stem.splitn(3, '_');
-        let (Some(name), Some(version), Some(arch)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(version), Some(arch)) = (parts.next(), parts.next(), parts.next()) else {
             bail!("cannot read name_version_arch from {filename}");
         };
         packages.insert(
@@ -213,9 +212,7 @@ pub fn parse_print_uris(text: &str) -> Result<Vec<Package>> {
                 version: version.replace("%3a", ":"),
                 arch: arch.to_string(),
                 filename: filename.to_string(),
-                size: size
-                    .parse()
-                    .with_context(|| format!("bad size in: {line}"))?,
+                size: size.parse().with_context(|| format!("bad size in: {line}"))?,
                 sha256,
                 uri,
             },
@@ -225,8 +222,7 @@ pub fn parse_print_uris(text: &str) -> Result<Vec<Package>> {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -32,6 +32,7 @@ pub struct Artifacts {
     pub slim_initrd: PathBuf,
     pub iso: PathBuf,
     pub os_img: PathBuf,
+    pub images_img: PathBuf,
     pub manifest: PathBuf,
     pub berth: PathBuf,
     pub kernel_release: String,
@@ -58,6 +59,7 @@ impl Artifacts {
             slim_initrd: out.join("work/initrd-slim.img"),
             iso: out.join("berth.iso"),
             os_img: out.join("work/os.img"),
+            images_img: out.join("work/images.img"),
             manifest: out.join("manifest.json"),
             berth: out.join("work/berth"),
             kernel_release,
@@ -70,10 +72,7 @@ pub fn musl_available() -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(MUSL_TARGET)
-        .is_dir()
+    Path::new(&sysroot).join("lib/rustlib").join(MUSL_TARGET).is_dir()
 }
 
 fn fingerprint(parts: &[&[u8]]) -> String {
@@ -86,14 +85,9 @@ fn fingerprint(parts: &[&[u8]]) -> String {
 }
 
 /// Run `build` unless `stamp` records `print` and every output exists.
-fn cached(
-    stamp: &Path,
-    print: &str,
-    outputs: &[&Path],
-    build: impl FnOnce() -> Result<()>,
-) -> Result<bool> {
-    let fresh = std::fs::read_to_string(stamp).ok().as_deref() == Some(print)
-        && outputs.iter().all(|p| p.exists());
+fn cached(stamp: &Path, print: &str, outputs: &[&Path], build: impl FnOnce() -> Result<()>) -> Result<bool> {
+    let fresh =
+        std::fs::read_to_string(stamp).ok().as_deref() == Some(print) && outputs.iter().all(|p| p.exists());
     if fresh {
         return Ok(false);
     }
@@ -121,11 +115,7 @@ fn read_dir_digest(dir: &Path) -> Result<Vec<u8>> {
                 use std::os::unix::fs::PermissionsExt;
                 h.update(entry.metadata()?.permissions().mode().to_le_bytes());
             } else if entry.file_type().is_symlink() {
-                h.update(
-                    std::fs::read_link(entry.path())?
-                        .to_string_lossy()
-                        .as_bytes(),
-                );
+                h.update(std::fs::read_link(entry.path())?.to_string_lossy().as_bytes());
             }
         }
     }
@@ -176,12 +166,7 @@ fn resolve(apt: &Apt, os: &OsRecipe, images: &[ImageRecipe]) -> Result<Resolved>
     let kernel = kernel_closure
         .into_iter()
         .find(|p| p.name.starts_with("linux-image-") && p.name.chars().any(|c| c.is_ascii_digit()))
-        .with_context(|| {
-            format!(
-                "{} does not depend on a versioned linux-image package",
-                os.kernel
-            )
-        })?;
+        .with_context(|| format!("{} does not depend on a versioned linux-image package", os.kernel))?;
     let os_pkgs: Vec<Package> = apt
         .resolve(&os.packages)?
         .into_iter()
@@ -193,10 +178,7 @@ fn resolve(apt: &Apt, os: &OsRecipe, images: &[ImageRecipe]) -> Result<Resolved>
         .filter(|p| os.engine_packages.contains(&p.name))
         .collect();
     if engine.len() != os.engine_packages.len() {
-        bail!(
-            "not every engine package resolved: {:?}",
-            os.engine_packages
-        );
+        bail!("not every engine package resolved: {:?}", os.engine_packages);
     }
     let mut closures: BTreeMap<String, Vec<Package>> = BTreeMap::new();
     let mut layers = BTreeMap::new();
@@ -227,12 +209,52 @@ fn resolve(apt: &Apt, os: &OsRecipe, images: &[ImageRecipe]) -> Result<Resolved>
         );
         closures.insert(image.name.clone(), closure);
     }
+    hoist_shared(images, &mut layers);
     Ok(Resolved {
         kernel,
         os: os_pkgs,
         engine,
         layers,
     })
+}
+
+/// Move packages that two or more sibling images need into their parent's layer, so that
+/// System Docker stores (and, when running from RAM, holds in memory) each of them once.
+fn hoist_shared(images: &[ImageRecipe], layers: &mut BTreeMap<String, Vec<Package>>) {
+    for parent in images {
+        let children: Vec<&str> = images
+            .iter()
+            .filter(|i| i.from.as_deref() == Some(parent.name.as_str()))
+            .map(|i| i.name.as_str())
+            .collect();
+        let mut count: BTreeMap<String, (usize, Package)> = BTreeMap::new();
+        for child in &children {
+            for p in &layers[*child] {
+                count.entry(p.name.clone()).or_insert((0, p.clone())).0 += 1;
+            }
+        }
+        let shared: Vec<Package> = count
+            .into_values()
+            .filter(|(n, _)| *n >= 2)
+            .map(|(_, p)| p)
+            .collect();
+        if shared.is_empty() {
+            continue;
+        }
+        for child in &children {
+            if let Some(layer) = layers.get_mut(*child) {
+                layer.retain(|p| !shared.iter().any(|s| s.name == p.name));
+            }
+        }
+        if let Some(layer) = layers.get_mut(&parent.name) {
+            for p in shared {
+                if !layer.iter().any(|x| x.name == p.name) {
+                    layer.push(p);
+                }
+            }
+            layer.sort();
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -318,10 +340,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     let mut step = steps.step("Unpacking the kernel");
     let kernel_dir = work.join("kernel");
     let kernel_deb = apt.archives().join(&resolved.kernel.filename);
-    let kprint = fingerprint(&[
-        BUILDER_REVISION.as_bytes(),
-        resolved.kernel.sha256.as_bytes(),
-    ]);
+    let kprint = fingerprint(&[BUILDER_REVISION.as_bytes(), resolved.kernel.sha256.as_bytes()]);
     let stamp = work.join("kernel.stamp");
     let fresh = cached(&stamp, &kprint, &[&kernel_dir], || {
         kernel::unpack(&kernel_deb, &kernel_dir).map(|_| ())
@@ -336,8 +355,16 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
 
     let mut step = steps.step("Building system images");
     let store = work.join("images");
+    let images_img = work.join("images.img");
     let image_infos = build_images(
-        &apt, &images, &resolved, &os_recipe, &store, version, &mut step,
+        &apt,
+        &images,
+        &resolved,
+        &os_recipe,
+        &store,
+        &images_img,
+        version,
+        &mut step,
     )?;
     drop(step);
 
@@ -350,22 +377,14 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         kernel.release.as_bytes(),
         resolved.kernel.sha256.as_bytes(),
         berth_sha.as_bytes(),
-        serde_json::to_string(&image_infos)?.as_bytes(),
-        &read_dir_digest(&layout::os_dir())?,
+        &read_dir_digest(&layout::os_dir().join("files/host-etc"))?,
+        &std::fs::read(layout::os_dir().join("defaults.yml"))?,
+        &std::fs::read(layout::os_dir().join("os-image.yaml"))?,
         version.as_bytes(),
     ]);
     let fresh = cached(&work.join("os.stamp"), &os_print, &[&os_img], || {
         build_os_image(
-            &apt,
-            &os_recipe,
-            &resolved,
-            &kernel,
-            &berth,
-            &store,
-            &image_infos,
-            version,
-            &work,
-            &os_img,
+            &apt, &os_recipe, &resolved, &kernel, &berth, version, &work, &os_img,
         )
     })?;
     step.note(format!(
@@ -389,22 +408,24 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         resolved.kernel.sha256.as_bytes(),
         busybox_deb.sha256.as_bytes(),
         os_print.as_bytes(),
+        std::fs::read_to_string(work.join("images.stamp"))?.as_bytes(),
     ]);
-    let fresh = cached(
-        &work.join("initrd.stamp"),
-        &i_print,
-        &[&slim, &initrd],
-        || {
-            build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &slim)?;
-            let mut out = std::fs::File::create(&initrd)?;
-            std::io::copy(&mut std::fs::File::open(&slim)?, &mut out)?;
-            // The compressed segment must end on a 4-byte boundary for the next archive.
-            let len = std::fs::metadata(&slim)?.len();
-            std::io::Write::write_all(&mut out, &vec![0u8; ((4 - len % 4) % 4) as usize])?;
-            initramfs::append_file("berth/os.img", &os_img, std::io::BufWriter::new(out))?;
-            Ok(())
-        },
-    )?;
+    let fresh = cached(&work.join("initrd.stamp"), &i_print, &[&slim, &initrd], || {
+        build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &slim)?;
+        let mut out = std::fs::File::create(&initrd)?;
+        std::io::copy(&mut std::fs::File::open(&slim)?, &mut out)?;
+        // The compressed segment must end on a 4-byte boundary for the next archive.
+        let len = std::fs::metadata(&slim)?.len();
+        std::io::Write::write_all(&mut out, &vec![0u8; ((4 - len % 4) % 4) as usize])?;
+        initramfs::append_files(
+            &[
+                ("berth/os.img", os_img.as_path()),
+                ("berth/images.img", images_img.as_path()),
+            ],
+            std::io::BufWriter::new(out),
+        )?;
+        Ok(())
+    })?;
     step.note(format!(
         "slim {}, full {}{}",
         ui::human_size(std::fs::metadata(&slim)?.len()),
@@ -428,6 +449,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
             &vmlinuz,
             &slim,
             &os_img,
+            &images_img,
             version,
             &iso_path,
         )
@@ -441,13 +463,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
 
     let step = steps.step("Writing the manifest");
     let artifacts = Artifacts::at(&out, kernel.release.clone());
-    write_manifest(
-        &artifacts,
-        &resolved,
-        &image_infos,
-        &kernel.release,
-        version,
-    )?;
+    write_manifest(&artifacts, &resolved, &image_infos, &kernel.release, version)?;
     step.done();
     eprintln!(
         "Built Berth {version} in {:.0}s: {}",
@@ -495,6 +511,7 @@ fn build_images(
     resolved: &Resolved,
     os: &OsRecipe,
     store: &Path,
+    images_img: &Path,
     version: &str,
     step: &mut ui::Step,
 ) -> Result<Vec<ImageInfo>> {
@@ -511,10 +528,7 @@ fn build_images(
             .iter()
             .map(|r| r.source.display().to_string())
             .collect();
-        let mut parts: Vec<Vec<u8>> = vec![
-            BUILDER_REVISION.as_bytes().to_vec(),
-            version.as_bytes().to_vec(),
-        ];
+        let mut parts: Vec<Vec<u8>> = vec![BUILDER_REVISION.as_bytes().to_vec(), version.as_bytes().to_vec()];
         for src in &chain {
             parts.push(std::fs::read(src)?);
         }
@@ -522,16 +536,14 @@ fn build_images(
         if let Some(f) = &files {
             parts.push(read_dir_digest(f)?);
         }
-        prints.push(fingerprint(
-            &parts.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-        ));
+        prints.push(fingerprint(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>()));
     }
     let print = prints.join(",");
     let mut infos: Vec<ImageInfo> = Vec::new();
     let fresh = cached(
         &work.join("images.stamp"),
         &print,
-        &[store, &info_path],
+        &[store, &info_path, images_img],
         || {
             fresh_dir(store)?;
             let mut entries: Vec<ManifestEntry> = Vec::new();
@@ -613,8 +625,9 @@ fn build_images(
                 std::fs::remove_dir_all(&layer_root)?;
             }
             docker_archive::write_manifest(store, &entries)?;
+            std::fs::write(store.join("images.json"), serde_json::to_vec_pretty(&infos)?)?;
             std::fs::write(&info_path, serde_json::to_vec_pretty(&infos)?)?;
-            Ok(())
+            squashfs(store, images_img)
         },
     )?;
     let infos: Vec<ImageInfo> = serde_json::from_slice(&std::fs::read(&info_path)?)?;
@@ -637,8 +650,6 @@ fn build_os_image(
     resolved: &Resolved,
     kernel: &kernel::Kernel,
     berth: &Path,
-    store: &Path,
-    images: &[ImageInfo],
     version: &str,
     work: &Path,
     os_img: &Path,
@@ -685,23 +696,15 @@ fn build_os_image(
     // Berth's data: default configuration, /etc defaults, system images, release info.
     let share = usr.join("share/berth");
     std::fs::create_dir_all(&share)?;
-    std::fs::copy(
-        layout::os_dir().join("defaults.yml"),
-        share.join("defaults.yml"),
-    )
-    .context("copying os/defaults.yml")?;
+    std::fs::copy(layout::os_dir().join("defaults.yml"), share.join("defaults.yml"))
+        .context("copying os/defaults.yml")?;
     tree::copy_overlay(&layout::os_dir().join("files/host-etc"), &share.join("etc"))?;
-    copy_tree(store, &share.join("images"))?;
     let release = serde_json::json!({
         "version": version,
         "kernel": kernel.release,
         "engine": resolved.engine.iter().map(|p| (p.name.clone(), p.version.clone())).collect::<BTreeMap<_, _>>(),
-        "images": images,
     });
-    std::fs::write(
-        share.join("release.json"),
-        serde_json::to_vec_pretty(&release)?,
-    )?;
+    std::fs::write(share.join("release.json"), serde_json::to_vec_pretty(&release)?)?;
     tree::write_file(
         &root,
         "/usr/lib/os-release",
@@ -711,27 +714,23 @@ fn build_os_image(
         ),
         0o644,
     )?;
-    let _ = std::fs::remove_file(os_img);
+    squashfs(&usr, os_img)
+}
+
+/// A read-only zstd squashfs of `dir` (zstd: fast to decompress at boot, under emulation too).
+fn squashfs(dir: &Path, dest: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(dest);
     let output = Command::new("mksquashfs")
-        .arg(&usr)
-        .arg(os_img)
-        .args([
-            "-comp",
-            "zstd",
-            "-Xcompression-level",
-            "19",
-            "-b",
-            "1M",
-            "-all-root",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-        ])
+        .arg(dir)
+        .arg(dest)
+        .args(["-comp", "zstd", "-Xcompression-level", "19", "-b", "1M"])
+        .args(["-all-root", "-noappend", "-quiet", "-no-progress"])
         .output()
         .context("running mksquashfs")?;
     if !output.status.success() {
         bail!(
-            "mksquashfs failed: {}",
+            "mksquashfs {} failed: {}",
+            dir.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
@@ -810,6 +809,7 @@ fn write_manifest(
         ("initrd.img", &a.initrd),
         ("berth.iso", &a.iso),
         ("os.img", &a.os_img),
+        ("images.img", &a.images_img),
         ("initrd-slim.img", &a.slim_initrd),
     ] {
         artifacts.push(ManifestArtifact {

@@ -52,8 +52,7 @@ pub fn unpack(deb: &Path, root: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Ve
         .spawn()
         .with_context(|| format!("running dpkg-deb on {}", deb.display()))?;
     let stdout = child.stdout.take().context("dpkg-deb without stdout")?;
-    let written =
-        unpack_tar(stdout, root, keep).with_context(|| format!("unpacking {}", deb.display()))?;
+    let written = unpack_tar(stdout, root, keep).with_context(|| format!("unpacking {}", deb.display()))?;
     let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
@@ -102,9 +101,7 @@ fn unpack_tar(reader: impl Read, root: &Path, keep: &dyn Fn(&str) -> bool) -> Re
             std::fs::hard_link(root.join(target.trim_start_matches('/')), &dest)
                 .with_context(|| format!("hard link {path}"))?;
         } else {
-            entry
-                .unpack(&dest)
-                .with_context(|| format!("writing {path}"))?;
+            entry.unpack(&dest).with_context(|| format!("writing {path}"))?;
         }
         written.push(path);
     }
@@ -122,8 +119,7 @@ pub fn usr_merge_links(root: &Path) -> Result<()> {
         std::fs::create_dir_all(root.join(target))?;
         let path: PathBuf = root.join(link);
         if path.symlink_metadata().is_err() {
-            std::os::unix::fs::symlink(target, &path)
-                .with_context(|| format!("linking /{link}"))?;
+            std::os::unix::fs::symlink(target, &path).with_context(|| format!("linking /{link}"))?;
         }
     }
     Ok(())

@@ -55,8 +55,7 @@ impl<W: Write> Write for HashingWriter<W> {
 pub fn write_layer(src: &Path, store: &Path) -> Result<Layer> {
     std::fs::create_dir_all(store)?;
     let tmp = store.join(".layer.tar.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut writer = HashingWriter {
         inner: std::io::BufWriter::new(file),
         hasher: Sha256::new(),
@@ -107,8 +106,7 @@ fn append_entry<W: Write>(builder: &mut tar::Builder<W>, path: &Path, rel: &Path
     } else if ft.is_file() {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(meta.size());
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         builder.append_data(&mut header, rel, file)?;
     }
     // Sockets, fifos and devices do not belong in an image tree; skip them.
@@ -162,12 +160,8 @@ pub fn write_image(store: &Path, spec: &ImageSpec<'_>) -> Result<(ManifestEntry,
 
 /// Write `manifest.json` and remove blobs no image refers to.
 pub fn write_manifest(store: &Path, entries: &[ManifestEntry]) -> Result<()> {
-    std::fs::write(
-        store.join("manifest.json"),
-        serde_json::to_vec_pretty(entries)?,
-    )?;
-    let mut keep: std::collections::HashSet<String> =
-        entries.iter().map(|e| e.config.clone()).collect();
+    std::fs::write(store.join("manifest.json"), serde_json::to_vec_pretty(entries)?)?;
+    let mut keep: std::collections::HashSet<String> = entries.iter().map(|e| e.config.clone()).collect();
     for e in entries {
         for l in &e.layers {
             if let Some((dir, _)) = l.split_once('/') {

@@ -36,25 +36,13 @@ pub fn write_cpio<W: Write>(root: &Path, devices: &[CharDevice], mut out: W) -> 
     };
     for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let entry = entry?;
-        let name = entry
-            .path()
-            .strip_prefix(root)?
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.path().strip_prefix(root)?.to_string_lossy().into_owned();
         let meta = entry.path().symlink_metadata()?;
         let perm = meta.permissions().mode() & 0o7777;
-        let builder = cpio::newc::Builder::new(&name)
-            .ino(next())
-            .uid(0)
-            .gid(0)
-            .mtime(0);
+        let builder = cpio::newc::Builder::new(&name).ino(next()).uid(0).gid(0).mtime(0);
         let ft = meta.file_type();
         if ft.is_dir() {
-            out = builder
-                .mode(S_IFDIR | perm)
-                .nlink(2)
-                .write(out, 0)
-                .finish()?;
+            out = builder.mode(S_IFDIR | perm).nlink(2).write(out, 0).finish()?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())?;
             let bytes = target.as_os_str().as_encoded_bytes();
@@ -62,8 +50,7 @@ pub fn write_cpio<W: Write>(root: &Path, devices: &[CharDevice], mut out: W) -> 
             w.write_all(bytes)?;
             out = w.finish()?;
         } else if ft.is_file() {
-            let size =
-                u32::try_from(meta.size()).with_context(|| format!("{name} is over 4 GiB"))?;
+            let size = u32::try_from(meta.size()).with_context(|| format!("{name} is over 4 GiB"))?;
             let mut w = builder.mode(S_IFREG | perm).write(out, size);
             let mut file = std::fs::File::open(entry.path())?;
             std::io::copy(&mut file, &mut w).with_context(|| format!("archiving {name}"))?;
@@ -84,8 +71,7 @@ pub fn write_cpio<W: Write>(root: &Path, devices: &[CharDevice], mut out: W) -> 
 
 /// Write `root` as a zstd-compressed archive at `dest`.
 pub fn write_compressed(root: &Path, devices: &[CharDevice], dest: &Path) -> Result<()> {
-    let file =
-        std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let file = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut encoder = zstd::Encoder::new(std::io::BufWriter::new(file), 19)?;
     encoder.multithread(2)?;
     let encoder = write_cpio(root, devices, encoder)?;
@@ -93,24 +79,29 @@ pub fn write_compressed(root: &Path, devices: &[CharDevice], dest: &Path) -> Res
     Ok(())
 }
 
-/// Write an uncompressed archive holding one file at `name`, appended to `out`.
-pub fn append_file<W: Write>(name: &str, file: &Path, mut out: W) -> Result<W> {
-    let parts: Vec<&str> = name.split('/').collect();
-    for i in 1..parts.len() {
-        let dir = parts[..i].join("/");
-        out = cpio::newc::Builder::new(&dir)
-            .mode(S_IFDIR | 0o755)
-            .nlink(2)
-            .write(out, 0)
-            .finish()?;
+/// Write an uncompressed archive holding `files` (archive name, path on disk) to `out`.
+pub fn append_files<W: Write>(files: &[(&str, &Path)], mut out: W) -> Result<W> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (name, file) in files {
+        let parts: Vec<&str> = name.split('/').collect();
+        for i in 1..parts.len() {
+            let dir = parts[..i].join("/");
+            if dirs.insert(dir.clone()) {
+                out = cpio::newc::Builder::new(&dir)
+                    .mode(S_IFDIR | 0o755)
+                    .nlink(2)
+                    .write(out, 0)
+                    .finish()?;
+            }
+        }
+        let meta = std::fs::metadata(file)?;
+        let size = u32::try_from(meta.len()).with_context(|| format!("{name} is over 4 GiB"))?;
+        let mut w = cpio::newc::Builder::new(name)
+            .mode(S_IFREG | 0o444)
+            .write(out, size);
+        std::io::copy(&mut std::fs::File::open(file)?, &mut w)?;
+        out = w.finish()?;
     }
-    let meta = std::fs::metadata(file)?;
-    let size = u32::try_from(meta.len()).context("the OS image is over 4 GiB")?;
-    let mut w = cpio::newc::Builder::new(name)
-        .mode(S_IFREG | 0o444)
-        .write(out, size);
-    std::io::copy(&mut std::fs::File::open(file)?, &mut w)?;
-    out = w.finish()?;
     Ok(cpio::newc::trailer(out)?)
 }
 
@@ -132,10 +123,7 @@ mod tests {
             if entry.entry().is_trailer() {
                 break;
             }
-            names.push((
-                entry.entry().name().to_string(),
-                entry.entry().mode() & 0o170000,
-            ));
+            names.push((entry.entry().name().to_string(), entry.entry().mode() & 0o170000));
             reader = entry.finish().unwrap();
         }
         assert_eq!(

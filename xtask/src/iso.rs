@@ -43,6 +43,7 @@ pub fn build(
     vmlinuz: &Path,
     slim_initrd: &Path,
     os_img: &Path,
+    images_img: &Path,
     version: &str,
     dest: &Path,
 ) -> Result<()> {
@@ -56,6 +57,7 @@ pub fn build(
         (vmlinuz, "boot/vmlinuz"),
         (slim_initrd, "boot/initrd.img"),
         (os_img, "berth/os.img"),
+        (images_img, "berth/images.img"),
     ] {
         let to = staging.join(to);
         if std::fs::hard_link(from, &to).is_err() {

@@ -82,8 +82,7 @@ pub fn depmod(root: &Path, release: &str) -> Result<()> {
 
 /// `modules.dep` as (module name -> (file, dependency files)).
 fn read_deps(modules: &Path) -> Result<Vec<(String, String, Vec<String>)>> {
-    let text =
-        std::fs::read_to_string(modules.join("modules.dep")).context("reading modules.dep")?;
+    let text = std::fs::read_to_string(modules.join("modules.dep")).context("reading modules.dep")?;
     Ok(text
         .lines()
         .filter_map(|line| {
@@ -128,11 +127,7 @@ pub fn install_early(kernel: &Kernel, root: &Path) -> Result<Vec<String>> {
         std::fs::create_dir_all(to.parent().context("module without a directory")?)?;
         std::fs::copy(kernel.modules.join(file), &to).with_context(|| format!("copying {file}"))?;
     }
-    for meta in [
-        "modules.builtin",
-        "modules.builtin.modinfo",
-        "modules.order",
-    ] {
+    for meta in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
         let from = kernel.modules.join(meta);
         if from.exists() {
             std::fs::copy(&from, dest.join(meta))?;

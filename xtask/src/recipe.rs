@@ -86,8 +86,7 @@ pub struct OsRecipe {
 impl OsRecipe {
     pub fn load(os_dir: &Path) -> Result<Self> {
         let path = os_dir.join("os-image.yaml");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
@@ -114,10 +113,9 @@ pub fn load_images(os_dir: &Path) -> Result<Vec<ImageRecipe>> {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let mut recipe: ImageRecipe = serde_saphyr::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut recipe: ImageRecipe =
+            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         recipe.name = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -175,8 +173,7 @@ impl ImageRecipe {
         self.modes
             .get(path)
             .map(|m| {
-                u32::from_str_radix(m, 8)
-                    .with_context(|| format!("{}: bad mode {m} for {path}", self.name))
+                u32::from_str_radix(m, 8).with_context(|| format!("{}: bad mode {m} for {path}", self.name))
             })
             .transpose()
     }

@@ -32,11 +32,7 @@ pub fn write_user_database(root: &Path, chain: &[&ImageRecipe]) -> Result<()> {
     let (mut passwd, mut shadow, mut group, mut gshadow) =
         (String::new(), String::new(), String::new(), String::new());
     for u in &users {
-        let _ = writeln!(
-            passwd,
-            "{}:x:{}:{}::{}:{}",
-            u.name, u.uid, u.gid, u.home, u.shell
-        );
+        let _ = writeln!(passwd, "{}:x:{}:{}::{}:{}", u.name, u.uid, u.gid, u.home, u.shell);
         // '*': no password can ever match, yet the account is not "locked", so ssh keys work.
         let _ = writeln!(shadow, "{}:*:20000:0:99999:7:::", u.name);
     }
@@ -131,8 +127,7 @@ pub fn ca_bundle(root: &Path) -> Result<bool> {
     certs.sort();
     let mut bundle = String::new();
     for cert in &certs {
-        let text =
-            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let text = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
         bundle.push_str(text.trim_end());
         bundle.push('\n');
     }
