@@ -12,7 +12,7 @@ use crate::fake_loader::FakeModuleLoader;
 use crate::index::{ModuleIndex, kernel_release};
 use crate::kernel_loader::KernelModuleLoader;
 use crate::loader::ModuleLoader;
-use crate::modprobe::{ProbeOptions, modprobe_remove, modprobe_with, resolve_for_probe};
+use crate::modprobe::{ProbeOptions, modprobe_remove_with, modprobe_with, resolve_for_probe};
 use crate::{KmodError, LoadPlan};
 
 /// Add or remove kernel modules, with their dependencies.
@@ -54,7 +54,7 @@ struct Args {
     /// Apply modprobe.d blacklists to module names too, not only aliases
     #[arg(short = 'b', long = "use-blacklist")]
     use_blacklist: bool,
-    /// Fail if the module is already loaded (or, with -r, not loaded)
+    /// Fail if the module is already loaded (with -r: if it is not loaded)
     #[arg(long = "first-time")]
     first_time: bool,
     /// Accepted for compatibility: install/remove commands are never run
@@ -192,7 +192,7 @@ impl Command<'_> {
             } else if self.args.show_depends {
                 self.show_depends(&index, name, &params, options)
             } else if self.args.remove {
-                self.remove(&index, name)
+                self.remove(&index, name, options)
             } else {
                 self.insert(&index, name, &params, options)
             };
@@ -227,7 +227,7 @@ impl Command<'_> {
             let mut plan: LoadPlan = index.load_plan(&module)?;
             plan.add_target_params(params);
             let text = plan.to_string();
-            self.say(text.trim_end());
+            self.say(text.trim_end_matches('\n'));
         }
         Ok(())
     }
@@ -264,13 +264,18 @@ impl Command<'_> {
         modprobe_with(index, &mut loader, name, params, options).map(drop)
     }
 
-    fn remove(&mut self, index: &ModuleIndex, name: &str) -> Result<(), KmodError> {
+    fn remove(
+        &mut self,
+        index: &ModuleIndex,
+        name: &str,
+        options: ProbeOptions,
+    ) -> Result<(), KmodError> {
         let mut inner = self.loader();
         let mut loader = Narrated {
             inner: inner.as_mut(),
             out: self.verbose_out(),
         };
-        modprobe_remove(index, &mut loader, name).map(drop)
+        modprobe_remove_with(index, &mut loader, name, options).map(drop)
     }
 }
 

@@ -22,6 +22,9 @@ mod modprobe;
 mod name;
 mod plan;
 
+/// The errno type of [`KmodError::Insert`] and [`FakeModuleLoader::fail_insert`].
+pub use nix::errno::Errno;
+
 pub use cli::{modprobe_main, modprobe_main_with};
 pub use coldplug::{ColdplugFailure, ColdplugReport, coldplug};
 pub use config::{CONFIG_DIRS, ModprobeConfig};
@@ -36,7 +39,8 @@ pub use index_files::{
 pub use kernel_loader::{KernelModuleLoader, PROC_MODULES, parse_proc_modules};
 pub use loader::ModuleLoader;
 pub use modprobe::{
-    ProbeOptions, execute_plan, modprobe, modprobe_remove, modprobe_with, resolve_for_probe,
+    ProbeOptions, execute_plan, modprobe, modprobe_remove, modprobe_remove_with, modprobe_with,
+    resolve_for_probe,
 };
 pub use name::{module_name_from_path, normalize_alias, normalize_name};
 pub use plan::{LoadPlan, LoadStep, StepRole};

@@ -117,11 +117,23 @@ pub fn execute_plan(
 }
 
 /// Remove the module(s) `name` stands for, then those of their dependencies that nothing
-/// else uses any more (`modprobe -r`). Returns the modules removed, in order.
+/// else uses any more (`modprobe -r`). A module that is not loaded is no error. Returns the
+/// modules removed, in order.
 pub fn modprobe_remove(
     index: &ModuleIndex,
     loader: &mut dyn ModuleLoader,
     name: &str,
+) -> Result<Vec<String>, KmodError> {
+    modprobe_remove_with(index, loader, name, ProbeOptions::default())
+}
+
+/// [`modprobe_remove`] with options: `first_time` makes a module that is not loaded an
+/// error (`modprobe -r --first-time`).
+pub fn modprobe_remove_with(
+    index: &ModuleIndex,
+    loader: &mut dyn ModuleLoader,
+    name: &str,
+    options: ProbeOptions,
 ) -> Result<Vec<String>, KmodError> {
     let modules = match index.lookup(name).modules {
         modules if !modules.is_empty() => modules,
@@ -134,7 +146,10 @@ pub fn modprobe_remove(
             return Err(KmodError::Builtin { module });
         }
         if !loaded.contains(&module) {
-            return Err(KmodError::NotLoaded { module });
+            if options.first_time {
+                return Err(KmodError::NotLoaded { module });
+            }
+            continue;
         }
         loader.remove(&module)?;
         removed.push(module.clone());

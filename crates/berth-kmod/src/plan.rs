@@ -45,8 +45,9 @@ impl LoadStep {
     }
 }
 
-/// The ordered steps that load one module: dependencies first (deepest first), `pre:`
-/// softdeps before the module that names them, `post:` softdeps after it. Built-in modules
+/// The ordered steps that load one module: dependencies first (deepest first), then the
+/// `pre:` softdeps of the module that names them, the module, its `post:` softdeps; the
+/// same recursively for each dependency. Built-in modules
 /// never appear; a built-in target gives an empty plan with `builtin` set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadPlan {
@@ -125,16 +126,17 @@ impl Planner<'_> {
             return;
         }
         self.in_progress.insert(name.to_owned());
+        // modules.dep lists the deepest dependency last: walk it backwards so that each
+        // module comes after what it needs even before recursion confirms it.
+        for dep in module.deps.iter().rev() {
+            self.visit(dep, soft_role, depth + 1);
+        }
+        // Then `pre:` softdeps, right before the module, where libkmod puts them.
         let softdeps = index.softdeps(name).cloned().unwrap_or_default();
         for pre in &softdeps.pre {
             for m in index.resolve(pre) {
                 self.visit(&m, Some(StepRole::SoftdepPre), depth + 1);
             }
-        }
-        // modules.dep lists the deepest dependency last: walk it backwards so that each
-        // module comes after what it needs even before recursion confirms it.
-        for dep in module.deps.iter().rev() {
-            self.visit(dep, soft_role, depth + 1);
         }
         let role = if name == self.target {
             StepRole::Target
