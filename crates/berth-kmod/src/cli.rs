@@ -136,7 +136,7 @@ impl Command<'_> {
         }
     }
 
-    fn index(&self) -> Result<ModuleIndex, KmodError> {
+    fn index(&mut self) -> Result<ModuleIndex, KmodError> {
         let release = match &self.args.set_version {
             Some(release) => release.clone(),
             None => kernel_release()?,
@@ -148,7 +148,14 @@ impl Command<'_> {
             .unwrap_or_else(|| PathBuf::from("/"));
         let index = ModuleIndex::load(&root.join("lib/modules").join(release))?;
         let config = if self.args.config.is_empty() {
-            let mut config = ModprobeConfig::load(Path::new("/"))?;
+            // An unreadable modprobe.d must not stop the kernel's request_module(): say so and
+            // go on without it.
+            let mut config = ModprobeConfig::load(Path::new("/")).unwrap_or_else(|e| {
+                if !self.args.quiet {
+                    let _ = writeln!(self.err, "modprobe: ERROR: {e}; ignoring modprobe.d");
+                }
+                ModprobeConfig::default()
+            });
             if let Ok(cmdline) = std::fs::read_to_string("/proc/cmdline") {
                 config.add_kernel_cmdline(&cmdline);
             }
