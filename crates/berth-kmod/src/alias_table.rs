@@ -48,12 +48,7 @@ impl AliasTable {
         let mut hits: Vec<(usize, &str)> = self
             .exact
             .get(alias)
-            .map(|modules| {
-                modules
-                    .iter()
-                    .map(|(order, m)| (*order, m.as_str()))
-                    .collect()
-            })
+            .map(|modules| modules.iter().map(|(order, m)| (*order, m.as_str())).collect())
             .unwrap_or_default();
         hits.extend(
             self.globs

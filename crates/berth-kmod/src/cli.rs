@@ -141,11 +141,7 @@ impl Command<'_> {
             Some(release) => release.clone(),
             None => kernel_release()?,
         };
-        let root = self
-            .args
-            .dirname
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let root = self.args.dirname.clone().unwrap_or_else(|| PathBuf::from("/"));
         let index = ModuleIndex::load(&root.join("lib/modules").join(release))?;
         let config = if self.args.config.is_empty() {
             // An unreadable modprobe.d must not stop the kernel's request_module(): say so and
@@ -271,12 +267,7 @@ impl Command<'_> {
         modprobe_with(index, &mut loader, name, params, options).map(drop)
     }
 
-    fn remove(
-        &mut self,
-        index: &ModuleIndex,
-        name: &str,
-        options: ProbeOptions,
-    ) -> Result<(), KmodError> {
+    fn remove(&mut self, index: &ModuleIndex, name: &str, options: ProbeOptions) -> Result<(), KmodError> {
         let mut inner = self.loader();
         let mut loader = Narrated {
             inner: inner.as_mut(),

@@ -47,11 +47,7 @@ pub struct ColdplugReport {
 }
 
 /// Load every module matching a device `modalias` under `sysfs` (normally `/sys/devices`).
-pub fn coldplug(
-    index: &ModuleIndex,
-    loader: &mut dyn ModuleLoader,
-    sysfs: &Path,
-) -> ColdplugReport {
+pub fn coldplug(index: &ModuleIndex, loader: &mut dyn ModuleLoader, sysfs: &Path) -> ColdplugReport {
     let mut report = ColdplugReport::default();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for round in 0..MAX_ROUNDS {

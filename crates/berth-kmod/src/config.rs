@@ -108,10 +108,8 @@ impl ModprobeConfig {
                     None => false,
                 },
                 ("softdep", [module, rest @ ..]) => {
-                    self.softdeps.insert(
-                        normalize_name(module),
-                        parse_softdep_words(rest.iter().copied()),
-                    );
+                    self.softdeps
+                        .insert(normalize_name(module), parse_softdep_words(rest.iter().copied()));
                     true
                 }
                 ("install" | "remove", [module, ..]) => {
@@ -123,9 +121,8 @@ impl ModprobeConfig {
                 _ => false,
             };
             if !ok {
-                self.warnings.push(format!(
-                    "{origin}:{number}: cannot understand `{line}`; ignored"
-                ));
+                self.warnings
+                    .push(format!("{origin}:{number}: cannot understand `{line}`; ignored"));
             }
         }
     }
@@ -144,12 +141,8 @@ impl ModprobeConfig {
                 continue;
             }
             if module == "modprobe" && param == "blacklist" {
-                self.blacklist.extend(
-                    value
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(normalize_name),
-                );
+                self.blacklist
+                    .extend(value.split(',').filter(|m| !m.is_empty()).map(normalize_name));
                 continue;
             }
             let value = if value.contains(char::is_whitespace) {
@@ -202,9 +195,7 @@ fn conf_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, KmodError> {
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
-        {
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
             return Ok(Vec::new());
         }
         Err(e) => return Err(read_error(e)),
@@ -291,10 +282,7 @@ mod tests {
              blacklist\n",
             "test.conf",
         );
-        assert_eq!(
-            config.options("snd-hda-intel"),
-            "model=auto power_save=1 index=0"
-        );
+        assert_eq!(config.options("snd-hda-intel"), "model=auto power_save=1 index=0");
         assert_eq!(config.options("unknown"), "");
         assert!(config.is_blacklisted("pcspkr"));
         assert!(!config.is_blacklisted("e1000e"));
@@ -341,14 +329,8 @@ mod tests {
             "blacklist shadowed\n",
         )?;
         fs::write(root.path().join("etc/modprobe.d/a.conf"), "blacklist etc\n")?;
-        fs::write(
-            root.path().join("usr/lib/modprobe.d/b.conf"),
-            "blacklist lib\n",
-        )?;
-        fs::write(
-            root.path().join("etc/modprobe.d/c.txt"),
-            "blacklist ignored\n",
-        )?;
+        fs::write(root.path().join("usr/lib/modprobe.d/b.conf"), "blacklist lib\n")?;
+        fs::write(root.path().join("etc/modprobe.d/c.txt"), "blacklist ignored\n")?;
         let config = ModprobeConfig::load(root.path())?;
         assert!(config.is_blacklisted("etc"));
         assert!(config.is_blacklisted("lib"));

@@ -34,9 +34,7 @@ pub enum KmodError {
     },
 
     /// `uname(2)` failed, so the running kernel's module directory is unknown.
-    #[error(
-        "cannot determine the running kernel release (uname): {source}; pass the release explicitly"
-    )]
+    #[error("cannot determine the running kernel release (uname): {source}; pass the release explicitly")]
     KernelRelease {
         #[source]
         source: Errno,
@@ -120,12 +118,8 @@ pub(crate) fn insert_hint(errno: Errno) -> &'static str {
         Errno::ENOENT => "unknown symbol in module, or unknown parameter; see dmesg",
         Errno::EINVAL => "invalid parameters or module; see dmesg",
         Errno::ENODEV => "no such device: the driver found no hardware it supports",
-        Errno::ENOKEY | Errno::EKEYREJECTED => {
-            "module signature rejected and the kernel enforces signatures"
-        }
-        Errno::EOPNOTSUPP => {
-            "the kernel cannot decompress modules itself (CONFIG_MODULE_DECOMPRESS is off)"
-        }
+        Errno::ENOKEY | Errno::EKEYREJECTED => "module signature rejected and the kernel enforces signatures",
+        Errno::EOPNOTSUPP => "the kernel cannot decompress modules itself (CONFIG_MODULE_DECOMPRESS is off)",
         Errno::ENOSYS => "the kernel has no module support",
         Errno::EBUSY => "the module is busy being loaded or removed; retry",
         _ => "see dmesg for the kernel's reason",

@@ -33,10 +33,7 @@ impl FakeModuleLoader {
         S: AsRef<str>,
     {
         Self {
-            loaded: modules
-                .into_iter()
-                .map(|m| normalize_name(m.as_ref()))
-                .collect(),
+            loaded: modules.into_iter().map(|m| normalize_name(m.as_ref())).collect(),
             ..Self::default()
         }
     }

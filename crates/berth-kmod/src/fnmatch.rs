@@ -13,10 +13,7 @@ enum Token {
     Byte(u8),
     AnyByte,
     AnyRun,
-    Class {
-        negated: bool,
-        ranges: Vec<(u8, u8)>,
-    },
+    Class { negated: bool, ranges: Vec<(u8, u8)> },
 }
 
 impl Token {
@@ -25,9 +22,7 @@ impl Token {
             Token::Byte(want) => *want == b,
             Token::AnyByte => true,
             Token::AnyRun => false,
-            Token::Class { negated, ranges } => {
-                ranges.iter().any(|&(lo, hi)| lo <= b && b <= hi) != *negated
-            }
+            Token::Class { negated, ranges } => ranges.iter().any(|&(lo, hi)| lo <= b && b <= hi) != *negated,
         }
     }
 }
@@ -196,11 +191,7 @@ mod tests {
                 true,
             ),
             ("usb:v0403p6001d0[0-5]*dc*", "usb:v0403p6001d0400dc00", true),
-            (
-                "usb:v0403p6001d0[0-5]*dc*",
-                "usb:v0403p6001d0600dc00",
-                false,
-            ),
+            ("usb:v0403p6001d0[0-5]*dc*", "usb:v0403p6001d0600dc00", false),
             ("a[!0-9]c", "abc", true),
             ("a[!0-9]c", "a1c", false),
             ("a[^x]c", "axc", false),
@@ -219,11 +210,7 @@ mod tests {
             ("**x", "yyx", true),
         ];
         for &(pattern, text, want) in cases {
-            assert_eq!(
-                Glob::new(pattern).matches(text),
-                want,
-                "{pattern} vs {text}"
-            );
+            assert_eq!(Glob::new(pattern).matches(text), want, "{pattern} vs {text}");
         }
     }
 

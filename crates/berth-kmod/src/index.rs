@@ -47,10 +47,7 @@ impl ResolvedVia {
     pub fn is_alias(self) -> bool {
         matches!(
             self,
-            ResolvedVia::ConfigAlias
-                | ResolvedVia::Symbol
-                | ResolvedVia::Alias
-                | ResolvedVia::BuiltinAlias
+            ResolvedVia::ConfigAlias | ResolvedVia::Symbol | ResolvedVia::Alias | ResolvedVia::BuiltinAlias
         )
     }
 }
@@ -277,9 +274,7 @@ impl ModuleIndex {
             return not_found;
         }
         let name = normalize_name(name_or_alias.trim());
-        let found = |modules: Vec<String>, via: ResolvedVia| {
-            (!modules.is_empty()).then_some((modules, via))
-        };
+        let found = |modules: Vec<String>, via: ResolvedVia| (!modules.is_empty()).then_some((modules, via));
         let hit = found(self.config_aliases.lookup(&alias), ResolvedVia::ConfigAlias)
             .or_else(|| {
                 self.modules
@@ -293,12 +288,7 @@ impl ModuleIndex {
                     .contains(&name)
                     .then(|| (vec![name.clone()], ResolvedVia::BuiltinName))
             })
-            .or_else(|| {
-                found(
-                    self.builtin_aliases.lookup(&alias),
-                    ResolvedVia::BuiltinAlias,
-                )
-            });
+            .or_else(|| found(self.builtin_aliases.lookup(&alias), ResolvedVia::BuiltinAlias));
         let Some((modules, via)) = hit else {
             return not_found;
         };
@@ -309,9 +299,7 @@ impl ModuleIndex {
                 via,
             };
         }
-        let (blacklisted, modules) = modules
-            .into_iter()
-            .partition(|m| self.config.is_blacklisted(m));
+        let (blacklisted, modules) = modules.into_iter().partition(|m| self.config.is_blacklisted(m));
         Resolution {
             modules,
             blacklisted,
@@ -331,9 +319,7 @@ impl ModuleIndex {
 
     /// The file of loadable module `name`.
     pub fn module_path(&self, name: &str) -> Option<&Path> {
-        self.modules
-            .get(&normalize_name(name))
-            .map(|m| m.path.as_path())
+        self.modules.get(&normalize_name(name)).map(|m| m.path.as_path())
     }
 
     /// The modules `name` needs, in modules.dep order (direct dependencies first).
@@ -348,9 +334,7 @@ impl ModuleIndex {
     /// else from modules.softdep.
     pub fn softdeps(&self, name: &str) -> Option<&Softdeps> {
         let name = normalize_name(name);
-        self.config
-            .softdeps(&name)
-            .or_else(|| self.softdeps.get(&name))
+        self.config.softdeps(&name).or_else(|| self.softdeps.get(&name))
     }
 
     /// The error for a name that resolves to nothing.

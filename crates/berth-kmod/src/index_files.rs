@@ -217,9 +217,7 @@ pub fn parse_builtin_modinfo(data: &[u8]) -> Parsed<BuiltinModinfo> {
         match key {
             "file" => info.modules.push(module),
             "alias" => match normalize_alias(value.trim()) {
-                Some(pattern) if !pattern.is_empty() => {
-                    info.aliases.push(AliasLine { pattern, module })
-                }
+                Some(pattern) if !pattern.is_empty() => info.aliases.push(AliasLine { pattern, module }),
                 _ => skipped_lines += 1,
             },
             _ => {}

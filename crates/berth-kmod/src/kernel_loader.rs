@@ -114,9 +114,7 @@ mod tests {
         let err = KernelModuleLoader
             .insert(Path::new("/nonexistent/berth-test.ko.xz"), "")
             .err();
-        assert!(
-            matches!(err, Some(KmodError::OpenModule { ref module, .. }) if module == "berth_test")
-        );
+        assert!(matches!(err, Some(KmodError::OpenModule { ref module, .. }) if module == "berth_test"));
         let err = KernelModuleLoader
             .insert(Path::new("/nonexistent/x.ko"), "a\0b")
             .err();

@@ -33,8 +33,8 @@ pub use fake_loader::FakeModuleLoader;
 pub use fnmatch::Glob;
 pub use index::{ModuleIndex, Resolution, ResolvedVia, kernel_release};
 pub use index_files::{
-    AliasLine, BuiltinModinfo, DepLine, Parsed, Softdeps, parse_builtin_modinfo,
-    parse_modules_alias, parse_modules_builtin, parse_modules_dep, parse_modules_softdep,
+    AliasLine, BuiltinModinfo, DepLine, Parsed, Softdeps, parse_builtin_modinfo, parse_modules_alias,
+    parse_modules_builtin, parse_modules_dep, parse_modules_softdep,
 };
 pub use kernel_loader::{KernelModuleLoader, PROC_MODULES, parse_proc_modules};
 pub use loader::ModuleLoader;

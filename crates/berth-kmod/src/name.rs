@@ -65,10 +65,7 @@ mod tests {
     fn names_from_paths() {
         let cases = [
             ("kernel/fs/fat/vfat.ko.xz", Some("vfat")),
-            (
-                "kernel/arch/x86/events/amd/amd-uncore.ko",
-                Some("amd_uncore"),
-            ),
+            ("kernel/arch/x86/events/amd/amd-uncore.ko", Some("amd_uncore")),
             ("/abs/path/nf_tables.ko.zst", Some("nf_tables")),
             ("extra/foo.ko.gz", Some("foo")),
             ("weird", Some("weird")),
@@ -85,10 +82,7 @@ mod tests {
     fn alias_normalisation_keeps_ranges() {
         let cases = [
             ("fs-vfat", Some("fs_vfat")),
-            (
-                "usb:v0403p6001d0[0-5]*dc*",
-                Some("usb:v0403p6001d0[0-5]*dc*"),
-            ),
+            ("usb:v0403p6001d0[0-5]*dc*", Some("usb:v0403p6001d0[0-5]*dc*")),
             ("a-[x-y]-b", Some("a_[x-y]_b")),
             ("broken]", None),
             ("open[", None),

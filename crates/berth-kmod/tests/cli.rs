@@ -13,10 +13,7 @@ struct Run {
 
 fn run(tree: &Tree, args: &[&str]) -> Run {
     let conf = tree.root.path().join("modprobe.d");
-    write(
-        &conf.join("test.conf"),
-        "options vfat utf8=1\nblacklist pcspkr\n",
-    );
+    write(&conf.join("test.conf"), "options vfat utf8=1\nblacklist pcspkr\n");
     let root = tree.root.path().to_string_lossy().into_owned();
     let conf = conf.to_string_lossy().into_owned();
     let mut argv: Vec<String> = ["modprobe", "-d", &root, "-S", RELEASE, "-C", &conf]
@@ -56,14 +53,8 @@ fn show_depends() {
 fn resolve_alias() {
     let tree = Tree::new();
     let r = run(&tree, &["-R", "--", "crypto-crc32c"]);
-    assert_eq!(
-        (r.code, r.out.as_str()),
-        (0, "crc32c_generic\ncrc32c_intel\n")
-    );
-    let r = run(
-        &tree,
-        &["-R", "-a", "net-pf-16-proto-12", "nft-chain-2-nat"],
-    );
+    assert_eq!((r.code, r.out.as_str()), (0, "crc32c_generic\ncrc32c_intel\n"));
+    let r = run(&tree, &["-R", "-a", "net-pf-16-proto-12", "nft-chain-2-nat"]);
     assert_eq!((r.code, r.out.as_str()), (0, "nfnetlink\nnft_chain_nat\n"));
 }
 

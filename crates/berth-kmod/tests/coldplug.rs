@@ -20,22 +20,15 @@ fn fake_sysfs() -> tempfile::TempDir {
         "virtio:d00000001v00001AF4\n",
     );
     write(&d.join("platform/pcspkr/modalias"), "platform:pcspkr\n");
-    write(
-        &d.join("platform/serial8250/modalias"),
-        "platform:serial8250\n",
-    );
+    write(&d.join("platform/serial8250/modalias"), "platform:serial8250\n");
     write(
         &d.join("pci0000:00/usb1/1-1/1-1:1.0/modalias"),
         "usb:v0403p6001d0400dc00dsc00dp00icFFiscFFipFFin00\n",
     );
     write(&d.join("platform/empty/modalias"), "\n");
-    write(
-        &d.join("platform/pcspkr/uevent"),
-        "MODALIAS=platform:pcspkr\n",
-    );
+    write(&d.join("platform/pcspkr/uevent"), "MODALIAS=platform:pcspkr\n");
     // sysfs is full of links back up the tree: they must not be followed.
-    std::os::unix::fs::symlink("../..", d.join("pci0000:00/0000:00:03.0/subsystem"))
-        .expect("symlink");
+    std::os::unix::fs::symlink("../..", d.join("pci0000:00/0000:00:03.0/subsystem")).expect("symlink");
     sys
 }
 
@@ -67,10 +60,7 @@ fn loads_drivers_and_reports_the_rest() {
     assert_eq!(report.unmatched, 2, "serial8250 and pcspkr");
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     let failure = &report.failures[0];
-    assert_eq!(
-        failure.device,
-        sys.path().join("pci0000:00/usb1/1-1/1-1:1.0")
-    );
+    assert_eq!(failure.device, sys.path().join("pci0000:00/usb1/1-1/1-1:1.0"));
     assert!(matches!(
         failure.error,
         KmodError::Insert { ref module, .. } if module == "usbserial"
@@ -82,11 +72,7 @@ fn loads_drivers_and_reports_the_rest() {
 fn missing_sysfs_is_empty() {
     let tree = Tree::new();
     let mut loader = FakeModuleLoader::new();
-    let report = coldplug(
-        &tree.index(),
-        &mut loader,
-        Path::new("/nonexistent/sys/devices"),
-    );
+    let report = coldplug(&tree.index(), &mut loader, Path::new("/nonexistent/sys/devices"));
     assert_eq!(report.modaliases, 0);
     assert!(report.failures.is_empty());
 }

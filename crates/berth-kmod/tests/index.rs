@@ -20,15 +20,9 @@ fn resolves_names_and_aliases() {
         ("nft-chain-2-nat", &["nft_chain_nat"]),
         ("virtio:d00000001v00001AF4", &["virtio_net"]),
         ("virtio:d00000002v00001AF4", &[]),
-        (
-            "usb:v0403p6001d0400dc00dsc00dp00icFFiscFFipFFin00",
-            &["ftdi_sio"],
-        ),
+        ("usb:v0403p6001d0400dc00dsc00dp00icFFiscFFipFFin00", &["ftdi_sio"]),
         ("usb:v0403p6001d0600dc00dsc00dp00icFFiscFFipFFin00", &[]),
-        (
-            "pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02",
-            &["nvme"],
-        ),
+        ("pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02", &["nvme"]),
         ("crypto-crc32c", &["crc32c_generic", "crc32c_intel"]),
         ("ext4", &["ext4"]),
         ("fs-ext4", &["ext4"]),
@@ -102,13 +96,7 @@ fn plans_put_dependencies_first() {
         ("virtio-net", &["failover", "net_failover", "virtio_net"]),
         (
             "nvme",
-            &[
-                "nvme_core",
-                "crc32c_generic",
-                "crc32c_intel",
-                "nvme",
-                "nvme_post",
-            ],
+            &["nvme_core", "crc32c_generic", "crc32c_intel", "nvme", "nvme_post"],
         ),
     ];
     for &(name, want) in cases {
@@ -179,10 +167,7 @@ fn options_and_params() {
     let params: Vec<_> = plan.steps.iter().map(|s| s.params.as_str()).collect();
     assert_eq!(params, ["", "debug=1", "utf8=1 shortname=mixed"]);
     let shown = plan.to_string();
-    assert!(
-        shown.ends_with("vfat.ko.xz utf8=1 shortname=mixed\n"),
-        "{shown}"
-    );
+    assert!(shown.ends_with("vfat.ko.xz utf8=1 shortname=mixed\n"), "{shown}");
 }
 
 #[test]
@@ -205,10 +190,7 @@ fn unknown_module_error_names_the_directory() {
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert_eq!(
         message,
-        format!(
-            "Module nope not found in directory {}",
-            tree.dir().display()
-        )
+        format!("Module nope not found in directory {}", tree.dir().display())
     );
 }
 
@@ -233,10 +215,7 @@ fn optional_files_may_be_missing() {
     let index = ModuleIndex::load(dir.path()).expect("index");
     assert_eq!(index.resolve("a"), ["a"]);
     // b has no line of its own but is still loadable as a's dependency.
-    assert_eq!(
-        index.load_plan("a").expect("plan").module_names(),
-        ["b", "a"]
-    );
+    assert_eq!(index.load_plan("a").expect("plan").module_names(), ["b", "a"]);
     let warnings = index.warnings().join("\n");
     assert!(warnings.contains("modules.alias is missing"), "{warnings}");
     assert!(warnings.contains("skipped 1 malformed"), "{warnings}");

@@ -3,8 +3,8 @@
 mod common;
 
 use berth_kmod::{
-    FakeModuleLoader, KmodError, ModuleLoader, ProbeOptions, modprobe, modprobe_remove,
-    modprobe_remove_with, modprobe_with,
+    FakeModuleLoader, KmodError, ModuleLoader, ProbeOptions, modprobe, modprobe_remove, modprobe_remove_with,
+    modprobe_with,
 };
 use common::Tree;
 use nix::errno::Errno;
@@ -63,9 +63,7 @@ fn not_found_and_blacklisted() {
     assert!(matches!(err, Some(KmodError::ModuleNotFound { ref name, .. }) if name == "nope"));
 
     let err = modprobe(&index, &mut loader, "platform:pcspkr", "").err();
-    assert!(
-        matches!(err, Some(KmodError::Blacklisted { ref modules, .. }) if modules == &["pcspkr"])
-    );
+    assert!(matches!(err, Some(KmodError::Blacklisted { ref modules, .. }) if modules == &["pcspkr"]));
 
     // By name the blacklist does not apply, unless -b.
     assert_eq!(
@@ -90,10 +88,7 @@ fn failing_softdep_is_skipped_failing_dependency_is_fatal() {
     let mut loader = FakeModuleLoader::new();
     loader.fail_insert("crc32c_intel", Errno::ENODEV);
     let inserted = modprobe(&index, &mut loader, "nvme", "").expect("softdep failure tolerated");
-    assert_eq!(
-        inserted,
-        ["nvme_core", "crc32c_generic", "nvme", "nvme_post"]
-    );
+    assert_eq!(inserted, ["nvme_core", "crc32c_generic", "nvme", "nvme_post"]);
 
     let mut loader = FakeModuleLoader::new();
     loader.fail_insert("nvme-core", Errno::ENOEXEC);
@@ -174,11 +169,7 @@ fn remove_first_time_wants_it_loaded() {
 #[test]
 fn fake_loader_treats_reinsert_as_success() {
     let mut loader = FakeModuleLoader::with_loaded(["vfat"]);
-    assert!(
-        loader
-            .insert(std::path::Path::new("/x/vfat.ko.xz"), "")
-            .is_ok()
-    );
+    assert!(loader.insert(std::path::Path::new("/x/vfat.ko.xz"), "").is_ok());
     assert!(loader.inserts().is_empty());
     assert!(loader.loaded().expect("loaded").contains("vfat"));
 }
