@@ -133,7 +133,16 @@ fn probe_iso9660(buf: &[u8]) -> Option<FsInfo> {
     let date = slice(buf, PVD + 813, 16)?;
     let uuid = date.iter().all(u8::is_ascii_digit).then(|| {
         let d = String::from_utf8_lossy(date);
-        format!("{}-{}-{}-{}-{}-{}-{}", &d[0..4], &d[4..6], &d[6..8], &d[8..10], &d[10..12], &d[12..14], &d[14..16])
+        format!(
+            "{}-{}-{}-{}-{}-{}-{}",
+            &d[0..4],
+            &d[4..6],
+            &d[6..8],
+            &d[8..10],
+            &d[10..12],
+            &d[12..14],
+            &d[14..16]
+        )
     });
     Some(FsInfo {
         fstype: "iso9660",
@@ -208,12 +217,18 @@ pub fn list(sysfs: &Path) -> Vec<BlockDevice> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            if ["loop", "ram", "zram", "dm-", "nbd"].iter().any(|p| name.starts_with(p)) {
+            if ["loop", "ram", "zram", "dm-", "nbd"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
                 return None;
             }
             let dir = e.path();
             let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-            let size = read("size").and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) * 512;
+            let size = read("size")
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 512;
             Some(BlockDevice {
                 path: PathBuf::from("/dev").join(&name),
                 partition: dir.join("partition").exists(),
@@ -313,7 +328,10 @@ mod tests {
 
     fn tool(name: &str) -> bool {
         Command::new("sh")
-            .args(["-c", &format!("command -v {name} || test -x /sbin/{name} || test -x /usr/sbin/{name}")])
+            .args([
+                "-c",
+                &format!("command -v {name} || test -x /sbin/{name} || test -x /usr/sbin/{name}"),
+            ])
             .output()
             .is_ok_and(|o| o.status.success())
     }
@@ -332,7 +350,14 @@ mod tests {
         }
         let img = image(16);
         let ok = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "BERTH_STATE", "-U", "6a2d4c51-8d0e-4b1c-9f2a-1b2c3d4e5f60"])
+            .args([
+                "-q",
+                "-F",
+                "-L",
+                "BERTH_STATE",
+                "-U",
+                "6a2d4c51-8d0e-4b1c-9f2a-1b2c3d4e5f60",
+            ])
             .arg(img.path())
             .status()
             .unwrap();
@@ -406,9 +431,18 @@ mod tests {
 
     #[test]
     fn device_specs() {
-        assert_eq!(DeviceSpec::parse("LABEL=BERTH_STATE"), Some(DeviceSpec::Label("BERTH_STATE".into())));
-        assert_eq!(DeviceSpec::parse("UUID=ABC"), Some(DeviceSpec::Uuid("abc".into())));
-        assert_eq!(DeviceSpec::parse("/dev/vda1"), Some(DeviceSpec::Path("/dev/vda1".into())));
+        assert_eq!(
+            DeviceSpec::parse("LABEL=BERTH_STATE"),
+            Some(DeviceSpec::Label("BERTH_STATE".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("UUID=ABC"),
+            Some(DeviceSpec::Uuid("abc".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("/dev/vda1"),
+            Some(DeviceSpec::Path("/dev/vda1".into()))
+        );
         assert_eq!(DeviceSpec::parse("LABEL="), None);
         assert_eq!(DeviceSpec::parse("vda"), None);
     }
@@ -424,8 +458,16 @@ mod tests {
         };
         let devices = [dev("sr0"), dev("vda"), dev("vdb")];
         let probe = |d: &BlockDevice| match d.name.as_str() {
-            "vda" => Some(FsInfo { fstype: "vfat", label: Some("cidata".into()), uuid: None }),
-            "vdb" => Some(FsInfo { fstype: "ext4", label: Some("BERTH_STATE".into()), uuid: Some("u-1".into()) }),
+            "vda" => Some(FsInfo {
+                fstype: "vfat",
+                label: Some("cidata".into()),
+                uuid: None,
+            }),
+            "vdb" => Some(FsInfo {
+                fstype: "ext4",
+                label: Some("BERTH_STATE".into()),
+                uuid: Some("u-1".into()),
+            }),
             _ => None,
         };
         let found = resolve_with(&DeviceSpec::Label("BERTH_STATE".into()), &devices, &probe).unwrap();

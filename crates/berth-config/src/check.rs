@@ -11,8 +11,8 @@
 use crate::diagnostic::Finding;
 use crate::node::{Kind, Loc, Node};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Expected, IntoDeserializer, MapAccess, SeqAccess,
-    Unexpected, Visitor,
+    self, DeserializeOwned, DeserializeSeed, Expected, IntoDeserializer, MapAccess, SeqAccess, Unexpected,
+    Visitor,
 };
 use std::cell::RefCell;
 use std::fmt;
@@ -34,9 +34,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
         check: &check,
     });
     let result = result.map_err(|e| {
-        let (key, loc) = e
-            .located
-            .unwrap_or_else(|| (String::new(), node.report_loc()));
+        let (key, loc) = e.located.unwrap_or_else(|| (String::new(), node.report_loc()));
         Finding::error(loc, key, e.message)
     });
     (result, check.warnings.into_inner())
@@ -182,10 +180,7 @@ impl de::Error for CheckError {
 }
 
 /// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     let word = norm(word);
     let mut best: Option<(f64, &str)> = None;
@@ -301,32 +296,24 @@ impl NodeDe<'_> {
             return;
         };
         for (key, value) in map {
-            if fields.contains(&key.as_str())
-                || !(self.check.report_unknown_from)(value.key_loc.source)
-            {
+            if fields.contains(&key.as_str()) || !(self.check.report_unknown_from)(value.key_loc.source) {
                 continue;
             }
-            let message = if struct_name == "Config" && CLOUD_INIT_ONLY_KEYS.contains(&key.as_str())
-            {
+            let message = if struct_name == "Config" && CLOUD_INIT_ONLY_KEYS.contains(&key.as_str()) {
                 "is a cloud-init key that Berth does not support; ignored".to_string()
             } else if struct_name == "ServiceSpec" && COMPOSE_ONLY_KEYS.contains(&key.as_str()) {
-                "is a docker-compose key that Berth's service manager does not support; ignored"
-                    .to_string()
+                "is a docker-compose key that Berth's service manager does not support; ignored".to_string()
             } else {
                 match closest(key, fields.iter().copied()) {
                     Some(best) => format!("unknown key, ignored (did you mean {best:?}?)"),
-                    None => format!(
-                        "unknown key, ignored (known keys here: {})",
-                        fields.join(", ")
-                    ),
+                    None => format!("unknown key, ignored (known keys here: {})", fields.join(", ")),
                 }
             };
             let path = Path::Key(&self.path, key).render();
-            self.check.warnings.borrow_mut().push(Finding::warning(
-                value.report_loc(),
-                path,
-                message,
-            ));
+            self.check
+                .warnings
+                .borrow_mut()
+                .push(Finding::warning(value.report_loc(), path, message));
         }
     }
 }
@@ -421,9 +408,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CheckError> {
         match &self.node.kind {
-            Kind::Str(s) => visitor
-                .visit_bytes(s.as_bytes())
-                .map_err(|e| self.locate(e)),
+            Kind::Str(s) => visitor.visit_bytes(s.as_bytes()).map_err(|e| self.locate(e)),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -452,9 +437,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, CheckError> {
-        visitor
-            .visit_newtype_struct(self)
-            .map_err(|e| self.locate(e))
+        visitor.visit_newtype_struct(self).map_err(|e| self.locate(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CheckError> {
@@ -472,11 +455,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, CheckError> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, CheckError> {
         self.deserialize_seq(visitor)
     }
 
@@ -603,10 +582,7 @@ struct MapDe<'a, 'p> {
 impl<'de> MapAccess<'de> for MapDe<'_, '_> {
     type Error = CheckError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, CheckError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, CheckError> {
         let Some((key, value)) = self.iter.next() else {
             return Ok(None);
         };
@@ -620,10 +596,7 @@ impl<'de> MapAccess<'de> for MapDe<'_, '_> {
         })
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> Result<V::Value, CheckError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, CheckError> {
         let Some((key, node)) = self.value.take() else {
             return Err(CheckError::msg(
                 "internal error: map value without key".to_string(),

@@ -94,9 +94,7 @@ impl KernelCmdline {
 
     /// Every parameter as `(key, value)`, in order.
     pub fn params(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.params
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_deref()))
+        self.params.iter().map(|p| (p.key.as_str(), p.value.as_deref()))
     }
 
     /// The configuration this command line carries, as a layer tree: `berth.a.b=v` under
@@ -264,10 +262,7 @@ pub(crate) fn split_config_key(parts: &[&str]) -> Vec<String> {
     for (i, part) in parts.iter().enumerate() {
         out.push((*part).to_string());
         let flat = matches!(
-            out.iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .as_slice(),
+            out.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
             ["berth" | "rancher", "sysctl"] | ["berth" | "rancher", "services", _, "labels"]
         );
         if flat && i + 1 < parts.len() {
@@ -369,9 +364,7 @@ fn insert_path(root: &mut Node, path: &[String], value: Node, findings: &mut Vec
             map.insert(seg.clone(), value);
             return;
         }
-        node = map
-            .entry(seg.clone())
-            .or_insert_with(|| Node::empty_map(loc));
+        node = map.entry(seg.clone()).or_insert_with(|| Node::empty_map(loc));
     }
 }
 
@@ -459,9 +452,8 @@ mod tests {
 
     #[test]
     fn urls_in_lists() {
-        let c = KernelCmdline::parse(
-            "berth.cloud_init.datasources=[nocloud,url:http://10.0.2.2:8000/user-data]",
-        );
+        let c =
+            KernelCmdline::parse("berth.cloud_init.datasources=[nocloud,url:http://10.0.2.2:8000/user-data]");
         let (tree, diags) = c.config_layer();
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(

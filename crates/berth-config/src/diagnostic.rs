@@ -40,11 +40,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn new(
-        severity: Severity,
-        source: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn new(severity: Severity, source: impl Into<String>, message: impl Into<String>) -> Self {
         Diagnostic {
             severity,
             source: source.into(),
@@ -133,11 +129,7 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
-    pub fn error(
-        loc: crate::node::Loc,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn error(loc: crate::node::Loc, key: impl Into<String>, message: impl Into<String>) -> Self {
         Finding {
             severity: Severity::Error,
             loc,
@@ -146,11 +138,7 @@ impl Finding {
         }
     }
 
-    pub fn warning(
-        loc: crate::node::Loc,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn warning(loc: crate::node::Loc, key: impl Into<String>, message: impl Into<String>) -> Self {
         Finding {
             severity: Severity::Warning,
             ..Finding::error(loc, key, message)
@@ -158,12 +146,8 @@ impl Finding {
     }
 
     pub fn to_diagnostic(&self, sources: &crate::node::Sources) -> Diagnostic {
-        Diagnostic::new(
-            self.severity,
-            sources.name(self.loc.source),
-            self.message.clone(),
-        )
-        .at(self.loc.line as usize, self.loc.column as usize)
-        .with_key(self.key.clone())
+        Diagnostic::new(self.severity, sources.name(self.loc.source), self.message.clone())
+            .at(self.loc.line as usize, self.loc.column as usize)
+            .with_key(self.key.clone())
     }
 }

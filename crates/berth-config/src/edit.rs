@@ -8,8 +8,7 @@ use crate::cmdline::{KernelCmdline, split_config_key};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::error::ConfigError;
 use crate::load::{
-    ConfigPaths, ExtraLayer, LayerKind, LayerStatus, Layering, Loaded, LocalLayer, layered,
-    parse_layer_text,
+    ConfigPaths, ExtraLayer, LayerKind, LayerStatus, Layering, Loaded, LocalLayer, layered, parse_layer_text,
 };
 use crate::merge::{Markers, merge as merge_nodes};
 use crate::node::{Kind, Loc, Node, Sources};
@@ -294,8 +293,7 @@ fn write_local(paths: &ConfigPaths, node: &Node) -> Result<(), ConfigError> {
     let text = format!(
         "#cloud-config\n# Written by `berth config`; edit with `berth config set` or `merge`.\n{yaml}"
     );
-    write_atomically(&path, text.as_bytes(), 0o600)
-        .map_err(|source| ConfigError::Write { path, source })
+    write_atomically(&path, text.as_bytes(), 0o600).map_err(|source| ConfigError::Write { path, source })
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory: fsync, rename,
@@ -373,10 +371,7 @@ fn redact(value: &mut Value, prune: bool) {
     if let Some(berth) = value.get_mut("berth").and_then(Value::as_object_mut) {
         strip(berth, "ssh", &["keys"], prune);
         strip(berth, "docker", &["ca_key", "server_key"], prune);
-        if let Some(auths) = berth
-            .get_mut("registry_auths")
-            .and_then(Value::as_object_mut)
-        {
+        if let Some(auths) = berth.get_mut("registry_auths").and_then(Value::as_object_mut) {
             let names: Vec<String> = auths.keys().cloned().collect();
             for name in names {
                 strip(auths, &name, &["password", "auth", "identitytoken"], prune);

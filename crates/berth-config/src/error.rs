@@ -54,9 +54,7 @@ pub enum ConfigError {
         diagnostics: Vec<Diagnostic>,
     },
 
-    #[error(
-        "unclosed \"${{\" in {text:?}: close it with \"}}\", or write \"$$\" for a literal \"$\""
-    )]
+    #[error("unclosed \"${{\" in {text:?}: close it with \"}}\", or write \"$$\" for a literal \"$\"")]
     UnclosedVariable { text: String },
 
     #[error(
@@ -64,9 +62,7 @@ pub enum ConfigError {
     )]
     BadVariableName { name: String, text: String },
 
-    #[error(
-        "${{{name}}} is not set: define it in berth.environment, or write ${{{name}:-default}}"
-    )]
+    #[error("${{{name}}} is not set: define it in berth.environment, or write ${{{name}:-default}}")]
     UndefinedVariable { name: String },
 }
 
@@ -74,8 +70,9 @@ impl ConfigError {
     /// The diagnostics behind this error, when it has any.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            ConfigError::Rejected { diagnostics, .. }
-            | ConfigError::LocalFileInvalid { diagnostics, .. } => diagnostics,
+            ConfigError::Rejected { diagnostics, .. } | ConfigError::LocalFileInvalid { diagnostics, .. } => {
+                diagnostics
+            }
             _ => &[],
         }
     }

@@ -6,10 +6,7 @@ use crate::error::ConfigError;
 /// unset or empty, `${NAME-default}` when it is unset; `$$` is a literal `$`. A `$` not
 /// followed by `{` or `$` is kept as is. An unset variable without a default is an error
 /// (naming it), so a typo never silently becomes an empty string.
-pub fn interpolate(
-    s: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
+pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -21,9 +18,7 @@ pub fn interpolate(
         } else if let Some(body_start) = after.strip_prefix('{') {
             let end = body_start
                 .find('}')
-                .ok_or_else(|| ConfigError::UnclosedVariable {
-                    text: s.to_string(),
-                })?;
+                .ok_or_else(|| ConfigError::UnclosedVariable { text: s.to_string() })?;
             let body = &body_start[..end];
             out.push_str(&expand(body, s, lookup)?);
             rest = &body_start[end + 1..];
@@ -36,11 +31,7 @@ pub fn interpolate(
     Ok(out)
 }
 
-fn expand(
-    body: &str,
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
+fn expand(body: &str, text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let name_len = body
         .bytes()
         .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')

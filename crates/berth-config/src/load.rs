@@ -367,9 +367,7 @@ fn read_layer_file(path: &Path) -> Result<Option<String>, String> {
         ));
     }
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        return Err(
-            "the file is gzip-compressed; decompress it first; this layer is skipped".to_string(),
-        );
+        return Err("the file is gzip-compressed; decompress it first; this layer is skipped".to_string());
     }
     String::from_utf8(bytes)
         .map(Some)
@@ -386,14 +384,9 @@ pub(crate) fn parse_layer_text(text: &str, id: u16) -> Result<(Node, Vec<Finding
         .trim();
     let not_cloud_config = if first_line.starts_with("#!") {
         Some("this is a script, not a cloud-config")
-    } else if [
-        "#include",
-        "#cloud-boothook",
-        "#part-handler",
-        "#upstart-job",
-    ]
-    .iter()
-    .any(|h| first_line.starts_with(h))
+    } else if ["#include", "#cloud-boothook", "#part-handler", "#upstart-job"]
+        .iter()
+        .any(|h| first_line.starts_with(h))
     {
         Some("this user-data format is not a cloud-config")
     } else if first_line.to_ascii_lowercase().starts_with("content-type:")

@@ -25,13 +25,7 @@ pub(crate) fn append_base(key: &str) -> Option<&str> {
 
 /// Merge `src` into `dst`. Problems (appending a list to a map, say) are reported as
 /// errors under `path` and leave `dst` unchanged at that key.
-pub(crate) fn merge(
-    dst: &mut Node,
-    src: Node,
-    markers: Markers,
-    path: &str,
-    findings: &mut Vec<Finding>,
-) {
+pub(crate) fn merge(dst: &mut Node, src: Node, markers: Markers, path: &str, findings: &mut Vec<Finding>) {
     let dst_is_map = matches!(dst.kind, Kind::Map(_));
     let src_key_loc = src.key_loc;
     match (dst_is_map, src.kind) {
@@ -94,13 +88,7 @@ pub(crate) fn merge(
     }
 }
 
-fn append(
-    target: &mut Node,
-    value: Node,
-    markers: Markers,
-    path: &str,
-    findings: &mut Vec<Finding>,
-) {
+fn append(target: &mut Node, value: Node, markers: Markers, path: &str, findings: &mut Vec<Finding>) {
     let loc = value.report_loc();
     match (&mut target.kind, value.kind) {
         (Kind::Seq(items), Kind::Seq(more)) => {
@@ -153,25 +141,12 @@ pub(crate) fn resolve_markers(node: &mut Node) {
                 let mut resolved = Node::empty_map(node.loc);
                 let mut ignored = Vec::new();
                 // Plain keys first, then the appends onto them, in their order.
-                let (appends, plain): (Vec<_>, Vec<_>) = entries
-                    .into_iter()
-                    .partition(|(k, _)| append_base(k).is_some());
+                let (appends, plain): (Vec<_>, Vec<_>) =
+                    entries.into_iter().partition(|(k, _)| append_base(k).is_some());
                 let plain_node = Node::new(Kind::Map(plain.into_iter().collect()), node.loc);
-                merge(
-                    &mut resolved,
-                    plain_node,
-                    Markers::Resolve,
-                    "",
-                    &mut ignored,
-                );
+                merge(&mut resolved, plain_node, Markers::Resolve, "", &mut ignored);
                 let append_node = Node::new(Kind::Map(appends.into_iter().collect()), node.loc);
-                merge(
-                    &mut resolved,
-                    append_node,
-                    Markers::Resolve,
-                    "",
-                    &mut ignored,
-                );
+                merge(&mut resolved, append_node, Markers::Resolve, "", &mut ignored);
                 if let Kind::Map(m) = resolved.kind {
                     *map = m;
                 }
@@ -219,10 +194,7 @@ mod tests {
             Markers::Resolve,
         );
         assert!(f.is_empty());
-        assert_eq!(
-            out,
-            json!({"a": {"x": 1, "y": [3], "z": true}, "b": "keep"})
-        );
+        assert_eq!(out, json!({"a": {"x": 1, "y": [3], "z": true}, "b": "keep"}));
     }
 
     #[test]

@@ -181,9 +181,7 @@ impl Node {
                 }
             }
             Value::String(s) => Kind::Str(s.clone()),
-            Value::Array(items) => {
-                Kind::Seq(items.iter().map(|v| Node::from_json(v, loc)).collect())
-            }
+            Value::Array(items) => Kind::Seq(items.iter().map(|v| Node::from_json(v, loc)).collect()),
             Value::Object(map) => Kind::Map(
                 map.iter()
                     .map(|(k, v)| (k.clone(), Node::from_json(v, loc)))
@@ -204,9 +202,7 @@ impl Node {
                 .unwrap_or_else(|| Value::String(f.to_string())),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(map) => {
-                Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
-            }
+            Kind::Map(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         }
     }
 }

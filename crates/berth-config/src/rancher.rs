@@ -54,9 +54,7 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ),
     (
         "host",
-        Unsupported(
-            "the user engine listens on /var/run/docker.sock, and on TCP 2376 with `tls: true`",
-        ),
+        Unsupported("the user engine listens on /var/run/docker.sock, and on TCP 2376 with `tls: true`"),
     ),
     ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
@@ -73,15 +71,9 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ("containerd", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("restart", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("bridge", Unsupported("use extra_args: [--bridge=...]")),
-    (
-        "live_restore",
-        Unsupported("use extra_args: [--live-restore]"),
-    ),
+    ("live_restore", Unsupported("use extra_args: [--live-restore]")),
     ("userland_proxy", Unsupported(NOT_AN_ENGINE_OPTION)),
-    (
-        "selinux_enabled",
-        Unsupported("Berth has no SELinux policy"),
-    ),
+    ("selinux_enabled", Unsupported("Berth has no SELinux policy")),
     ("storage_context", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
         "userns_enabled",
@@ -98,10 +90,7 @@ const SYSTEM_DOCKER_OPTS: &[(&str, Rule)] = &[
     ("debug", Same),
     ("engine", Unsupported(ENGINE_CHOSEN)),
     ("bip", Unsupported("System Docker runs with --bridge=none")),
-    (
-        "bridge",
-        Unsupported("System Docker runs with --bridge=none"),
-    ),
+    ("bridge", Unsupported("System Docker runs with --bridge=none")),
     (
         "graph",
         Unsupported("System Docker's data root is /var/lib/system-docker"),
@@ -121,10 +110,7 @@ const SYSTEM_DOCKER_OPTS: &[(&str, Rule)] = &[
     ("containerd", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("restart", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("userland_proxy", Unsupported(NOT_AN_ENGINE_OPTION)),
-    (
-        "selinux_enabled",
-        Unsupported("Berth has no SELinux policy"),
-    ),
+    ("selinux_enabled", Unsupported("Berth has no SELinux policy")),
     ("log_driver", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("environment", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
@@ -244,14 +230,8 @@ const RANCHER: &[(&str, Rule)] = &[
         Unsupported("Berth starts System Docker directly, without a bootstrap engine"),
     ),
     ("console", Unsupported("Berth has a single console")),
-    (
-        "force_console_rebuild",
-        Unsupported("Berth has a single console"),
-    ),
-    (
-        "upgrade",
-        Unsupported("upgrades are done with the berth CLI"),
-    ),
+    ("force_console_rebuild", Unsupported("Berth has a single console")),
+    ("upgrade", Unsupported("upgrades are done with the berth CLI")),
     (
         "repositories",
         Unsupported("Berth has no service repositories: define services under berth.services"),
@@ -269,10 +249,7 @@ const RANCHER: &[(&str, Rule)] = &[
         Unsupported("cloud-init is a built-in system service"),
     ),
     ("hypervisor_service", Unsupported(NOT_YET)),
-    (
-        "rm_usr",
-        Unsupported("/usr is always the read-only OS image"),
-    ),
+    ("rm_usr", Unsupported("/usr is always the read-only OS image")),
     ("no_sharedroot", Unsupported("Berth's root is never shared")),
     (
         "recovery",
@@ -281,9 +258,7 @@ const RANCHER: &[(&str, Rule)] = &[
     ("preload_wait", Unsupported(NOT_YET)),
     (
         "disable",
-        Unsupported(
-            "Berth has no password login and enables autologin only through berth.autologin",
-        ),
+        Unsupported("Berth has no password login and enables autologin only through berth.autologin"),
     ),
     ("log", Unsupported("service logs go to /var/log/boot/")),
     (
@@ -436,11 +411,7 @@ fn insert_at(root: &mut Node, path: &str, value: Node) {
 }
 
 /// `registry_mirror: "https://a,https://b"` → `registry_mirrors: [...]`.
-fn registry_mirror(
-    value: Node,
-    _path: &str,
-    _f: &mut Vec<Finding>,
-) -> Option<(&'static str, Node)> {
+fn registry_mirror(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let loc = value.loc;
     let key_loc = value.key_loc;
     let node = match value.kind {
@@ -481,11 +452,7 @@ fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'stat
 }
 
 /// Interfaces keep the keys Berth's network model has; the others are reported.
-fn interfaces(
-    value: Node,
-    path: &str,
-    findings: &mut Vec<Finding>,
-) -> Option<(&'static str, Node)> {
+fn interfaces(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let mut value = value;
     if let Kind::Map(ifaces) = &mut value.kind {
         for (name, iface) in ifaces.iter_mut() {
@@ -508,11 +475,7 @@ fn interfaces(
 }
 
 /// RancherOS datasource names onto Berth's; the ones Berth has no code for are reported.
-fn datasources(
-    value: Node,
-    path: &str,
-    findings: &mut Vec<Finding>,
-) -> Option<(&'static str, Node)> {
+fn datasources(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let loc = value.loc;
     let key_loc = value.key_loc;
     let items = match value.kind {
@@ -549,9 +512,7 @@ fn datasources(
                     findings.push(Finding::warning(
                         item.loc,
                         format!("{path}[{i}]"),
-                        format!(
-                            "Berth finds the config drive by its label; the path {arg:?} is ignored"
-                        ),
+                        format!("Berth finds the config drive by its label; the path {arg:?} is ignored"),
                     ));
                 }
                 mapped.push(Node::str(name, item.loc));
@@ -618,10 +579,7 @@ mod tests {
             serde_json::json!({"berth": {"network": {"interfaces": {"eth0": {"dhcp": true}}}}})
         );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
-        assert!(
-            warnings[0]
-                .starts_with("rancher.console: is a RancherOS setting Berth does not support")
-        );
+        assert!(warnings[0].starts_with("rancher.console: is a RancherOS setting Berth does not support"));
         assert!(warnings[1].starts_with("rancher.docker.engine: "));
         assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.bond: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));

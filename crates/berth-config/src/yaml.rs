@@ -61,12 +61,7 @@ enum Raw {
 /// A mapping key: any scalar, spelled as text (`1: x` has the key `"1"`).
 struct KeyText(String);
 
-fn convert(
-    raw: Spanned<Raw>,
-    key_loc: Option<Loc>,
-    source: u16,
-    findings: &mut Vec<Finding>,
-) -> Node {
+fn convert(raw: Spanned<Raw>, key_loc: Option<Loc>, source: u16, findings: &mut Vec<Finding>) -> Node {
     let loc = Loc::new(source, raw.referenced.line(), raw.referenced.column());
     let kind = match raw.value {
         Raw::Null => Kind::Null,

@@ -1,8 +1,6 @@
 //! The editing API: get, set, merge, export, validate.
 
-use berth_config::{
-    ConfigError, ConfigPaths, KernelCmdline, export, get, load, merge, set, validate_text,
-};
+use berth_config::{ConfigError, ConfigPaths, KernelCmdline, export, get, load, merge, set, validate_text};
 use serde_json::json;
 
 fn machine() -> (tempfile::TempDir, ConfigPaths) {
@@ -23,10 +21,7 @@ fn get_reads_typed_values_and_dotted_keys() {
     let l = loaded(&paths);
     assert_eq!(get(&l, "berth.ssh.port"), Some(json!(22)));
     assert_eq!(get(&l, "rancher.ssh.daemon"), Some(json!(true)));
-    assert_eq!(
-        get(&l, "berth.sysctl.net.ipv4.ip_forward"),
-        Some(json!("1"))
-    );
+    assert_eq!(get(&l, "berth.sysctl.net.ipv4.ip_forward"), Some(json!("1")));
     assert_eq!(get(&l, "write_files[0].path"), Some(json!("/etc/a")));
     assert_eq!(get(&l, "write_files.0.content"), Some(json!("x")));
     assert_eq!(get(&l, "berth.nope"), None);
@@ -39,12 +34,7 @@ fn set_types_validates_and_writes_atomically() {
     let (_root, paths) = machine();
     set(&paths, "cc.hostname", "node-7").unwrap();
     set(&paths, "berth.ssh.port", "2222").unwrap();
-    set(
-        &paths,
-        "rancher.docker.registry_mirror",
-        "https://mirror.example",
-    )
-    .unwrap();
+    set(&paths, "rancher.docker.registry_mirror", "https://mirror.example").unwrap();
     set(&paths, "berth.network.interfaces.eth0", "{dhcp: true}").unwrap();
     let l = loaded(&paths);
     assert_eq!(l.config.effective_hostname().as_str(), "node-7");
@@ -56,10 +46,7 @@ fn set_types_validates_and_writes_atomically() {
     assert_eq!(l.config.berth.network.interfaces["eth0"].dhcp, Some(true));
 
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(paths.local())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(paths.local()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let text = std::fs::read_to_string(paths.local()).unwrap();
     assert!(text.starts_with("#cloud-config\n"), "{text}");
@@ -82,10 +69,7 @@ fn set_refuses_bad_values_and_unknown_keys_without_writing() {
 
     let e = set(&paths, "berth.ssh.port", "x").unwrap_err();
     assert!(matches!(e, ConfigError::Rejected { .. }));
-    assert_eq!(
-        e.diagnostics()[0].message,
-        "\"x\" is not a port number (1-65535)"
-    );
+    assert_eq!(e.diagnostics()[0].message, "\"x\" is not a port number (1-65535)");
     assert_eq!(e.diagnostics()[0].key.as_deref(), Some("berth.ssh.port"));
 
     let e = set(&paths, "berth.ssh.prot", "22").unwrap_err();
@@ -125,12 +109,7 @@ fn set_append_keeps_appending() {
     )
     .unwrap();
     set(&paths, "ssh_authorized_keys+", "['ssh-ed25519 AAAAtwo 2']").unwrap();
-    set(
-        &paths,
-        "ssh_authorized_keys+",
-        "['ssh-ed25519 AAAAthree 3']",
-    )
-    .unwrap();
+    set(&paths, "ssh_authorized_keys+", "['ssh-ed25519 AAAAthree 3']").unwrap();
     assert_eq!(loaded(&paths).config.ssh_authorized_keys.len(), 3);
 }
 
@@ -216,10 +195,7 @@ berth:
         })
     );
     let private = export(&l, false, true);
-    assert_eq!(
-        private["berth"]["ssh"]["keys"]["ssh_host_ed25519_key"],
-        "secret"
-    );
+    assert_eq!(private["berth"]["ssh"]["keys"]["ssh_host_ed25519_key"], "secret");
     assert_eq!(private["users"][0]["hashed_passwd"], "$6$abc");
     let full = export(&l, true, false);
     assert_eq!(full["berth"]["ssh"]["port"], 22);

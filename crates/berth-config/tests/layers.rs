@@ -57,12 +57,7 @@ fn nothing_at_all_gives_the_schema_defaults() {
     let loaded = m.load("");
     assert_eq!(loaded.config, berth_config::Config::default());
     assert!(loaded.diagnostics.is_empty());
-    assert!(
-        loaded
-            .layers
-            .iter()
-            .all(|l| l.status == LayerStatus::Absent)
-    );
+    assert!(loaded.layers.iter().all(|l| l.status == LayerStatus::Absent));
 }
 
 #[test]
@@ -80,9 +75,7 @@ fn each_layer_overrides_the_one_below() {
     let env = &loaded.config.berth.environment;
     assert_eq!(loaded.config.berth.shutdown_timeout, 6);
     assert_eq!(
-        [
-            &env["A"], &env["B"], &env["C"], &env["D"], &env["E"], &env["F"]
-        ],
+        [&env["A"], &env["B"], &env["C"], &env["D"], &env["E"], &env["F"]],
         ["defaults", "oem", "confd10", "confd20", "userdata", "local"]
     );
     let loaded = m.load("berth.shutdown_timeout=7 berth.environment.F=cmdline");
@@ -155,10 +148,8 @@ fn an_empty_value_resets_to_the_lower_layers() {
 #[test]
 fn a_partial_service_override_merges_with_the_default() {
     let m = Machine::new();
-    m.defaults(
-        "berth:\n  services:\n    console:\n      image: berth/console\n      privileged: true\n",
-    )
-    .local("berth:\n  services:\n    console:\n      environment: {TERM: linux}\n");
+    m.defaults("berth:\n  services:\n    console:\n      image: berth/console\n      privileged: true\n")
+        .local("berth:\n  services:\n    console:\n      environment: {TERM: linux}\n");
     let loaded = m.load("");
     let console = &loaded.config.berth.services["console"];
     assert_eq!(console.image.as_str(), "berth/console");
@@ -171,14 +162,8 @@ fn a_partial_service_override_merges_with_the_default() {
 fn a_broken_layer_is_skipped_and_the_rest_applies() {
     let m = Machine::new();
     m.defaults("berth: {defaults: {hostname: builtin}}")
-        .conf_d(
-            "10-keys.yml",
-            "ssh_authorized_keys: ['ssh-ed25519 AAAAkeep me']",
-        )
-        .conf_d(
-            "20-bad-yaml.yml",
-            "hostname: [unclosed\nberth: {debug: true}\n",
-        )
+        .conf_d("10-keys.yml", "ssh_authorized_keys: ['ssh-ed25519 AAAAkeep me']")
+        .conf_d("20-bad-yaml.yml", "hostname: [unclosed\nberth: {debug: true}\n")
         .user_data("#cloud-config\nhostname: from-user-data\nberth:\n  ssh:\n    port: x\n")
         .local("berth: {autologin: [ttyS0]}");
     let loaded = m.load("console=ttyS0");
@@ -242,11 +227,7 @@ fn unreadable_and_binary_files_are_skipped() {
     std::fs::write(m.paths.local(), [0xff, 0xfe, 0x00]).unwrap();
     std::fs::create_dir_all(m.paths.conf_d().join("dir.yml")).unwrap();
     let loaded = m.load("");
-    let messages: Vec<&str> = loaded
-        .diagnostics
-        .iter()
-        .map(|d| d.message.as_str())
-        .collect();
+    let messages: Vec<&str> = loaded.diagnostics.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(
         messages,
         [
@@ -263,17 +244,8 @@ fn the_kernel_command_line_is_the_top_layer() {
     let loaded = m.load(
         "quiet cc.hostname=fromcmdline rancher.autologin=ttyS0 rancher.autologin=ttyS1 rancher.console=x berth.ssh.daemon=no",
     );
-    assert_eq!(
-        loaded.config.hostname.as_ref().unwrap().as_str(),
-        "fromcmdline"
-    );
-    let ttys: Vec<&str> = loaded
-        .config
-        .berth
-        .autologin
-        .iter()
-        .map(|t| t.as_str())
-        .collect();
+    assert_eq!(loaded.config.hostname.as_ref().unwrap().as_str(), "fromcmdline");
+    let ttys: Vec<&str> = loaded.config.berth.autologin.iter().map(|t| t.as_str()).collect();
     assert_eq!(ttys, ["ttyS0", "ttyS1"]);
     assert!(!loaded.config.berth.ssh.daemon);
     let warning = &loaded.diagnostics[0];

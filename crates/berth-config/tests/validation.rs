@@ -46,10 +46,7 @@ const CASES: &[(&str, &str)] = &[
         "ssh_authorized_keys:\n  - |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    b3Blbn\n    -----END OPENSSH PRIVATE KEY-----\n",
     ),
     ("write_files: no path", "write_files:\n  - content: x\n"),
-    (
-        "write_files: relative path",
-        "write_files:\n  - path: etc/x\n",
-    ),
+    ("write_files: relative path", "write_files:\n  - path: etc/x\n"),
     (
         "write_files: encoding",
         "write_files:\n  - path: /x\n    encoding: rot13\n",
@@ -66,10 +63,7 @@ const CASES: &[(&str, &str)] = &[
     ("users: sudo true", "users:\n  - name: a\n    sudo: true\n"),
     ("users: twice", "users: [a, b, a]\n"),
     ("mounts: too short", "mounts:\n  - [/dev/vdb]\n"),
-    (
-        "mounts: relative mount point",
-        "mounts:\n  - [/dev/vdb, data]\n",
-    ),
+    ("mounts: relative mount point", "mounts:\n  - [/dev/vdb, data]\n"),
     ("runcmd: empty argv", "runcmd:\n  - []\n"),
     ("runcmd: map", "runcmd:\n  - {a: b}\n"),
     ("timezone", "timezone: ../../etc/passwd\n"),
@@ -77,10 +71,7 @@ const CASES: &[(&str, &str)] = &[
         "service: no image",
         "berth:\n  services:\n    web:\n      restart: always\n",
     ),
-    (
-        "service: name",
-        "berth:\n  services:\n    -web: {image: x}\n",
-    ),
+    ("service: name", "berth:\n  services:\n    -web: {image: x}\n"),
     (
         "service: restart",
         "berth: {services: {web: {image: nginx, restart: sometimes}}}\n",

@@ -4,8 +4,8 @@ use super::forms::string_map;
 use super::network::NetworkConfig;
 use super::service::ServiceSpec;
 use super::values::{
-    Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName,
-    SysctlValue, TtyName,
+    Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName, SysctlValue,
+    TtyName,
 };
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

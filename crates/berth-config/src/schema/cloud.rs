@@ -21,9 +21,7 @@ impl FromStr for UserName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let mut bytes = s.bytes();
-        let first = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        let first = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
         let body = s.strip_suffix('$').unwrap_or(s);
         let rest = body
             .bytes()
@@ -188,8 +186,7 @@ impl WriteFile {
 
     /// The mode to create the file with.
     pub fn mode(&self) -> FileMode {
-        self.permissions
-            .unwrap_or(FileMode::from_bits_truncate(0o644))
+        self.permissions.unwrap_or(FileMode::from_bits_truncate(0o644))
     }
 }
 
@@ -226,13 +223,9 @@ impl<'de> Deserialize<'de> for MountEntry {
                     )));
                 }
                 let mut it = fields.into_iter();
-                let device = it
-                    .next()
-                    .flatten()
-                    .filter(|d| !d.is_empty())
-                    .ok_or_else(|| {
-                        de::Error::custom("the first item of a mount entry (the device) is missing")
-                    })?;
+                let device = it.next().flatten().filter(|d| !d.is_empty()).ok_or_else(|| {
+                    de::Error::custom("the first item of a mount entry (the device) is missing")
+                })?;
                 let mountpoint = it.next().flatten();
                 if let Some(mp) = &mountpoint
                     && mp != "none"

@@ -8,21 +8,14 @@ use std::fmt;
 
 /// `{KEY: value}` or `[KEY=value, ...]` into a map of text; values are stringified.
 /// A bare `KEY` in the list form has the value `""`.
-pub(crate) fn string_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<IndexMap<String, String>, D::Error> {
+pub(crate) fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String>, D::Error> {
     let map = d.deserialize_any(MapOrList)?;
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or_default()))
-        .collect())
+    Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
 }
 
 /// Like [`string_map`], but a bare `KEY` in the list form (or `KEY:` with no value) is
 /// `None`: "pass this variable through", as docker-compose does.
-pub(crate) fn env_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<IndexMap<String, Option<String>>, D::Error> {
+pub(crate) fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, Option<String>>, D::Error> {
     d.deserialize_any(MapOrList)
 }
 

@@ -39,9 +39,7 @@ pub struct Config {
 impl Config {
     /// `hostname`, else `berth.defaults.hostname`.
     pub fn effective_hostname(&self) -> &Hostname {
-        self.hostname
-            .as_ref()
-            .unwrap_or(&self.berth.defaults.hostname)
+        self.hostname.as_ref().unwrap_or(&self.berth.defaults.hostname)
     }
 
     /// Checks that span several values, or decode content: `(key path, message)` pairs.

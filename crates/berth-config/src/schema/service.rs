@@ -35,11 +35,7 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub privileged: bool,
     /// Network mode: `host`, `none`, `bridge`, `container:NAME`. Also read as `network_mode`.
-    #[serde(
-        default,
-        alias = "network_mode",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "network_mode", skip_serializing_if = "Option::is_none")]
     pub net: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<String>,

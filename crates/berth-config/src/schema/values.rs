@@ -185,12 +185,10 @@ pub struct IpAddress(pub IpAddr);
 impl FromStr for IpAddress {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.trim().parse::<IpAddr>().map(IpAddress).map_err(|_| {
-            format!(
-                "{} is not an IP address (like 192.168.1.1 or fd00::1)",
-                shown(s)
-            )
-        })
+        s.trim()
+            .parse::<IpAddr>()
+            .map(IpAddress)
+            .map_err(|_| format!("{} is not an IP address (like 192.168.1.1 or fd00::1)", shown(s)))
     }
 }
 
@@ -638,11 +636,7 @@ impl AbsolutePath {
 impl FromStr for AbsolutePath {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with('/')
-            && !s.contains('\0')
-            && !s.split('/').any(|c| c == "..")
-            && !s.contains('\n')
-        {
+        if s.starts_with('/') && !s.contains('\0') && !s.split('/').any(|c| c == "..") && !s.contains('\n') {
             Ok(AbsolutePath(s.to_string()))
         } else {
             Err(format!(
@@ -675,15 +669,9 @@ impl FromStr for HttpUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let rest = t
-            .strip_prefix("http://")
-            .or_else(|| t.strip_prefix("https://"));
+        let rest = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://"));
         match rest {
-            Some(rest)
-                if !rest.is_empty()
-                    && !rest.starts_with('/')
-                    && !t.contains(char::is_whitespace) =>
-            {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !t.contains(char::is_whitespace) => {
                 Ok(HttpUrl(t.to_string()))
             }
             _ => Err(format!(
@@ -988,10 +976,7 @@ mod tests {
 
     #[test]
     fn datasources() {
-        assert_eq!(
-            "nocloud".parse::<Datasource>().unwrap(),
-            Datasource::NoCloud
-        );
+        assert_eq!("nocloud".parse::<Datasource>().unwrap(), Datasource::NoCloud);
         assert_eq!(
             "url:http://10.0.2.2:8000/user-data"
                 .parse::<Datasource>()
@@ -999,10 +984,7 @@ mod tests {
             Datasource::Url("http://10.0.2.2:8000/user-data".into())
         );
         assert_eq!(
-            "file:/var/lib/x.yml"
-                .parse::<Datasource>()
-                .unwrap()
-                .to_string(),
+            "file:/var/lib/x.yml".parse::<Datasource>().unwrap().to_string(),
             "file:/var/lib/x.yml"
         );
         assert!("gce".parse::<Datasource>().is_err());
@@ -1031,8 +1013,7 @@ mod tests {
                 .is_ok()
         );
         assert!("hello".parse::<SshPublicKey>().is_err());
-        let private =
-            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----";
+        let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----";
         assert!(
             private
                 .parse::<SshPublicKey>()
