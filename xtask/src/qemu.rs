@@ -1,1 +1,273 @@
-//! QEMU.
+//! QEMU command lines for Berth: kernel + initrd, the ISO as a CD, or a disk, under BIOS or
+//! UEFI; user networking with `restrict=on` and ssh forwarded to 127.0.0.1 only.
+
+use anyhow::{Context, Result, bail};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Clone, Debug)]
+pub enum Boot {
+    /// `-kernel`/`-initrd` with this command line.
+    Kernel {
+        vmlinuz: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+    /// The ISO as a CD-ROM.
+    Cdrom(PathBuf),
+    /// The ISO (or a disk image) as the first hard disk.
+    Disk(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub enum Serial {
+    Stdio,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Vm {
+    pub boot: Boot,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub uefi: bool,
+    /// Extra raw disks (virtio), in order: vda, vdb, ...
+    pub disks: Vec<PathBuf>,
+    /// A NoCloud seed image (read-only virtio disk).
+    pub cidata: Option<PathBuf>,
+    pub ssh_port: Option<u16>,
+    pub serial: Serial,
+    pub kvm: bool,
+    /// Leave QEMU running on guest reboot (false: exit, as tests of poweroff want).
+    pub allow_reboot: bool,
+}
+
+impl Vm {
+    pub fn new(boot: Boot) -> Self {
+        Self {
+            boot,
+            memory_mib: 1024,
+            cpus: 2,
+            uefi: false,
+            disks: Vec::new(),
+            cidata: None,
+            ssh_port: None,
+            serial: Serial::Stdio,
+            kvm: false,
+            allow_reboot: true,
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-machine".into(),
+            "q35".into(),
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-smp".into(),
+            self.cpus.to_string(),
+            "-nodefaults".into(),
+            "-display".into(),
+            "none".into(),
+            "-device".into(),
+            "virtio-rng-pci".into(),
+        ];
+        if self.kvm {
+            a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]);
+        } else {
+            a.extend(["-accel".into(), "tcg".into()]);
+        }
+        match &self.serial {
+            Serial::Stdio => a.extend(["-serial".into(), "mon:stdio".into()]),
+            Serial::File(path) => a.extend([
+                "-serial".into(),
+                format!("file:{}", path.display()),
+                "-monitor".into(),
+                "none".into(),
+            ]),
+        }
+        if self.uefi {
+            a.extend(["-bios".into(), ovmf().display().to_string()]);
+        }
+        if !self.allow_reboot {
+            a.push("-no-reboot".into());
+        }
+        match &self.boot {
+            Boot::Kernel {
+                vmlinuz,
+                initrd,
+                append,
+            } => {
+                a.extend([
+                    "-kernel".into(),
+                    vmlinuz.display().to_string(),
+                    "-initrd".into(),
+                    initrd.display().to_string(),
+                    "-append".into(),
+                    append.clone(),
+                ]);
+            }
+            Boot::Cdrom(iso) => {
+                a.extend([
+                    "-drive".into(),
+                    format!("file={},media=cdrom,readonly=on,if=none,id=cd0", iso.display()),
+                    "-device".into(),
+                    "ide-cd,drive=cd0,bootindex=0".into(),
+                ]);
+            }
+            Boot::Disk(image) => {
+                a.extend([
+                    "-drive".into(),
+                    format!("file={},format=raw,if=none,id=boot0,snapshot=on", image.display()),
+                    "-device".into(),
+                    "virtio-blk-pci,drive=boot0,bootindex=0".into(),
+                ]);
+            }
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            a.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=disk{i},cache=unsafe",
+                    disk.display()
+                ),
+                "-device".into(),
+                format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
+        }
+        if let Some(seed) = &self.cidata {
+            a.extend([
+                "-drive".into(),
+                format!("file={},format=raw,if=none,id=seed,readonly=on", seed.display()),
+                "-device".into(),
+                "virtio-blk-pci,drive=seed".into(),
+            ]);
+        }
+        let mut netdev = "user,id=n0,restrict=on".to_string();
+        if let Some(port) = self.ssh_port {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+        }
+        a.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ]);
+        a
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(self.args());
+        cmd
+    }
+}
+
+pub fn ovmf() -> PathBuf {
+    ["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/share/ovmf/OVMF.fd"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Whether KVM works here (probed once by starting QEMU with it; the answer is cached).
+pub fn kvm_works(cache: &Path) -> bool {
+    if let Ok(answer) = std::fs::read_to_string(cache) {
+        return answer.trim() == "yes";
+    }
+    let works = Path::new("/dev/kvm").exists()
+        && Command::new("qemu-system-x86_64")
+            .args([
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-machine",
+                "q35",
+                "-m",
+                "64",
+                "-nodefaults",
+            ])
+            .args(["-display", "none", "-bios", "/dev/null", "-S", "-no-reboot"])
+            .arg("-monitor")
+            .arg("none")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let alive = child.try_wait()?.is_none();
+                let _ = child.kill();
+                let _ = child.wait();
+                Ok(alive)
+            })
+            .unwrap_or(false);
+    // Starting is not enough: the trixie kernel must boot. The boot benchmark's floor does
+    // that; until a real boot has been seen under KVM, use TCG.
+    let works = works && std::env::var("BERTH_KVM").as_deref() == Ok("1");
+    let _ = std::fs::write(cache, if works { "yes\n" } else { "no\n" });
+    works
+}
+
+/// A NoCloud seed (ISO 9660 labelled `cidata`) holding `user-data` and `meta-data`.
+pub fn make_cidata(dir: &Path, user_data: &str, meta_data: &str, dest: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("user-data"), user_data)?;
+    std::fs::write(dir.join("meta-data"), meta_data)?;
+    let out = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o"])
+        .arg(dest)
+        .arg(dir.join("user-data"))
+        .arg(dir.join("meta-data"))
+        .output()
+        .context("running xorriso for the cidata seed")?;
+    if !out.status.success() {
+        bail!("xorriso: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A throwaway ssh key pair in `dir` (created once); returns (private key path, public key).
+pub fn ssh_key(dir: &Path) -> Result<(PathBuf, String)> {
+    std::fs::create_dir_all(dir)?;
+    let key = dir.join("id_ed25519");
+    if !key.exists() {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-dev", "-f"])
+            .arg(&key)
+            .output()
+            .context("running ssh-keygen")?;
+        if !out.status.success() {
+            bail!("ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    Ok((key, public.trim().to_string()))
+}
+
+/// A raw disk image holding an empty ext4 filesystem labelled `label`.
+pub fn make_ext4_disk(path: &Path, size_mib: u64, label: &str) -> Result<()> {
+    let file = std::fs::File::create(path)?;
+    file.set_len(size_mib << 20)?;
+    drop(file);
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label])
+        .arg(path)
+        .output()
+        .context("running mkfs.ext4")?;
+    if !out.status.success() {
+        bail!("mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}

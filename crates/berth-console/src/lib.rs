@@ -1,1 +1,379 @@
-//! The console container.
+//! The console container: `berth console-init` prepares it (engine and power commands, ssh host
+//! keys kept on the state partition, sshd's configuration, the login user's keys, the login
+//! banner) and then becomes `respawn`, keeping a getty on each console and sshd running.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod respawn;
+
+use berth_config::{Config, KernelCmdline};
+use respawn::Entry;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The login user.
+pub const USER: &str = "berth";
+/// Host keys live here, on the state partition when there is one.
+pub const HOST_KEY_DIR: &str = "/var/lib/berth/ssh";
+pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa", "rsa"];
+const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
+
+/// A console the kernel writes to, and whether a getty on it logs in automatically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Getty {
+    pub tty: String,
+    pub baud: Option<String>,
+    pub autologin: bool,
+}
+
+/// Gettys from the kernel's `console=` parameters (the VGA console when there are none), with
+/// automatic login where `berth.autologin` names the tty.
+pub fn gettys(cmdline: &KernelCmdline, autologin: &[String]) -> Vec<Getty> {
+    let mut out: Vec<Getty> = Vec::new();
+    let consoles = cmdline.get_all("console");
+    let consoles: Vec<&str> = if consoles.is_empty() {
+        vec!["tty1"]
+    } else {
+        consoles
+    };
+    for console in consoles {
+        let (tty, opts) = console.split_once(',').unwrap_or((console, ""));
+        let tty = if tty == "tty0" { "tty1" } else { tty };
+        if tty.is_empty() || out.iter().any(|g| g.tty == tty) {
+            continue;
+        }
+        let baud: String = opts.chars().take_while(char::is_ascii_digit).collect();
+        out.push(Getty {
+            tty: tty.to_string(),
+            baud: (!baud.is_empty()).then_some(baud),
+            autologin: autologin.iter().any(|a| a == tty),
+        });
+    }
+    out
+}
+
+impl Getty {
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["/sbin/agetty".to_string(), "--noclear".to_string()];
+        if self.autologin {
+            argv.push("--autologin".into());
+            argv.push(USER.into());
+        }
+        if self.tty.starts_with("tty") && self.tty[3..].chars().all(|c| c.is_ascii_digit()) {
+            argv.push(self.tty.clone());
+            argv.push("linux".into());
+        } else {
+            argv.push("--keep-baud".into());
+            argv.push(
+                self.baud
+                    .as_ref()
+                    .map(|b| format!("{b},115200,38400,9600"))
+                    .unwrap_or_else(|| "115200,38400,9600".into()),
+            );
+            argv.push(self.tty.clone());
+            argv.push("vt220".into());
+        }
+        argv
+    }
+}
+
+/// sshd's configuration: keys only, no root login, host keys from the state partition.
+pub fn sshd_config(config: &Config, key_dir: &Path) -> String {
+    let ssh = &config.berth.ssh;
+    let mut out = String::from(
+        "# Written by Berth's console-init from berth.ssh at every console start;\n\
+         # change berth.ssh (berth config set) rather than this file.\n",
+    );
+    let _ = writeln!(out, "Port {}", ssh.port);
+    if let Some(addr) = &ssh.listen_address {
+        let _ = writeln!(out, "ListenAddress {addr}");
+    }
+    for t in HOST_KEY_TYPES {
+        let _ = writeln!(out, "HostKey {}/ssh_host_{t}_key", key_dir.display());
+    }
+    out.push_str(
+        "PermitRootLogin no\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         PermitEmptyPasswords no\n\
+         PubkeyAuthentication yes\n\
+         AuthorizedKeysFile .ssh/authorized_keys\n\
+         UsePAM yes\n\
+         UseDNS no\n\
+         ClientAliveInterval 180\n\
+         X11Forwarding no\n\
+         PrintMotd yes\n\
+         AcceptEnv LANG LC_*\n\
+         PidFile /run/sshd.pid\n\
+         Subsystem sftp /usr/lib/openssh/sftp-server\n",
+    );
+    out
+}
+
+/// The login banner (agetty expands `\n` to the hostname, `\l` to the tty, `\4` to the IPv4
+/// address), with the boot's problems so that they are seen at the first login.
+pub fn issue(version: &str, problems: &[String]) -> String {
+    let mut out = format!("\nBerth {version} \\n \\l  (IPv4: \\4)\n\n");
+    if !problems.is_empty() {
+        out.push_str("Problems found during boot (details in /var/log/boot/):\n");
+        for p in problems {
+            let _ = writeln!(out, "  ! {p}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("ssh-keygen failed for the {0} host key: {1}")]
+    Keygen(String, String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ConsoleError {
+    let what = what.into();
+    move |e| ConsoleError::Io(what, e)
+}
+
+/// Generate the host keys that are missing (with OpenSSH's own ssh-keygen).
+pub fn ensure_host_keys(dir: &Path) -> Result<Vec<String>, ConsoleError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let mut made = Vec::new();
+    for t in HOST_KEY_TYPES {
+        let path = dir.join(format!("ssh_host_{t}_key"));
+        if path.exists() && dir.join(format!("ssh_host_{t}_key.pub")).exists() {
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
+        let mut cmd = Command::new("ssh-keygen");
+        cmd.args(["-q", "-N", "", "-t", t, "-f"]).arg(&path);
+        if *t == "rsa" {
+            cmd.args(["-b", "3072"]);
+        }
+        let out = cmd.output().map_err(io("running ssh-keygen"))?;
+        if !out.status.success() {
+            return Err(ConsoleError::Keygen(
+                t.to_string(),
+                String::from_utf8_lossy(&out.stderr).into(),
+            ));
+        }
+        made.push(t.to_string());
+    }
+    Ok(made)
+}
+
+/// Links that make the engine's CLI and Berth's commands available in the console.
+pub fn command_links() -> Vec<(PathBuf, PathBuf)> {
+    let berth = PathBuf::from("/usr/bin/berth");
+    let mut links = vec![
+        (
+            PathBuf::from("/usr/local/bin/docker"),
+            PathBuf::from(format!("{ENGINE_BIN}/docker")),
+        ),
+        (PathBuf::from("/usr/local/bin/system-docker"), berth.clone()),
+    ];
+    for name in ["reboot", "poweroff", "halt", "shutdown", "modprobe"] {
+        links.push((PathBuf::from(format!("/usr/local/sbin/{name}")), berth.clone()));
+    }
+    links
+}
+
+/// Install `ssh_authorized_keys` for the login user, owned by them, mode 0600.
+pub fn install_authorized_keys(home: &Path, keys: &[String], uid: u32, gid: u32) -> Result<(), ConsoleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = home.join(".ssh");
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    let mut text = String::from(
+        "# Managed by Berth from ssh_authorized_keys (cloud-config); edits are replaced at boot.\n",
+    );
+    for key in keys {
+        text.push_str(key.trim());
+        text.push('\n');
+    }
+    let path = dir.join("authorized_keys");
+    berth_config::write_atomically(&path, text.as_bytes(), 0o600)
+        .map_err(io(format!("writing {}", path.display())))?;
+    for p in [&dir, &path, &home.to_path_buf()] {
+        let _ = nix::unistd::chown(p.as_path(), Some(uid.into()), Some(gid.into()));
+    }
+    Ok(())
+}
+
+/// uid and gid of `user` from `<root>/etc/passwd`.
+pub fn lookup_user(root: &Path, user: &str) -> Option<(u32, u32, PathBuf)> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[0] == user)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5]))))?
+    })
+}
+
+/// `berth console-init`: prepare the console, then become respawn. Returns an exit code.
+pub fn console_init(
+    loaded: &berth_config::Loaded,
+    cmdline: &KernelCmdline,
+    problems: &[String],
+    version: &str,
+) -> i32 {
+    let config = &loaded.config;
+    for (link, target) in command_links() {
+        if let Some(parent) = link.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+            eprintln!("console-init: linking {}: {e}", link.display());
+        }
+    }
+    let _ = std::fs::create_dir_all("/run/sshd");
+    match ensure_host_keys(Path::new(HOST_KEY_DIR)) {
+        Ok(made) if !made.is_empty() => {
+            eprintln!("console-init: generated ssh host keys: {}", made.join(", "))
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("console-init: {e}"),
+    }
+    if let Err(e) = std::fs::write(
+        "/etc/ssh/sshd_config",
+        sshd_config(config, Path::new(HOST_KEY_DIR)),
+    ) {
+        eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
+    }
+    if let Some((uid, gid, home)) = lookup_user(Path::new("/"), USER) {
+        let keys: Vec<String> = config
+            .ssh_authorized_keys
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        if let Err(e) = install_authorized_keys(&home, &keys, uid, gid) {
+            eprintln!("console-init: {e}");
+        }
+        eprintln!("console-init: {} ssh keys for {USER}", keys.len());
+    } else {
+        eprintln!("console-init: the console image has no user {USER}");
+    }
+    let _ = std::fs::write("/etc/issue", issue(version, problems));
+    let _ = std::fs::write(
+        "/etc/motd",
+        issue(version, problems).replace("\\n \\l  (IPv4: \\4)", ""),
+    );
+    let autologin: Vec<String> = config
+        .berth
+        .autologin
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
+    let mut entries: Vec<Entry> = gettys(cmdline, &autologin)
+        .into_iter()
+        .filter(|g| Path::new("/dev").join(&g.tty).exists())
+        .map(|g| Entry {
+            name: format!("getty {}", g.tty),
+            argv: g.argv(),
+        })
+        .collect();
+    if config.berth.ssh.daemon {
+        entries.push(Entry {
+            name: "sshd".into(),
+            argv: vec!["/usr/sbin/sshd".into(), "-D".into(), "-e".into()],
+        });
+    }
+    eprintln!(
+        "console-init: ready; supervising {}",
+        entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    respawn::run(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gettys_follow_the_kernel_consoles() {
+        let cmdline = KernelCmdline::parse("console=tty1 console=ttyS0,115200n8 berth.autologin=ttyS0");
+        let g = gettys(&cmdline, &["ttyS0".to_string()]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            g[0],
+            Getty {
+                tty: "tty1".into(),
+                baud: None,
+                autologin: false
+            }
+        );
+        assert_eq!(
+            g[1],
+            Getty {
+                tty: "ttyS0".into(),
+                baud: Some("115200".into()),
+                autologin: true
+            }
+        );
+        assert_eq!(
+            g[1].argv(),
+            [
+                "/sbin/agetty",
+                "--noclear",
+                "--autologin",
+                "berth",
+                "--keep-baud",
+                "115200,115200,38400,9600",
+                "ttyS0",
+                "vt220"
+            ]
+        );
+        assert_eq!(g[0].argv(), ["/sbin/agetty", "--noclear", "tty1", "linux"]);
+        let none = gettys(&KernelCmdline::parse("quiet"), &[]);
+        assert_eq!(
+            none,
+            [Getty {
+                tty: "tty1".into(),
+                baud: None,
+                autologin: false
+            }]
+        );
+    }
+
+    #[test]
+    fn sshd_config_is_key_only() {
+        let config = Config::default();
+        insta::assert_snapshot!(sshd_config(&config, Path::new(HOST_KEY_DIR)));
+    }
+
+    #[test]
+    fn issue_lists_boot_problems() {
+        let text = issue(
+            "1.2.3",
+            &["configuration: error: user-data.yml:3:1: bad".to_string()],
+        );
+        assert!(text.contains("Berth 1.2.3"));
+        assert!(text.contains("  ! configuration: error: user-data.yml:3:1: bad"));
+        assert!(!issue("1", &[]).contains("Problems"));
+    }
+
+    #[test]
+    fn authorized_keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        install_authorized_keys(home.path(), &["ssh-ed25519 AAAA test@x".to_string()], uid, gid).unwrap();
+        let path = home.path().join(".ssh/authorized_keys");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("ssh-ed25519 AAAA test@x\n"));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

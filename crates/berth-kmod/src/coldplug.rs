@@ -106,6 +106,10 @@ fn probe_device(
             .load_plan(&module)
             .and_then(|plan| execute_plan(&plan, loader, loaded, &mut report.loaded));
         if let Err(error) = result {
+            if error.is_no_device() {
+                tracing::debug!(device = %device.display(), modalias, module = %module, "no hardware for this driver");
+                continue;
+            }
             tracing::warn!(device = %device.display(), modalias, error = %error, "coldplug failed");
             report.failures.push(ColdplugFailure {
                 device: device.to_owned(),

@@ -106,6 +106,20 @@ pub enum KmodError {
     },
 }
 
+impl KmodError {
+    /// The driver loaded but found no hardware it supports (`ENODEV`): normal when an alias
+    /// matches several drivers (cpufreq, crypto), not a failure.
+    pub fn is_no_device(&self) -> bool {
+        matches!(
+            self,
+            KmodError::Insert {
+                errno: Errno::ENODEV,
+                ..
+            }
+        )
+    }
+}
+
 /// What an `finit_module(2)` errno usually means, and where to look.
 pub(crate) fn insert_hint(errno: Errno) -> &'static str {
     match errno {

@@ -107,6 +107,9 @@ pub fn execute_plan(
                 loaded.insert(step.module.clone());
                 inserted.push(step.module.clone());
             }
+            Err(e) if step.is_optional() && e.is_no_device() => {
+                tracing::debug!(module = %step.module, "soft dependency: no hardware for it");
+            }
             Err(e) if step.is_optional() => {
                 tracing::warn!(module = %step.module, error = %e, "soft dependency not loaded");
             }

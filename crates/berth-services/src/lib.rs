@@ -1,1 +1,24 @@
-//! Berth's system service manager.
+//! Berth's service manager. `berth sysinit` (started by PID 1 once System Docker runs) loads
+//! the bundled system images that System Docker lacks, then brings the services declared under
+//! `berth.services` up in dependency order: system services in System Docker, user services in
+//! User Docker once the `docker` service answers. It also holds the container side of the
+//! shutdown and the `docker` service's entry point (`berth user-docker`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod client;
+pub mod graph;
+pub mod images;
+pub mod power;
+pub mod shutdown;
+pub mod spec;
+pub mod sysinit;
+pub mod up;
+pub mod user_engine;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// System Docker's socket.
+pub const SYSTEM_SOCKET: &str = "/run/system-docker.sock";
+/// User Docker's socket (the `docker` service mounts only this directory).
+pub const USER_SOCKET: &str = "/run/user-docker/docker.sock";
+/// Where init mounts the bundled system images.
+pub const IMAGES_DIR: &str = "/run/berth/images";

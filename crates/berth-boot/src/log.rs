@@ -1,0 +1,131 @@
+//! Boot logging: every line goes to the console (PID 1's stderr is `/dev/console`) and, once
+//! `/var` is ready, to a file under `/var/log/boot/`. Lines written before the file exists are
+//! kept in memory and written to it when it is attached, so the file holds the whole boot.
+//! Timestamps are the kernel's boot clock, like dmesg's.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+
+/// Keep at most this much before the log file exists.
+const BUFFER_LIMIT: usize = 1 << 20;
+
+struct Sink {
+    console: bool,
+    file: Option<File>,
+    buffer: Vec<u8>,
+}
+
+static SINK: Mutex<Sink> = Mutex::new(Sink {
+    console: true,
+    file: None,
+    buffer: Vec::new(),
+});
+
+/// Seconds since boot (CLOCK_BOOTTIME), as the kernel log shows them.
+pub fn uptime() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
+}
+
+struct BootClock;
+
+impl FormatTime for BootClock {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        write!(w, "[{:>9.3}]", uptime())
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct BootWriter;
+
+impl Write for BootWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Ok(mut sink) = SINK.lock() else {
+            return Ok(buf.len());
+        };
+        if sink.console {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        let sink = &mut *sink;
+        match sink.file.as_mut() {
+            Some(file) => {
+                let _ = file.write_all(buf);
+            }
+            None if sink.buffer.len() + buf.len() <= BUFFER_LIMIT => sink.buffer.extend_from_slice(buf),
+            None => {}
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BootWriter {
+    type Writer = BootWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        BootWriter
+    }
+}
+
+/// Install the logger for a process named `name` (`init`, `sysinit`, ...).
+pub fn init(name: &'static str, debug: bool) {
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(BootWriter)
+        .with_ansi(false)
+        .with_target(false)
+        .with_timer(BootClock)
+        .with_max_level(level)
+        .fmt_fields(tracing_subscriber::fmt::format::DefaultFields::new())
+        .event_format(
+            tracing_subscriber::fmt::format()
+                .with_ansi(false)
+                .with_target(false)
+                .with_level(true)
+                .with_timer(BootClock)
+                .compact(),
+        )
+        .try_init();
+    let _ = name;
+}
+
+/// Start writing to `path` too (appending), including what was logged so far.
+pub fn attach_file(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    if let Ok(mut sink) = SINK.lock() {
+        let buffered = std::mem::take(&mut sink.buffer);
+        file.write_all(&buffered)?;
+        sink.file = Some(file);
+    }
+    Ok(())
+}
+
+/// Stop writing to the file (before its filesystem is unmounted).
+pub fn detach_file() {
+    if let Ok(mut sink) = SINK.lock()
+        && let Some(file) = sink.file.take()
+    {
+        let _ = file.sync_all();
+    }
+}
+
+/// Print a block of text on the console and into the log as it is (banners, the recovery
+/// notice), bypassing the line format.
+pub fn raw(text: &str) {
+    let _ = BootWriter.write_all(text.as_bytes());
+}

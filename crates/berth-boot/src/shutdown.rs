@@ -1,0 +1,185 @@
+//! The ordered shutdown: user containers, then system services (the console last), then
+//! System Docker, then every remaining process; sync, unmount, `reboot(2)`. A watchdog forces
+//! the reboot if any step hangs past `berth.shutdown_timeout`.
+
+use crate::log;
+use nix::sys::reboot::{RebootMode, reboot};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Reboot,
+    PowerOff,
+    Halt,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reboot" => Some(Action::Reboot),
+            "poweroff" => Some(Action::PowerOff),
+            "halt" => Some(Action::Halt),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Reboot => "reboot",
+            Action::PowerOff => "poweroff",
+            Action::Halt => "halt",
+        }
+    }
+
+    fn mode(self) -> RebootMode {
+        match self {
+            Action::Reboot => RebootMode::RB_AUTOBOOT,
+            Action::PowerOff => RebootMode::RB_POWER_OFF,
+            Action::Halt => RebootMode::RB_HALT_SYSTEM,
+        }
+    }
+}
+
+/// Start the watchdog: after `timeout`, sync and reboot whatever is still running.
+pub fn arm_watchdog(action: Action, timeout: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            tracing::error!(
+                "shutdown did not finish within {}s: forcing {}",
+                timeout.as_secs(),
+                action.name()
+            );
+            nix::unistd::sync();
+            let _ = reboot(action.mode());
+        });
+}
+
+/// Stop every container through the engines' APIs (user containers first, console last).
+pub fn stop_containers(timeout: Duration, keep: Option<&str>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot stop containers (no async runtime: {e})");
+            return;
+        }
+    };
+    let report = runtime.block_on(berth_services::shutdown::stop_all(timeout, keep));
+    for line in report {
+        tracing::info!("{line}");
+    }
+}
+
+/// PID 1's shutdown. Never returns.
+pub fn run(action: Action, timeout: Duration, system_docker: Option<Pid>) -> ! {
+    let started = Instant::now();
+    tracing::info!("{}: stopping containers, then System Docker", action.name());
+    arm_watchdog(action, timeout);
+    // Leave a margin for the steps after the containers.
+    stop_containers(
+        timeout
+            .saturating_sub(Duration::from_secs(10))
+            .max(Duration::from_secs(5)),
+        None,
+    );
+    if let Some(pid) = system_docker {
+        let _ = kill(pid, Signal::SIGTERM);
+        if !wait_for(pid, Duration::from_secs(10)) {
+            tracing::warn!("System Docker did not stop in 10s: killing it");
+            let _ = kill(pid, Signal::SIGKILL);
+            wait_for(pid, Duration::from_secs(2));
+        }
+    }
+    kill_everything();
+    tracing::info!("services stopped in {:.1}s", started.elapsed().as_secs_f64());
+    finish(action)
+}
+
+/// Wait (reaping) until `pid` exits or `limit` passes; true if it exited.
+fn wait_for(pid: Pid, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(100)),
+            Ok(status) if status.pid() == Some(pid) => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// SIGTERM every process, give them two seconds, then SIGKILL the rest.
+fn kill_everything() {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Err(_) => return, // no children left
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => {}
+        }
+    }
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Mount points, deepest first, from /proc/self/mountinfo.
+fn mount_points() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .collect();
+    points.reverse();
+    points
+}
+
+/// Sync, unmount what can be unmounted, make `/var` read-only, and reboot/power off/halt.
+pub fn finish(action: Action) -> ! {
+    log::detach_file();
+    nix::unistd::sync();
+    for point in mount_points() {
+        if matches!(point.as_str(), "/" | "/proc" | "/sys" | "/dev" | "/usr") {
+            continue;
+        }
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::empty());
+    }
+    // If /var is still busy, at least stop writes to it so the journal is clean.
+    let _ = nix::mount::mount(
+        None::<&str>,
+        "/var",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    );
+    nix::unistd::sync();
+    tracing::info!("{}", action.name());
+    let err = reboot(action.mode());
+    tracing::error!("reboot(2) failed: {err:?}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip() {
+        for a in [Action::Reboot, Action::PowerOff, Action::Halt] {
+            assert_eq!(Action::parse(a.name()), Some(a));
+        }
+        assert_eq!(Action::parse("kexec"), None);
+    }
+}

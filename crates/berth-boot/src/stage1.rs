@@ -1,0 +1,192 @@
+//! Stage 1, in the initramfs: find the OS image, build the real root, switch to it and exec
+//! stage 2 from the OS image.
+
+use crate::mounts::{self, MountSpec};
+use crate::state::StateDecision;
+use crate::{BootError, VERSION, log, loopdev, medium, problems, recovery, root, stage2};
+use berth_config::{ConfigPaths, KernelCmdline};
+use nix::mount::MsFlags;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const NEWROOT: &str = "/newroot";
+/// How long to wait for a boot medium holding the OS image (CD drives are slow to appear).
+const MEDIUM_WAIT: Duration = Duration::from_secs(30);
+/// Modules stage 1 needs whatever the hardware: the OS image's filesystem and loop devices.
+const EARLY_MODULES: &[&str] = &["loop", "squashfs", "isofs"];
+
+pub fn run() -> ! {
+    let result = std::panic::catch_unwind(|| {
+        if let Err(e) = mounts::apply_all(&mounts::pseudo_filesystems(Path::new("/"))) {
+            // Without /proc and /dev nothing else works; say so and keep a shell.
+            log::init("init", false);
+            recovery::enter(&e.to_string());
+        }
+        let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
+        let debug = cmdline.has("berth.debug") || cmdline.has("rancher.debug");
+        log::init("init", debug);
+        boot(&cmdline)
+    });
+    let reason = match result {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(())) => "stage 2 could not be started".to_string(),
+        Err(_) => "init panicked in stage 1 (a bug: please report it with the log above)".to_string(),
+    };
+    recovery::enter(&reason)
+}
+
+fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
+    let started = log::uptime();
+    tracing::info!("Berth {VERSION} init: stage 1 (initramfs) at {started:.2}s after kernel start");
+    load_early_modules();
+
+    let step = log::uptime();
+    let mount_dir = Path::new("/run/berth/medium");
+    let found = medium::find(Path::new("/"), mount_dir, MEDIUM_WAIT)?;
+    tracing::info!(
+        "OS image: {} ({:.2}s)",
+        found.os_image.display(),
+        log::uptime() - step
+    );
+    let newroot = Path::new(NEWROOT);
+    root::mount_root(newroot, &found.os_image)?;
+
+    // The state settings come from the built-in defaults and the kernel command line: the
+    // other layers live on the state partition itself.
+    let paths = ConfigPaths {
+        defaults: newroot.join("usr/share/berth/defaults.yml"),
+        oem_dir: PathBuf::from("/nonexistent"),
+        conf_dir: PathBuf::from("/nonexistent"),
+    };
+    let loaded = berth_config::load(&paths, cmdline);
+    for d in loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.source == berth_config::CMDLINE_SOURCE)
+    {
+        problems::report(Path::new("/"), &d.to_string());
+    }
+    let state = &loaded.config.berth.state;
+    mount_state(newroot, state.dev.as_str(), state.wait, state.required)?;
+    root::populate(newroot)?;
+
+    if let Some(images) = &found.images_image {
+        // Mounted under /run so it moves with /run; sysinit unmounts it after loading, which
+        // frees it when it lives in the initramfs.
+        let device = loopdev::attach(images)?;
+        root::mount_squashfs(&device.path, Path::new("/run/berth/images"))?;
+    }
+    if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {
+        tracing::warn!("cannot write the boot log: {e}");
+    }
+    tracing::info!(
+        "stage 1 done in {:.2}s; switching to the real root",
+        log::uptime() - started
+    );
+    root::switch_root(newroot)?;
+    log::detach_file();
+    exec_stage2()
+}
+
+fn load_early_modules() {
+    let step = log::uptime();
+    let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::warn!("no kernel modules in the initramfs: {e}");
+            return;
+        }
+    };
+    let mut loader = berth_kmod::KernelModuleLoader;
+    let report = berth_kmod::coldplug(&index, &mut loader, Path::new("/sys"));
+    for name in EARLY_MODULES {
+        if let Err(e) = berth_kmod::modprobe(&index, &mut loader, name, "") {
+            tracing::warn!("cannot load {name}: {e}");
+        }
+    }
+    for failure in &report.failures {
+        tracing::debug!(
+            "coldplug: {}: {:?}: {}",
+            failure.device.display(),
+            failure.modalias,
+            failure.error
+        );
+    }
+    tracing::info!(
+        "early modules: {} loaded for {} devices ({:.2}s)",
+        report.loaded.len(),
+        report.modaliases,
+        log::uptime() - step
+    );
+}
+
+/// Mount the state partition on `<newroot>/var`, or decide to run from RAM.
+fn mount_state(newroot: &Path, dev: &str, wait: u32, required: bool) -> Result<(), BootError> {
+    let step = log::uptime();
+    let target = newroot.join("var");
+    match crate::state::find(dev, Duration::from_secs(wait.into())) {
+        StateDecision::Mount { device, fstype } => {
+            let spec = MountSpec::new(
+                &device.path.display().to_string(),
+                &target,
+                fstype,
+                MsFlags::MS_NOATIME,
+                "",
+            );
+            match mounts::apply(&spec) {
+                Ok(()) => {
+                    tracing::info!(
+                        "state partition {} ({fstype}) mounted on /var ({:.2}s)",
+                        device.path.display(),
+                        log::uptime() - step
+                    );
+                    Ok(())
+                }
+                Err(e) => ram_or_fail(
+                    &format!("the state partition could not be mounted: {e}"),
+                    required,
+                ),
+            }
+        }
+        StateDecision::WrongFilesystem { device, found } => ram_or_fail(
+            &format!(
+                "{} matches {dev} but holds {}, not a filesystem Berth keeps state on ({}); \
+                 it was left untouched",
+                device.path.display(),
+                found.as_deref().unwrap_or("no recognisable filesystem"),
+                crate::state::SUPPORTED.join(", ")
+            ),
+            required,
+        ),
+        StateDecision::Absent => {
+            if required {
+                return Err(BootError::StateRequired(format!("no device matches {dev}")));
+            }
+            tracing::warn!(
+                "no state partition ({dev}): running from RAM, nothing is kept across reboots. \
+                 Format a disk with `mkfs.ext4 -L BERTH_STATE` to keep data."
+            );
+            Ok(())
+        }
+    }
+}
+
+fn ram_or_fail(problem: &str, required: bool) -> Result<(), BootError> {
+    if required {
+        return Err(BootError::StateRequired(problem.to_string()));
+    }
+    problems::report(
+        Path::new("/"),
+        &format!("{problem}. Running from RAM: nothing is kept across reboots."),
+    );
+    Ok(())
+}
+
+fn exec_stage2() -> Result<(), BootError> {
+    let err = std::process::Command::new("/usr/bin/berth")
+        .arg0("init")
+        .env(stage2::STAGE_ENV, "2")
+        .exec();
+    Err(BootError::Io("starting stage 2 (/usr/bin/berth)".into(), err))
+}

@@ -1,0 +1,181 @@
+//! Stage 2, on the real root: the effective configuration, all kernel modules, hostname and
+//! sysctls, then System Docker and the services, and PID 1's supervision loop.
+
+use crate::{VERSION, log, problems, recovery, supervisor, system_docker};
+use berth_config::{ConfigPaths, KernelCmdline, Loaded, Severity};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+/// Set by stage 1 when it execs stage 2.
+pub const STAGE_ENV: &str = "BERTH_INIT_STAGE";
+/// The kernel runs this for request_module(): Berth's own modprobe.
+const MODPROBE: &str = "/usr/sbin/modprobe";
+
+pub fn run() -> ! {
+    let result = std::panic::catch_unwind(|| {
+        let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
+        let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
+        log::init("init", loaded.config.berth.debug);
+        if let Err(e) = log::attach_file(Path::new("/var/log/boot/init.log")) {
+            tracing::warn!("cannot write /var/log/boot/init.log: {e}");
+        }
+        tracing::info!("Berth {VERSION} init: stage 2 (real root)");
+        report_config(&loaded);
+        prepare_system(&loaded);
+        if loaded.config.berth.system_docker.exec {
+            exec_system_docker(&loaded)
+        } else {
+            supervisor::run(&loaded)
+        }
+    });
+    let reason = match result {
+        Ok(never) => match never {},
+        Err(_) => "init panicked in stage 2 (a bug: please report it with the log above)".to_string(),
+    };
+    recovery::enter(&reason)
+}
+
+/// Log every configuration diagnostic; errors also go to the console banner.
+fn report_config(loaded: &Loaded) {
+    for d in &loaded.diagnostics {
+        match d.severity {
+            Severity::Error => problems::report(Path::new("/"), &format!("configuration: {d}")),
+            Severity::Warning => tracing::warn!("configuration: {d}"),
+        }
+    }
+    if loaded.has_errors() {
+        tracing::warn!("booting with the configuration layers that are valid; the others were skipped");
+    }
+}
+
+fn prepare_system(loaded: &Loaded) {
+    let config = &loaded.config;
+    // Containers may share mounts under /mnt and /media with the host (rshared volumes).
+    if let Err(e) = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SHARED,
+        None::<&str>,
+    ) {
+        tracing::warn!("cannot make / a shared mount: {e}");
+    }
+    let _ = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE);
+    load_modules(config);
+    let hostname = config.effective_hostname();
+    if let Err(e) = nix::unistd::sethostname(hostname.as_str()) {
+        tracing::warn!("cannot set the hostname to {}: {e}", hostname.as_str());
+    }
+    let _ = std::fs::write("/etc/hostname", format!("{}\n", hostname.as_str()));
+    let _ = std::fs::write(
+        "/etc/hosts",
+        format!(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{h}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
+             ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n",
+            h = hostname.as_str()
+        ),
+    );
+    for (key, value) in &config.berth.sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        if let Err(e) = std::fs::write(&path, value.to_string()) {
+            problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}"));
+        }
+    }
+    for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if !Path::new("/run/berth/resolv.conf").exists() {
+        let _ = std::fs::write("/run/berth/resolv.conf", "# the network service fills this in\n");
+    }
+    // The user engine's socket lives in a directory of its own (the docker service mounts only
+    // that); the usual path points at it.
+    let _ = std::os::unix::fs::symlink("user-docker/docker.sock", "/run/docker.sock");
+    if let Err(e) = loopback_up() {
+        tracing::warn!("cannot bring up lo: {e}");
+    }
+    // Let PID 1 hear Ctrl-Alt-Del as SIGINT and reboot cleanly.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+    raise_nofile_limit();
+}
+
+fn load_modules(config: &berth_config::Config) {
+    let step = log::uptime();
+    let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
+        Ok(index) => index,
+        Err(e) => {
+            problems::report(Path::new("/"), &format!("kernel modules are unavailable: {e}"));
+            return;
+        }
+    };
+    let mut loader = berth_kmod::KernelModuleLoader;
+    let report = berth_kmod::coldplug(&index, &mut loader, Path::new("/sys"));
+    // Container networking and storage: load them now rather than on first use.
+    let mut wanted: Vec<(String, String)> = [
+        "overlay",
+        "br_netfilter",
+        "veth",
+        "bridge",
+        "nf_nat",
+        "xt_conntrack",
+    ]
+    .iter()
+    .map(|m| (m.to_string(), String::new()))
+    .collect();
+    for module in &config.berth.modules {
+        wanted.push((module.name().to_string(), module.params().join(" ")));
+    }
+    for (name, params) in &wanted {
+        if let Err(e) = berth_kmod::modprobe(&index, &mut loader, name, params) {
+            problems::report(Path::new("/"), &format!("module {name}: {e}"));
+        }
+    }
+    tracing::info!(
+        "modules: {} loaded by coldplug, {} requested ({:.2}s)",
+        report.loaded.len(),
+        wanted.len(),
+        log::uptime() - step
+    );
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket + SIOCGIFFLAGS/SIOCSIFFLAGS on a zeroed ifreq naming "lo".
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc == 0 { Ok(()) } else { Err(err) }
+    }
+}
+
+fn raise_nofile_limit() {
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
+}
+
+/// `berth.system_docker.exec=true`: System Docker becomes PID 1, as in the original
+/// RancherOS. The service bring-up runs as its child, started first.
+fn exec_system_docker(loaded: &Loaded) -> ! {
+    tracing::info!("berth.system_docker.exec: System Docker replaces init as PID 1");
+    if let Err(e) = supervisor::spawn_sysinit() {
+        problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"));
+    }
+    let args = system_docker::command_line(&loaded.config.berth.system_docker, loaded.config.berth.debug);
+    log::detach_file();
+    crate::process::unblock_all_signals();
+    let mut cmd = std::process::Command::new(&args[0]);
+    cmd.args(&args[1..]).env("PATH", system_docker::PATH);
+    crate::process::output_to(&mut cmd, Path::new(system_docker::LOG));
+    let err = cmd.exec();
+    recovery::enter(&format!("cannot exec System Docker ({}): {err}", args[0]))
+}

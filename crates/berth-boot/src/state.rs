@@ -1,0 +1,189 @@
+//! The state partition: the persistent `/var`. Found by label (`BERTH_STATE`, or RancherOS's
+//! `RANCHER_STATE`), UUID or path; a device with the wrong filesystem is reported and left
+//! untouched, and the machine runs from RAM rather than risk the data on it.
+
+use berth_blockdev::{BlockDevice, DeviceSpec, FsInfo};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Filesystems Berth mounts as its state partition.
+pub const SUPPORTED: &[&str] = &["ext4", "ext3", "ext2", "xfs", "btrfs"];
+
+/// What the search decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDecision {
+    /// Mount this device with this filesystem.
+    Mount {
+        device: BlockDevice,
+        fstype: &'static str,
+    },
+    /// Found, but with a filesystem Berth will not mount as state.
+    WrongFilesystem {
+        device: BlockDevice,
+        found: Option<String>,
+    },
+    /// Nothing matched.
+    Absent,
+}
+
+/// The references to look for: the configured one, and RancherOS's label as an alias of ours.
+pub fn candidates(configured: &str) -> Vec<DeviceSpec> {
+    let mut specs = Vec::new();
+    if let Some(spec) = DeviceSpec::parse(configured) {
+        specs.push(spec);
+    }
+    if configured == "LABEL=BERTH_STATE" {
+        specs.push(DeviceSpec::Label("RANCHER_STATE".into()));
+    }
+    specs
+}
+
+/// Decide from the devices present (pure: the probe is supplied).
+pub fn decide(
+    specs: &[DeviceSpec],
+    devices: &[BlockDevice],
+    probe: &dyn Fn(&BlockDevice) -> Option<FsInfo>,
+) -> StateDecision {
+    for spec in specs {
+        if let Some(found) = berth_blockdev::resolve_with(spec, devices, probe) {
+            return match found.fs {
+                Some(fs) if SUPPORTED.contains(&fs.fstype) => StateDecision::Mount {
+                    device: found.device,
+                    fstype: fs.fstype,
+                },
+                other => StateDecision::WrongFilesystem {
+                    device: found.device,
+                    found: other.map(|f| f.fstype.to_string()),
+                },
+            };
+        }
+    }
+    StateDecision::Absent
+}
+
+/// Stop waiting once the set of block devices has not changed for this long: the drivers have
+/// found what there is, and a machine without a state disk boots without delay.
+pub const SETTLED: Duration = Duration::from_secs(1);
+
+/// Look for the state partition, waiting up to `wait` for slow devices to appear (less when
+/// the devices have settled).
+pub fn find(configured: &str, wait: Duration) -> StateDecision {
+    let specs = candidates(configured);
+    if specs.is_empty() {
+        return StateDecision::Absent;
+    }
+    let started = Instant::now();
+    let mut last_names: Vec<String> = Vec::new();
+    let mut last_change = Instant::now();
+    loop {
+        let devices = berth_blockdev::list(Path::new("/sys"));
+        let names: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
+        if names != last_names {
+            last_names = names;
+            last_change = Instant::now();
+        }
+        let decision = decide(&specs, &devices, &|d: &BlockDevice| {
+            berth_blockdev::probe(&d.path)
+        });
+        if decision != StateDecision::Absent || started.elapsed() >= wait || last_change.elapsed() >= SETTLED
+        {
+            return decision;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn dev(name: &str) -> BlockDevice {
+        BlockDevice {
+            name: name.into(),
+            path: PathBuf::from(format!("/dev/{name}")),
+            partition: false,
+            size: 1 << 30,
+            removable: false,
+        }
+    }
+
+    fn fs(fstype: &'static str, label: &str) -> Option<FsInfo> {
+        Some(FsInfo {
+            fstype,
+            label: Some(label.into()),
+            uuid: None,
+        })
+    }
+
+    #[test]
+    fn decisions() {
+        let devices = [dev("sr0"), dev("vda"), dev("vdb")];
+        let cases: Vec<(&str, Box<dyn Fn(&BlockDevice) -> Option<FsInfo>>, StateDecision)> = vec![
+            (
+                "ext4 labelled BERTH_STATE is mounted",
+                Box::new(|d: &BlockDevice| {
+                    if d.name == "vdb" {
+                        fs("ext4", "BERTH_STATE")
+                    } else {
+                        None
+                    }
+                }),
+                StateDecision::Mount {
+                    device: dev("vdb"),
+                    fstype: "ext4",
+                },
+            ),
+            (
+                "RancherOS's label is accepted",
+                Box::new(|d: &BlockDevice| {
+                    if d.name == "vda" {
+                        fs("ext4", "RANCHER_STATE")
+                    } else {
+                        None
+                    }
+                }),
+                StateDecision::Mount {
+                    device: dev("vda"),
+                    fstype: "ext4",
+                },
+            ),
+            (
+                "a vfat disk labelled BERTH_STATE is refused, not formatted",
+                Box::new(|d: &BlockDevice| {
+                    if d.name == "vda" {
+                        fs("vfat", "BERTH_STATE")
+                    } else {
+                        None
+                    }
+                }),
+                StateDecision::WrongFilesystem {
+                    device: dev("vda"),
+                    found: Some("vfat".into()),
+                },
+            ),
+            (
+                "no disk: RAM",
+                Box::new(|_: &BlockDevice| None),
+                StateDecision::Absent,
+            ),
+        ];
+        let specs = candidates("LABEL=BERTH_STATE");
+        for (name, probe, want) in cases {
+            assert_eq!(decide(&specs, &devices, &*probe), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_path_with_no_filesystem_is_the_wrong_filesystem() {
+        let specs = candidates("/dev/vdb");
+        let decision = decide(&specs, &[dev("vdb")], &|_| None);
+        assert_eq!(
+            decision,
+            StateDecision::WrongFilesystem {
+                device: dev("vdb"),
+                found: None
+            }
+        );
+    }
+}

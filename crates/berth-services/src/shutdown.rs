@@ -1,0 +1,90 @@
+//! The container part of the shutdown: user containers first (through User Docker), then the
+//! user engine, the other system services, and the console last.
+
+use crate::{SYSTEM_SOCKET, USER_SOCKET, client, graph};
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
+use std::time::Duration;
+
+/// Seconds a container gets between SIGTERM and SIGKILL.
+const STOP_GRACE: i32 = 10;
+
+async fn running(docker: &Docker) -> Vec<(String, String)> {
+    match docker
+        .list_containers(Some(ListContainersOptions::default()))
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
+                Some((id, name))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<String>) {
+    let stops = set.iter().map(|(id, name)| {
+        let docker = docker.clone();
+        async move {
+            let options = StopContainerOptions {
+                t: Some(STOP_GRACE),
+                ..Default::default()
+            };
+            (name.clone(), docker.stop_container(id, Some(options)).await)
+        }
+    });
+    for (name, result) in futures_util::future::join_all(stops).await {
+        match result {
+            Ok(()) => report.push(format!("stopped {name}")),
+            Err(e) => report.push(format!("stopping {name}: {e}")),
+        }
+    }
+}
+
+/// Stop everything, leaving `keep` (the helper running this in exec mode) alone.
+pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
+    let mut report = Vec::new();
+    let work = async {
+        if std::path::Path::new(USER_SOCKET).exists()
+            && let Ok(user) = client::connect(USER_SOCKET, Duration::from_secs(30))
+            && user.ping().await.is_ok()
+        {
+            let containers = running(&user).await;
+            if !containers.is_empty() {
+                report.push(format!("stopping {} user containers", containers.len()));
+                stop_set(&user, &containers, &mut report).await;
+            }
+        }
+        let Ok(system) = client::connect(SYSTEM_SOCKET, Duration::from_secs(30)) else {
+            report.push("System Docker is not reachable: skipping system services".into());
+            return;
+        };
+        let all: Vec<(String, String)> = running(&system)
+            .await
+            .into_iter()
+            .filter(|(_, n)| Some(n.as_str()) != keep)
+            .collect();
+        let (engine, rest): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(_, n)| n == graph::USER_ENGINE_SERVICE);
+        let (console, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, n)| n == "console");
+        for set in [engine, others, console] {
+            if !set.is_empty() {
+                stop_set(&system, &set, &mut report).await;
+            }
+        }
+    };
+    if tokio::time::timeout(limit, work).await.is_err() {
+        report.push(format!("containers did not stop within {}s", limit.as_secs()));
+    }
+    report
+}

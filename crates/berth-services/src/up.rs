@@ -1,0 +1,268 @@
+//! Bringing services up in one engine: create (or keep, when its definition is unchanged),
+//! start, and for `detach: "false"` services wait for them to exit. Independent services
+//! start concurrently; a service starts once everything it waits for has finished, even if
+//! that failed, so that a broken service never keeps the console from coming up.
+
+use crate::client::is_not_found;
+use crate::graph::{self, ServiceGraph};
+use crate::spec::{self, Environment};
+use berth_config::ServiceSpec;
+use bollard::Docker;
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Created only (`createonly`).
+    Created,
+    /// Started (new or existing container).
+    Started,
+    /// Already running with the same definition.
+    AlreadyRunning,
+    /// A `detach: "false"` service that ran and exited with this code.
+    Exited(i64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(
+        "service {service}: image {image} is not in the engine ({message}); is it a system image of this Berth version?"
+    )]
+    MissingImage {
+        service: String,
+        image: String,
+        message: String,
+    },
+    #[error("service {service}: {action}: {message}")]
+    Engine {
+        service: String,
+        action: &'static str,
+        message: String,
+    },
+    #[error("service {service} exited with code {code}; see `system-docker logs {service}`")]
+    Failed { service: String, code: i64 },
+}
+
+/// Files to put into a container after creating it and before starting it (a tar), such as
+/// cloud-config `write_files` entries with `container: NAME`.
+pub type Prestart = dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync;
+
+pub struct Engine {
+    pub docker: Docker,
+    pub env: Arc<Environment>,
+    pub system_scope: bool,
+    pub prestart: Arc<Prestart>,
+}
+
+/// Bring one service up.
+pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> Result<Outcome, UpError> {
+    let docker = &engine.docker;
+    let engine_err = |action: &'static str, e: bollard::errors::Error| UpError::Engine {
+        service: name.to_string(),
+        action,
+        message: e.to_string(),
+    };
+    let (mut body, _) = spec::container_body(name, service, &engine.env, engine.system_scope)?;
+    let image = body.image.clone().unwrap_or_default();
+    let image_id = match docker.inspect_image(&image).await {
+        Ok(i) => i.id.unwrap_or_default(),
+        Err(e) => {
+            return Err(UpError::MissingImage {
+                service: name.to_string(),
+                image,
+                message: e.to_string(),
+            });
+        }
+    };
+    // The hash covers the definition and the image it resolves to today.
+    let labels = body.labels.get_or_insert_with(Default::default);
+    labels.insert("io.berth.image-id".to_string(), image_id);
+    let hash = spec::hash_of(&body);
+    if let Some(labels) = body.labels.as_mut() {
+        labels.insert(spec::LABEL_HASH.to_string(), hash.clone());
+    }
+    let mut created = false;
+    match docker.inspect_container(name, None).await {
+        Ok(existing) => {
+            let same = existing
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(spec::LABEL_HASH))
+                .is_some_and(|h| *h == hash);
+            if !same {
+                tracing::info!("{name}: definition changed, recreating the container");
+                docker
+                    .remove_container(
+                        name,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                    .map_err(|e| engine_err("removing the old container", e))?;
+                create(engine, name, body).await?;
+                created = true;
+            } else if graph::detached(service)
+                && existing.state.as_ref().and_then(|s| s.running).unwrap_or(false)
+            {
+                return Ok(Outcome::AlreadyRunning);
+            }
+        }
+        Err(e) if is_not_found(&e) => {
+            create(engine, name, body).await?;
+            created = true;
+        }
+        Err(e) => return Err(engine_err("inspecting the container", e)),
+    }
+    if created && let Some(tar) = (engine.prestart)(name) {
+        docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| engine_err("writing files into the container", e))?;
+    }
+    if graph::create_only(service) {
+        return Ok(Outcome::Created);
+    }
+    if let Err(e) = docker.start_container(name, None).await {
+        // 304: already started (a restart policy won the race).
+        if !matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }
+        ) {
+            return Err(engine_err("starting", e));
+        }
+    }
+    if graph::detached(service) {
+        return Ok(Outcome::Started);
+    }
+    let mut wait = docker.wait_container(
+        name,
+        Some(WaitContainerOptions {
+            condition: "not-running".to_string(),
+        }),
+    );
+    let code = match wait.next().await {
+        Some(Ok(r)) => r.status_code,
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+        Some(Err(e)) => return Err(engine_err("waiting for it to finish", e)),
+        None => 0,
+    };
+    if code != 0 {
+        return Err(UpError::Failed {
+            service: name.to_string(),
+            code,
+        });
+    }
+    Ok(Outcome::Exited(code))
+}
+
+async fn create(
+    engine: &Engine,
+    name: &str,
+    body: bollard::models::ContainerCreateBody,
+) -> Result<(), UpError> {
+    engine
+        .docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| UpError::Engine {
+            service: name.to_string(),
+            action: "creating the container",
+            message: e.to_string(),
+        })
+}
+
+/// What happened to each service.
+pub type Results = Vec<(String, Result<Outcome, UpError>, f64)>;
+
+/// Bring `services` up in `engine`, in dependency order, as concurrently as the order allows.
+pub async fn up_all(engine: Arc<Engine>, services: &IndexMap<String, ServiceSpec>) -> Results {
+    let graph = ServiceGraph::new(services);
+    for (from, to) in &graph.unknown {
+        tracing::warn!("service {from} waits for {to}, which is not defined; ignoring that");
+    }
+    if let Err(cycle) = graph.start_order() {
+        tracing::error!("{cycle}; those services start without waiting for each other");
+    }
+    let mut pending: BTreeMap<String, BTreeSet<String>> = graph
+        .deps
+        .iter()
+        .map(|(n, d)| {
+            (
+                n.clone(),
+                d.iter().filter(|x| services.contains_key(*x)).cloned().collect(),
+            )
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut results = Vec::new();
+    loop {
+        let ready: Vec<String> = graph
+            .order
+            .iter()
+            .filter(|n| pending.get(*n).is_some_and(|d| d.is_empty()))
+            .cloned()
+            .collect();
+        for name in ready {
+            pending.remove(&name);
+            let Some(spec) = services.get(&name).cloned() else {
+                continue;
+            };
+            let engine = engine.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                tracing::info!("starting {name}");
+                let result = up_service(&engine, &name, &spec).await;
+                (name, result, started.elapsed().as_secs_f64())
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            if !pending.is_empty() {
+                // Only a cycle leaves services waiting: start them anyway, in order.
+                let stuck: Vec<String> = pending.keys().cloned().collect();
+                for deps in pending.values_mut() {
+                    deps.clear();
+                }
+                tracing::warn!("starting {} despite the dependency cycle", stuck.join(", "));
+                continue;
+            }
+            break;
+        };
+        let Ok((name, result, secs)) = joined else {
+            continue;
+        };
+        match &result {
+            Ok(outcome) => tracing::info!("{name}: {outcome:?} ({secs:.2}s)"),
+            Err(e) => tracing::error!("{e}"),
+        }
+        for deps in pending.values_mut() {
+            deps.remove(&name);
+        }
+        results.push((name, result, secs));
+    }
+    results
+}

@@ -1,0 +1,149 @@
+//! The `berth` command line.
+
+use berth_config::{ConfigPaths, KernelCmdline, Loaded};
+use clap::{Parser, Subcommand};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Control a Berth machine: its configuration and its system services",
+    long_about = "Berth runs every system service as a container of System Docker and your \
+                  containers in User Docker.\n\n  docker         talks to User Docker (your containers)\n  \
+                  sudo system-docker   talks to System Docker (the OS's services)\n  \
+                  berth          this command: configuration and version"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the versions of Berth, its kernel and its engine
+    Version {
+        /// Output format
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+    },
+    /// Bring the services up (started by init; not for interactive use)
+    #[command(hide = true)]
+    Sysinit,
+    /// Prepare the console container and supervise its gettys and sshd
+    #[command(hide = true, name = "console-init")]
+    ConsoleInit,
+    /// The docker service's entry point: run User Docker
+    #[command(hide = true, name = "user-docker")]
+    UserDocker,
+    /// The network service's entry point
+    #[command(hide = true)]
+    Netconf,
+    /// The cloud-init service's entry point
+    #[command(hide = true, name = "cloud-init")]
+    CloudInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Runs the ordered shutdown when System Docker is PID 1
+    #[command(hide = true, name = "shutdown-helper")]
+    ShutdownHelper { action: String },
+}
+
+pub fn load_config() -> Loaded {
+    let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
+    berth_config::load(&ConfigPaths::system(), &cmdline)
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Version { format } => version(&format),
+        Command::Sysinit => sysinit(),
+        Command::ConsoleInit => {
+            let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
+            let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
+            let mut problems = berth_boot::problems::read(Path::new("/"));
+            problems.dedup();
+            berth_console::console_init(&loaded, &cmdline, &problems, berth_boot::VERSION)
+        }
+        Command::UserDocker => berth_services::user_engine::main(&load_config()),
+        Command::Netconf => berth_netconf::main(&load_config()),
+        Command::CloudInit { args: _ } => {
+            eprintln!("cloud-init: not available in this build");
+            0
+        }
+        Command::ShutdownHelper { action } => {
+            let loaded = load_config();
+            let timeout = std::time::Duration::from_secs(loaded.config.berth.shutdown_timeout.into());
+            berth_boot::power::helper_main(&action, timeout)
+        }
+    }
+}
+
+fn release() -> serde_json::Value {
+    std::fs::read("/usr/share/berth/release.json")
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+fn version(format: &str) -> i32 {
+    let release = release();
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if format == "json" {
+        let out = serde_json::json!({
+            "version": berth_boot::VERSION,
+            "kernel": kernel,
+            "engine": release.get("engine").cloned().unwrap_or_default(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return 0;
+    }
+    println!("Berth {}", berth_boot::VERSION);
+    if !kernel.is_empty() {
+        println!("Kernel: {kernel}");
+    }
+    if let Some(engine) = release.get("engine").and_then(|e| e.as_object()) {
+        for (package, version) in engine {
+            println!("{package}: {}", version.as_str().unwrap_or_default());
+        }
+    }
+    0
+}
+
+fn sysinit() -> i32 {
+    let loaded = load_config();
+    berth_boot::log::init("sysinit", loaded.config.berth.debug);
+    if let Err(e) = berth_boot::log::attach_file(Path::new("/var/log/boot/sysinit.log")) {
+        tracing::warn!("cannot write /var/log/boot/sysinit.log: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("sysinit: {e}");
+            return 1;
+        }
+    };
+    let prestart: Arc<berth_services::up::Prestart> = Arc::new(|_name: &str| None);
+    let report = runtime.block_on(berth_services::sysinit::run(&loaded, prestart, &|problem| {
+        berth_boot::problems::report(Path::new("/"), problem)
+    }));
+    if let Ok(json) = serde_json::to_vec_pretty(&report) {
+        let _ = std::fs::write("/run/berth/sysinit.json", json);
+    }
+    if report.errors.is_empty() { 0 } else { 1 }
+}
