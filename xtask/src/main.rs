@@ -16,7 +16,6 @@ mod initramfs;
 mod iso;
 mod kernel;
 mod layout;
-mod qemu;
 mod recipe;
 mod run;
 mod test;

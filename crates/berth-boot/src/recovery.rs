@@ -24,6 +24,49 @@ pub fn banner(reason: &str) -> String {
     )
 }
 
+fn shell_command() -> Command {
+    let mut cmd = Command::new(BUSYBOX);
+    cmd.args(["sh", "-l"])
+        .env("PATH", format!("{APPLETS_DIR}:/usr/sbin:/usr/bin:/sbin:/bin"))
+        .env("HOME", "/")
+        .env("PS1", "(berth emergency) # ")
+        .env("TERM", "linux");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            crate::process::unblock_all_signals();
+            let _ = nix::unistd::setsid();
+            if let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+                let fd = tty.as_raw_fd();
+                libc::ioctl(fd, libc::TIOCSCTTY as _, 1);
+                libc::dup2(fd, 0);
+                libc::dup2(fd, 1);
+                libc::dup2(fd, 2);
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// While PID 1 keeps supervising: a root shell on the console when nothing else lets anyone
+/// log in there (the console service failed). Returns the shell's PID.
+pub fn emergency_shell(reason: &str) -> Option<nix::unistd::Pid> {
+    tracing::error!("{reason}");
+    log::raw(&format!(
+        "\n=== Berth: {reason}. Problems: see /run/berth/boot-problems and /var/log/boot/. ===\n"
+    ));
+    let _ = std::fs::create_dir_all(APPLETS_DIR);
+    let _ = Command::new(BUSYBOX).args(["--install", "-s", APPLETS_DIR]).status();
+    match shell_command().spawn() {
+        Ok(child) => Some(nix::unistd::Pid::from_raw(child.id() as i32)),
+        Err(e) => {
+            log::raw(&format!("cannot start an emergency shell: {e}\n"));
+            None
+        }
+    }
+}
+
 /// Print why, then keep a shell on the console forever.
 pub fn enter(reason: &str) -> ! {
     tracing::error!("boot failed: {reason}");
@@ -36,31 +79,8 @@ pub fn enter(reason: &str) -> ! {
     }
     loop {
         if Path::new(BUSYBOX).exists() {
-            let mut cmd = Command::new(BUSYBOX);
-            cmd.args(["sh", "-l"])
-                .env("PATH", format!("{APPLETS_DIR}:/usr/sbin:/usr/bin:/sbin:/bin"))
-                .env("HOME", "/")
-                .env("PS1", "(berth recovery) # ")
-                .env("TERM", "linux");
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    crate::process::unblock_all_signals();
-                    let _ = nix::unistd::setsid();
-                    if let Ok(tty) = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/console")
-                    {
-                        let fd = tty.as_raw_fd();
-                        libc::ioctl(fd, libc::TIOCSCTTY as _, 1);
-                        libc::dup2(fd, 0);
-                        libc::dup2(fd, 1);
-                        libc::dup2(fd, 2);
-                    }
-                    Ok(())
-                });
-            }
+            let mut cmd = shell_command();
+            cmd.env("PS1", "(berth recovery) # ");
             match cmd.spawn() {
                 Ok(mut child) => {
                     // Reap everything while the shell runs (we are PID 1).

@@ -3,7 +3,7 @@
 //! SIGTERM (reboot), SIGUSR2 (poweroff), SIGUSR1 (halt) or Ctrl-Alt-Del.
 
 use crate::shutdown::{self, Action};
-use crate::{problems, process, system_docker};
+use crate::{problems, process, recovery, system_docker};
 use berth_config::Loaded;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -70,6 +70,8 @@ pub fn spawn_sysinit() -> std::io::Result<Pid> {
 
 struct Engine {
     pid: Option<Pid>,
+    sysinit: Option<Pid>,
+    emergency: Option<Pid>,
     started: Instant,
     failures: u32,
     restart_at: Option<Instant>,
@@ -89,6 +91,8 @@ pub fn run(loaded: &Loaded) -> ! {
     };
     let mut engine = Engine {
         pid: None,
+        sysinit: None,
+        emergency: None,
         started: Instant::now(),
         failures: 0,
         restart_at: Some(Instant::now()),
@@ -103,8 +107,11 @@ pub fn run(loaded: &Loaded) -> ! {
                 Ok(pid) => {
                     engine.pid = Some(pid);
                     engine.started = Instant::now();
-                    if let Err(e) = spawn_sysinit() {
-                        problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"));
+                    match spawn_sysinit() {
+                        Ok(pid) => engine.sysinit = Some(pid),
+                        Err(e) => {
+                            problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"))
+                        }
                     }
                 }
                 Err(e) => {
@@ -147,6 +154,17 @@ fn reap(engine: &mut Engine) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => {
                 let pid = status.pid();
+                if pid.is_some() && pid == engine.sysinit {
+                    engine.sysinit = None;
+                    if !console_running() && engine.emergency.is_none() {
+                        engine.emergency = recovery::emergency_shell(
+                            "the console service is not running, so there is no login here; \
+                             this is an emergency root shell on the system console",
+                        );
+                    }
+                } else if pid.is_some() && pid == engine.emergency {
+                    engine.emergency = recovery::emergency_shell("the emergency shell exited; here is a new one");
+                }
                 if pid.is_some() && pid == engine.pid {
                     engine.pid = None;
                     if engine.started.elapsed() > STABLE_AFTER {
@@ -167,6 +185,21 @@ fn reap(engine: &mut Engine) {
             }
         }
     }
+}
+
+/// Whether sysinit's last report has the console started.
+fn console_running() -> bool {
+    let Ok(bytes) = std::fs::read("/run/berth/sysinit.json") else {
+        return false;
+    };
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    report["services"].as_array().is_some_and(|services| {
+        services.iter().any(|s| {
+            s[0].as_str() == Some("console") && matches!(s[1].as_str(), Some("Started" | "AlreadyRunning"))
+        })
+    })
 }
 
 #[cfg(test)]

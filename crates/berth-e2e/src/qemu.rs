@@ -22,8 +22,10 @@ pub enum Boot {
 
 #[derive(Clone, Debug)]
 pub enum Serial {
+    /// The terminal, with QEMU's monitor multiplexed (Ctrl-A X quits).
     Stdio,
-    File(PathBuf),
+    /// A unix socket to type into, with everything the guest prints also logged to a file.
+    Socket { socket: PathBuf, log: PathBuf },
 }
 
 #[derive(Clone, Debug)]
@@ -80,9 +82,15 @@ impl Vm {
         }
         match &self.serial {
             Serial::Stdio => a.extend(["-serial".into(), "mon:stdio".into()]),
-            Serial::File(path) => a.extend([
+            Serial::Socket { socket, log } => a.extend([
+                "-chardev".into(),
+                format!(
+                    "socket,id=ser0,path={},server=on,wait=off,logfile={},logappend=on",
+                    socket.display(),
+                    log.display()
+                ),
                 "-serial".into(),
-                format!("file:{}", path.display()),
+                "chardev:ser0".into(),
                 "-monitor".into(),
                 "none".into(),
             ]),

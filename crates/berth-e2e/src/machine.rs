@@ -1,0 +1,226 @@
+//! A booted Berth machine under test: QEMU with its serial console on a socket (logged to a
+//! file) and ssh forwarded to 127.0.0.1. QEMU is killed by PID when the machine is dropped.
+
+use crate::qemu::{self, Serial, Vm};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Machine {
+    pub name: String,
+    pub dir: PathBuf,
+    pub serial_log: PathBuf,
+    serial_socket: PathBuf,
+    pub ssh_port: u16,
+    pub key: PathBuf,
+    pub started: Instant,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl Machine {
+    /// Start `vm` with its serial console and ssh port set up under `dir`.
+    pub fn start(name: &str, mut vm: Vm, dir: &Path, key: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let serial_log = dir.join(format!("{name}.console.log"));
+        let serial_socket = dir.join(format!("{name}.serial.sock"));
+        let _ = std::fs::remove_file(&serial_log);
+        let _ = std::fs::remove_file(&serial_socket);
+        vm.serial = Serial::Socket {
+            socket: serial_socket.clone(),
+            log: serial_log.clone(),
+        };
+        let ssh_port = match vm.ssh_port {
+            Some(p) => p,
+            None => qemu::free_port()?,
+        };
+        vm.ssh_port = Some(ssh_port);
+        let stderr = std::fs::File::create(dir.join(format!("{name}.qemu.log")))?;
+        let child = vm
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .context("starting qemu-system-x86_64")?;
+        eprintln!("[{name}] QEMU pid {} (console log: {})", child.id(), serial_log.display());
+        Ok(Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            serial_log,
+            serial_socket,
+            ssh_port,
+            key: key.to_path_buf(),
+            started: Instant::now(),
+            child: std::sync::Mutex::new(Some(child)),
+        })
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read(&self.serial_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Wait until the console shows `needle` after byte offset `from`; returns the offset just
+    /// past it.
+    pub fn wait_console(&self, needle: &str, from: usize, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console();
+            if let Some(pos) = text.get(from..).and_then(|t| t.find(needle)) {
+                return Ok(from + pos + needle.len());
+            }
+            if let Some(status) = self.exited()? {
+                bail!("[{}] QEMU exited ({status}) before the console showed {needle:?}", self.name);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "[{}] the console did not show {needle:?} within {}s; last lines:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    tail(&text, 25)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Type a line into the serial console.
+    pub fn type_line(&self, line: &str) -> Result<()> {
+        let mut stream = UnixStream::connect(&self.serial_socket).context("connecting to the serial console")?;
+        stream.write_all(line.as_bytes())?;
+        stream.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn ssh_command(&self, cmd: &str, connect_timeout: u32) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-i")
+            .arg(&self.key)
+            .args(["-p", &self.ssh_port.to_string()])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", &format!("ConnectTimeout={connect_timeout}")])
+            .args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8"])
+            .arg("berth@127.0.0.1")
+            .arg(cmd)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run `cmd` over ssh as the login user.
+    pub fn ssh(&self, cmd: &str) -> Result<Output> {
+        self.ssh_command(cmd, 20).output().context("running ssh")
+    }
+
+    /// Run `cmd` over ssh; fail unless it succeeds; returns its stdout.
+    pub fn run(&self, cmd: &str) -> Result<String> {
+        let out = self.ssh(cmd)?;
+        if !out.status.success() {
+            bail!(
+                "[{}] `{cmd}` failed ({}):\nstdout: {}\nstderr: {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Wait until ssh logs in.
+    pub fn wait_ssh(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                bail!("[{}] QEMU exited ({status}) before ssh answered", self.name);
+            }
+            let out = self.ssh_command("true", 10).output()?;
+            if out.status.success() {
+                eprintln!("[{}] ssh ready after {:.0}s", self.name, self.started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "[{}] ssh did not answer within {}s ({}); console tail:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    tail(&self.console(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// Whether an ssh connection would reach the guest's sshd now.
+    pub fn ssh_banner(&self) -> bool {
+        use std::io::Read;
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.ssh_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 8];
+        s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-")
+    }
+
+    /// QEMU's exit status, if it has exited.
+    pub fn exited(&self) -> Result<Option<ExitStatus>> {
+        let mut guard = self.child.lock().map_err(|_| anyhow::anyhow!("machine state poisoned"))?;
+        match guard.as_mut() {
+            Some(child) => Ok(child.try_wait()?),
+            None => bail!("QEMU was already reaped"),
+        }
+    }
+
+    /// Wait for QEMU to exit (the guest powered off).
+    pub fn wait_exit(&self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "[{}] QEMU still runs {}s after the guest was told to power off; console tail:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    tail(&self.console(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Fail if the console shows a panic, an oops, a BUG or an init failure.
+    pub fn assert_clean_console(&self) -> Result<()> {
+        let problems = crate::console_problems(&self.console());
+        if !problems.is_empty() {
+            bail!("[{}] the console shows:\n  {}", self.name, problems.join("\n  "));
+        }
+        Ok(())
+    }
+
+    /// Stop QEMU (by its PID).
+    pub fn kill(&mut self) {
+        let taken = self.child.lock().ok().and_then(|mut g| g.take());
+        if let Some(mut child) = taken {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

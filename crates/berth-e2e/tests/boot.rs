@@ -1,0 +1,135 @@
+//! Boot the image and check what issue #2 promises, sharing one VM between the checks where
+//! they can. Run by `cargo xtask test` after `cargo xtask build` (one VM at a time).
+
+mod common;
+
+use common::{BOOT, check, env};
+use std::time::Duration;
+
+/// Kernel + initrd with a state disk: PID 1, the services, a user container with a published
+/// port, `docker rm -f` of everything, killing System Docker, a reboot that keeps the data, and
+/// a poweroff that ends QEMU.
+#[test]
+fn vm_kernel_initrd_with_state_disk() {
+    let env = env("kernel-initrd");
+    let state = env.ext4_disk("state.img", 3072, "BERTH_STATE");
+    let mut vm = env.kernel_vm("");
+    vm.disks.push(state);
+    vm.cidata = Some(env.cidata(&env.user_data("berth-e2e-one", "")));
+    let m = env.start("first-boot", vm);
+    check(&m, "first boot to ssh", m.wait_ssh(BOOT));
+
+    // PID 1 is Berth's init; System Docker runs the console and the user engine.
+    let pid1 = check(&m, "pid 1", m.run("tr '\\0' ' ' < /proc/1/cmdline"));
+    assert!(pid1.starts_with("init"), "PID 1 is {pid1:?}");
+    let services = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    for want in ["console", "docker", "network"] {
+        assert!(services.lines().any(|l| l == want), "{want} not running: {services}");
+    }
+    let hostname = check(&m, "hostname", m.run("hostname"));
+    assert_eq!(hostname.trim(), "berth-e2e-one");
+    let state = check(&m, "state mount", m.run("findmnt -n -o SOURCE,FSTYPE /var"));
+    assert!(state.contains("ext4"), "/var is {state}");
+
+    // A user container built from a local image serves a published port inside the VM.
+    check(
+        &m,
+        "build and run a web container",
+        m.run(&format!(
+            "sudo system-docker save {base} | docker load >/dev/null && mkdir -p /tmp/web && cd /tmp/web && \
+             printf 'FROM {base}\\nRUN mkdir /www && echo hello-from-berth > /www/index.html\\n\
+             CMD [\"busybox\",\"httpd\",\"-f\",\"-p\",\"80\",\"-h\",\"/www\"]\\n' > Dockerfile && \
+             DOCKER_BUILDKIT=0 docker build -q -t web . >/dev/null && docker run -d --name web -p 8080:80 web >/dev/null",
+            base = format!("berth/base:{}", env!("CARGO_PKG_VERSION"))
+        )),
+    );
+    let body = check(
+        &m,
+        "published port",
+        m.run("for i in $(seq 30); do curl -sf http://127.0.0.1:8080/ && exit 0; sleep 1; done; exit 1"),
+    );
+    assert_eq!(body.trim(), "hello-from-berth");
+
+    // Data that must survive the reboot: a file in /home, a volume, the image.
+    check(
+        &m,
+        "write data",
+        m.run(
+            "echo kept > ~/marker && docker volume create keep >/dev/null && \
+             docker run --rm -v keep:/d web sh -c 'echo in-volume > /d/f'",
+        ),
+    );
+
+    // Removing every user container leaves the OS alone.
+    check(&m, "docker rm -f", m.run("docker rm -f $(docker ps -qa) >/dev/null; docker ps -qa | wc -l"));
+    let after = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    for want in ["console", "docker", "network"] {
+        assert!(after.lines().any(|l| l == want), "{want} gone after docker rm -f: {after}");
+    }
+    check(&m, "docker still answers", m.run("docker info --format '{{.ServerVersion}}'"));
+
+    // Killing System Docker: init restarts it and the services come back (or stay up).
+    let old = check(&m, "system docker pid", m.run("cat /run/system-docker.pid"));
+    check(&m, "kill system docker", m.run(&format!("sudo kill -9 {}", old.trim())));
+    let revived = check(
+        &m,
+        "System Docker back",
+        m.run(&format!(
+            "for i in $(seq 90); do p=$(cat /run/system-docker.pid 2>/dev/null); \
+             if [ -n \"$p\" ] && [ \"$p\" != {} ] && sudo system-docker ps --format '{{{{.Names}}}}' 2>/dev/null | grep -qx console; \
+             then sudo system-docker ps --format '{{{{.Names}}}}'; exit 0; fi; sleep 2; done; exit 1",
+            old.trim()
+        )),
+    );
+    for want in ["console", "docker", "network"] {
+        assert!(revived.lines().any(|l| l == want), "{want} not back: {revived}");
+    }
+    check(&m, "user docker after the restart", m.run("docker info --format '{{.ServerVersion}}'"));
+
+    // Reboot: the machine comes back with the data on the state disk.
+    let mark = m.console().len();
+    let _ = m.ssh("sudo reboot");
+    check(&m, "second boot", m.wait_console("stage 1 (initramfs)", mark, BOOT));
+    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
+    let kept = check(
+        &m,
+        "data after reboot",
+        m.run("cat ~/marker; docker run --rm -v keep:/d web cat /d/f; docker images -q web | wc -l"),
+    );
+    assert_eq!(kept.split_whitespace().collect::<Vec<_>>(), ["kept", "in-volume", "1"], "{kept}");
+    let log = check(&m, "boot log", m.run("cat /var/log/boot/sysinit.log"));
+    assert!(
+        log.contains("system images: all present"),
+        "the second boot loaded the system images again:\n{log}"
+    );
+
+    // poweroff ends QEMU.
+    let _ = m.ssh("sudo poweroff");
+    let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    assert!(status.success(), "QEMU exited with {status}");
+    let console = m.console();
+    assert!(console.contains("poweroff"), "no poweroff in the console log");
+    check(&m, "console scan", m.assert_clean_console());
+}
+
+/// `berth.system_docker.exec=true`: System Docker is PID 1, and reboot and poweroff still work.
+#[test]
+fn vm_exec_mode() {
+    let env = env("exec-mode");
+    let mut vm = env.kernel_vm("berth.system_docker.exec=true");
+    vm.cidata = Some(env.cidata(&env.user_data("berth-exec", "")));
+    let m = env.start("exec", vm);
+    check(&m, "boot to ssh", m.wait_ssh(BOOT));
+    let comm = check(&m, "pid 1", m.run("cat /proc/1/comm"));
+    assert_eq!(comm.trim(), "dockerd", "PID 1 is {comm:?}");
+    let services = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    assert!(services.lines().any(|l| l == "console"), "{services}");
+    let mark = m.console().len();
+    let _ = m.ssh("sudo reboot");
+    check(&m, "boot after reboot", m.wait_console("stage 1 (initramfs)", mark, BOOT));
+    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
+    let _ = m.ssh("sudo poweroff");
+    let status = check(&m, "poweroff in exec mode", m.wait_exit(Duration::from_secs(180)));
+    assert!(status.success(), "QEMU exited with {status}");
+    check(&m, "console scan", m.assert_clean_console());
+}

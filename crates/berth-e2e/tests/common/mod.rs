@@ -1,0 +1,75 @@
+//! Shared set-up for the end-to-end tests: artifacts, a throwaway ssh key, NoCloud seeds,
+//! disks, and the kernel command line.
+#![allow(dead_code)]
+
+use berth_e2e::Artifacts;
+use berth_e2e::machine::Machine;
+use berth_e2e::qemu::{self, Boot, Vm};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Boot to ssh under emulation, with margin for a busy CI machine.
+pub const BOOT: Duration = Duration::from_secs(420);
+
+pub struct Env {
+    pub artifacts: Artifacts,
+    pub dir: PathBuf,
+    pub key: PathBuf,
+    pub public_key: String,
+}
+
+pub fn env(test: &str) -> Env {
+    let artifacts = Artifacts::from_env().expect("artifacts");
+    let dir = artifacts.out.join("e2e").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test directory");
+    let (key, public_key) = qemu::ssh_key(&artifacts.out.join("e2e")).expect("ssh key");
+    Env { artifacts, dir, key, public_key }
+}
+
+impl Env {
+    /// A NoCloud seed with this user-data; meta-data names the instance.
+    pub fn cidata(&self, user_data: &str) -> PathBuf {
+        let seed = self.dir.join("cidata.iso");
+        let meta = format!("instance-id: {}\nlocal-hostname: berth-e2e\n", self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("e2e"));
+        qemu::make_cidata(&self.dir.join("cidata"), user_data, &meta, &seed).expect("cidata");
+        seed
+    }
+
+    /// The usual user-data: hostname and the test's key.
+    pub fn user_data(&self, hostname: &str, extra: &str) -> String {
+        format!("#cloud-config\nhostname: {hostname}\nssh_authorized_keys:\n  - {}\n{extra}", self.public_key)
+    }
+
+    pub fn kernel_vm(&self, append: &str) -> Vm {
+        let mut vm = Vm::new(Boot::Kernel {
+            vmlinuz: self.artifacts.vmlinuz.clone(),
+            initrd: self.artifacts.initrd.clone(),
+            append: format!("console=ttyS0,115200n8 panic=10 berth.autologin=ttyS0 {append}").trim().to_string(),
+        });
+        vm.memory_mib = 1024;
+        vm
+    }
+
+    pub fn ext4_disk(&self, name: &str, size_mib: u64, label: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        qemu::make_ext4_disk(&path, size_mib, label).expect("ext4 disk");
+        path
+    }
+
+    pub fn start(&self, name: &str, vm: Vm) -> Machine {
+        Machine::start(name, vm, &self.dir, &self.key).expect("QEMU")
+    }
+}
+
+/// Fail with the console's tail when a step fails.
+pub fn check<T>(m: &Machine, what: &str, r: anyhow::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e:#}\n--- console tail ---\n{}", berth_e2e::machine::tail(&m.console(), 40)),
+    }
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
