@@ -1,1 +1,4 @@
 //! cloud-init for Berth.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod probe;
