@@ -1,6 +1,17 @@
 //! cloud-init for Berth.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod blockdev;
+mod error;
+mod fsutil;
+pub mod http;
 pub mod metadata;
 pub mod probe;
+pub mod report;
+#[cfg(test)]
+mod testserver;
+mod time;
 pub mod userdata;
+pub mod volume;
+
+pub use error::{Error, Result};
