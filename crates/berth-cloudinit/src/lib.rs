@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod blockdev;
+pub mod datasource;
 mod error;
 mod fsutil;
 pub mod http;
