@@ -9,6 +9,7 @@ pub mod http;
 pub mod metadata;
 pub mod probe;
 pub mod report;
+pub mod save;
 #[cfg(test)]
 mod testserver;
 mod time;
