@@ -2,9 +2,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod blockdev;
+mod commands;
 pub mod datasource;
 mod error;
 mod fsutil;
+pub mod host;
 pub mod http;
 pub mod metadata;
 pub mod probe;
