@@ -3,6 +3,7 @@
 
 pub mod blockdev;
 mod commands;
+pub mod console;
 pub mod datasource;
 mod error;
 mod fsutil;
