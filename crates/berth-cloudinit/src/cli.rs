@@ -144,7 +144,13 @@ fn run(args: &Args) {
     env.budget = Duration::from_secs_f64(args.timeout.clamp(0.0, 3600.0));
     env.ec2_endpoint = args.ec2_endpoint.clone();
     let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(probe_datasources(&sources, env)),
+        Ok(runtime) => {
+            let outcome = runtime.block_on(probe_datasources(&sources, env));
+            // A read of a stuck device may still be running on a blocking thread: do not
+            // wait for it (dropping the runtime would).
+            runtime.shutdown_background();
+            outcome
+        }
         Err(e) => {
             report.failed("datasources", format!("cannot start the async runtime: {e}"));
             Default::default()

@@ -46,7 +46,8 @@ pub struct ScriptPart {
 /// Something in the user-data that was not used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserDataFinding {
-    /// `true` when user-data the user meant to apply is not applied at all.
+    /// `true` when the user-data is broken (corrupt gzip or MIME, not UTF-8, YAML without
+    /// `#cloud-config`); `false` for formats Berth knows but does not support.
     pub is_error: bool,
     pub origin: String,
     pub message: String,
@@ -213,17 +214,19 @@ impl Sorter<'_> {
                     self.mime(bytes, origin, depth + 1);
                 }
             }
-            Header::Unsupported(why) => self.finding(true, origin, format!("{why}; ignored")),
-            Header::Unknown => {
-                let hint = if looks_like_yaml_map(bytes) {
-                    "looks like a cloud-config but does not start with the line #cloud-config, \
-                     so it is not applied; add that line at the top"
-                } else {
-                    "is not a format Berth knows (#cloud-config, a #! script, gzip, or \
-                     multipart MIME); ignored"
-                };
-                self.finding(true, origin, hint);
-            }
+            Header::Unsupported(why) => self.finding(false, origin, format!("{why}; ignored")),
+            Header::Unknown if looks_like_yaml_map(bytes) => self.finding(
+                true,
+                origin,
+                "looks like a cloud-config but does not start with the line #cloud-config, \
+                 so it is not applied; add that line at the top",
+            ),
+            Header::Unknown => self.finding(
+                false,
+                origin,
+                "is not a format Berth knows (#cloud-config, a #! script, gzip, or multipart \
+                 MIME); ignored",
+            ),
         }
     }
 
@@ -324,7 +327,7 @@ impl Sorter<'_> {
                 self.script(&body, &part_origin, file_name)
             }
             "text/x-shellscript-per-boot" => self.finding(
-                true,
+                false,
                 &part_origin,
                 "per-boot scripts are not supported (scripts run once per instance); use \
                  bootcmd in a #cloud-config for commands at every boot; ignored",
@@ -552,7 +555,7 @@ mod tests {
             let ud = parse_user_data(text.as_bytes());
             assert!(ud.is_empty(), "{text}");
             assert_eq!(ud.findings.len(), 1, "{text}");
-            assert!(ud.findings[0].is_error);
+            assert!(!ud.findings[0].is_error, "a warning: {text}");
             assert!(ud.findings[0].message.contains(needle), "{:?}", ud.findings);
         }
     }
@@ -562,8 +565,10 @@ mod tests {
         let ud = parse_user_data(b"hostname: x\nssh_authorized_keys: []\n");
         assert!(ud.is_empty());
         assert!(ud.findings[0].message.contains("add that line"));
+        assert!(ud.findings[0].is_error);
         let ud = parse_user_data(b"hello world\n");
         assert!(ud.findings[0].message.contains("not a format"));
+        assert!(!ud.findings[0].is_error);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct SysctlWrite {
 pub fn plan_host(config: &Config, meta: Option<&MetaData>) -> HostPlan {
     let (hostname, hostname_from) = match (&config.hostname, meta.and_then(|m| m.local_hostname.as_ref())) {
         (Some(h), _) => (h.clone(), "hostname"),
-        (None, Some(h)) => (h.clone(), "meta-data"),
+        (None, Some(h)) => (short_name(h), "meta-data"),
         (None, None) => (config.berth.defaults.hostname.clone(), "berth.defaults.hostname"),
     };
     HostPlan {
@@ -78,6 +78,16 @@ pub fn plan_host(config: &Config, meta: Option<&MetaData>) -> HostPlan {
             .map(|(i, entry)| (format!("mounts[{i}]"), mounts::plan_mount(entry)))
             .collect(),
     }
+}
+
+/// The first label of a meta-data host name (`ip-10-0-0-1.ec2.internal` is `ip-10-0-0-1`),
+/// as cloud-init sets it; a name the user writes in `hostname` is used as written.
+fn short_name(name: &Hostname) -> Hostname {
+    name.as_str()
+        .split('.')
+        .next()
+        .and_then(|label| label.parse().ok())
+        .unwrap_or_else(|| name.clone())
 }
 
 /// `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/forwarding` (slashes when a part has

@@ -59,8 +59,10 @@ fn hostname_precedence() {
     let with = config("hostname: set\n");
     let without = config("runcmd: []\n");
     assert_eq!(plan_host(&with, Some(&meta("md"))).hostname.as_str(), "set");
-    let p = plan_host(&without, Some(&meta("md")));
+    let p = plan_host(&without, Some(&meta("md.example.internal")));
     assert_eq!((p.hostname.as_str(), p.hostname_from), ("md", "meta-data"));
+    let with_fqdn = config("hostname: node.example.com\n");
+    assert_eq!(plan_host(&with_fqdn, None).hostname.as_str(), "node.example.com");
     let p = plan_host(&without, None);
     assert_eq!(
         (p.hostname.as_str(), p.hostname_from),
