@@ -3,7 +3,7 @@
 //! Cloud-init finds the NoCloud (`cidata`) and config-drive (`config-2`) volumes by their
 //! label, and init finds the state partition the same way, so this reads the few bytes each
 //! filesystem keeps its identity in: ext2/3/4, vfat (FAT12/16/32), iso9660 (the primary volume
-//! descriptor), squashfs, xfs and btrfs. Nothing is mounted and nothing is written; reading
+//! descriptor), squashfs, xfs, btrfs, and swap areas. Nothing is mounted and nothing is written; reading
 //! the first 68 KiB (and, for FAT, the start of the root directory) is enough.
 
 use std::fmt;
@@ -25,6 +25,8 @@ pub enum FsType {
     Squashfs,
     Xfs,
     Btrfs,
+    /// A swap area (`mkswap`); `swapon(2)`, not `mount(2)`.
+    Swap,
 }
 
 impl FsType {
@@ -39,6 +41,7 @@ impl FsType {
             FsType::Squashfs => "squashfs",
             FsType::Xfs => "xfs",
             FsType::Btrfs => "btrfs",
+            FsType::Swap => "swap",
         }
     }
 }
@@ -83,6 +86,7 @@ pub fn probe_reader<R: Read + Seek>(reader: &mut R) -> Option<FsInfo> {
     squashfs(&head)
         .or_else(|| xfs(&head))
         .or_else(|| btrfs(&head))
+        .or_else(|| swap(&head))
         .or_else(|| ext(&head))
         .or_else(|| iso9660(&head))
         .or_else(|| vfat(&head, reader))
@@ -159,6 +163,22 @@ fn btrfs(head: &[u8]) -> Option<FsInfo> {
         fstype: FsType::Btrfs,
         uuid: uuid_text(bytes(head, SB + 0x20, 16)?),
         label: padded_text(bytes(head, SB + 0x12b, 256)?),
+    })
+}
+
+/// A Linux swap area: `SWAPSPACE2` at the end of the first page (page sizes 4 to 64 KiB),
+/// the label and UUID in the version-1 header at 1 KiB.
+fn swap(head: &[u8]) -> Option<FsInfo> {
+    let magic_at_page_end = [4096usize, 8192, 16384, 65536]
+        .iter()
+        .any(|page| bytes(head, page - 10, 10) == Some(b"SWAPSPACE2".as_slice()));
+    if !magic_at_page_end {
+        return None;
+    }
+    Some(FsInfo {
+        fstype: FsType::Swap,
+        uuid: uuid_text(bytes(head, 1036, 16)?),
+        label: padded_text(bytes(head, 1052, 16)?),
     })
 }
 
@@ -376,7 +396,6 @@ mod tests {
             }
             let info = probe(&img).unwrap();
             assert_eq!(info.fstype, FsType::Vfat, "FAT{bits}");
-            // mkfs.vfat stores labels in upper case
             assert!(info.label_is(label), "FAT{bits}: {info:?}");
             assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
         }
@@ -475,6 +494,20 @@ mod tests {
                 uuid: None
             })
         );
+    }
+
+    #[test]
+    fn swap_area() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = blank_image(dir.path(), "swap.img", 4);
+        let uuid = "4041d739-2b55-42be-9403-f40e50d1f0df";
+        if !tool("mkswap", &["-L", "SWAPX", "-U", uuid, img.to_str().unwrap()]) {
+            return;
+        }
+        let info = probe(&img).unwrap();
+        assert_eq!(info.fstype, FsType::Swap);
+        assert_eq!(info.label.as_deref(), Some("SWAPX"));
+        assert_eq!(info.uuid.as_deref(), Some(uuid));
     }
 
     #[test]

@@ -82,8 +82,6 @@ fn probe_save_apply_then_boot_offline() {
     assert!(root.join("var/lib/berth/conf/user-data.yml").exists());
     assert!(root.join("var/lib/berth/conf/scripts/01-setup.sh").exists());
     assert!(root.join("var/lib/berth/cloud-init/meta-data").exists());
-    let log = std::fs::read_to_string(root.join("var/log/boot/cloud-init.log")).unwrap();
-    assert!(log.contains("datasource file:/seed: found"), "{log}");
 
     // The datasource is gone (offline reboot): the saved data still applies.
     std::fs::remove_dir_all(root.join("seed")).unwrap();
