@@ -1,5 +1,5 @@
 //! The block devices of the machine and the filesystems on them, from one pass over
-//! `/sys/class/block` (each device's superblock read by [`crate::probe`]).
+//! `/sys/class/block` (each device's superblock read by [`crate::probe`](mod@crate::probe)).
 //!
 //! A scan takes milliseconds, so a datasource volume that is not there is known absent
 //! at once. Devices without media (an empty CD drive: size 0), RAM disks, unattached

@@ -16,7 +16,7 @@
 //!    with `container:`, uploaded into that container before it starts.
 //!
 //! Nothing here stops the boot: every failure becomes a report entry naming its source
-//! (file, line, column) and key, and the next item goes on. [`probe`] (filesystem type,
+//! (file, line, column) and key, and the next item goes on. [`probe`](mod@probe) (filesystem type,
 //! label and UUID from a superblock) is shared with init.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -29,7 +29,7 @@ pub mod datasource;
 mod error;
 mod fsutil;
 pub mod host;
-pub mod http;
+mod http;
 pub mod metadata;
 pub mod probe;
 pub mod report;
