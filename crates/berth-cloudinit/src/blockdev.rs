@@ -1,11 +1,12 @@
 //! The block devices of the machine and the filesystems on them, from one pass over
-//! `/sys/class/block` (each device's superblock read by [`crate::probe`](mod@crate::probe)).
+//! `/sys/class/block` (devices listed and superblocks read by `berth-blockdev`, the code
+//! init uses to find the state partition).
 //!
 //! A scan takes milliseconds, so a datasource volume that is not there is known absent
 //! at once. Devices without media (an empty CD drive: size 0), RAM disks, unattached
 //! loop devices and floppies (whose probing can hang for seconds) are skipped.
 
-use crate::probe::{FsInfo, probe};
+pub use berth_blockdev::FsInfo;
 use std::path::{Path, PathBuf};
 
 /// A device and what it holds.
@@ -18,10 +19,10 @@ pub struct BlockDevice {
     pub fs: FsInfo,
 }
 
-/// Where to look: `/sys/class/block` and `/dev`, or the same under a test root.
+/// Where to look: `/sys` and `/dev`, or the same under a test root.
 #[derive(Clone, Debug)]
 pub struct BlockScan {
-    pub sys_class_block: PathBuf,
+    pub sysfs: PathBuf,
     pub dev_dir: PathBuf,
 }
 
@@ -38,41 +39,28 @@ impl BlockScan {
 
     pub fn under(root: &Path) -> Self {
         BlockScan {
-            sys_class_block: root.join("sys/class/block"),
+            sysfs: root.join("sys"),
             dev_dir: root.join("dev"),
         }
     }
 
-    /// Every device with a filesystem this crate recognises, sorted by name.
+    /// Every device with a filesystem `berth-blockdev` recognises, sorted by name.
     pub fn scan(&self) -> Vec<BlockDevice> {
-        let Ok(entries) = std::fs::read_dir(&self.sys_class_block) else {
-            tracing::debug!("cannot list {}; no block devices", self.sys_class_block.display());
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| !skipped(name))
-            .collect();
-        names.sort();
-        names
+        berth_blockdev::list(&self.sysfs)
             .into_iter()
-            .filter(|name| self.has_media(name))
-            .filter_map(|name| {
+            .filter(|d| d.size > 0 && !skipped(&d.name))
+            .filter_map(|d| {
                 // `cciss!c0d0` is /dev/cciss/c0d0
-                let node = self.dev_dir.join(name.replace('!', "/"));
-                let fs = probe(&node)?;
+                let node = self.dev_dir.join(d.name.replace('!', "/"));
+                let fs = berth_blockdev::probe(&node)?;
                 tracing::debug!("{}: {fs:?}", node.display());
-                Some(BlockDevice { name, node, fs })
+                Some(BlockDevice {
+                    name: d.name,
+                    node,
+                    fs,
+                })
             })
             .collect()
-    }
-
-    fn has_media(&self, name: &str) -> bool {
-        std::fs::read_to_string(self.sys_class_block.join(name).join("size"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .is_some_and(|sectors| sectors > 0)
     }
 }
 
@@ -83,10 +71,14 @@ fn skipped(name: &str) -> bool {
     })
 }
 
-/// The first device whose label is `label` (ASCII case ignored), preferring the order
-/// given.
+/// The first device whose label is `label`, ASCII case ignored (`cidata` and `CIDATA` are
+/// one: FAT tools upper-case labels).
 pub fn find_by_label<'a>(devices: &'a [BlockDevice], label: &str) -> Option<&'a BlockDevice> {
-    devices.iter().find(|d| d.fs.label_is(label))
+    devices.iter().find(|d| {
+        d.fs.label
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(label))
+    })
 }
 
 /// The device with this UUID (case ignored).
@@ -145,6 +137,7 @@ pub(crate) mod tests {
         let devices = BlockScan::under(root).scan();
         let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["sda1", "sr0"]);
+        assert_eq!(devices[1].fs.fstype, "vfat");
         let cidata = find_by_label(&devices, "CIDATA").unwrap();
         assert_eq!(cidata.node, sr0);
         assert!(find_by_label(&devices, "config-2").is_none());

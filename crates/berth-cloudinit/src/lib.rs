@@ -16,8 +16,8 @@
 //!    with `container:`, uploaded into that container before it starts.
 //!
 //! Nothing here stops the boot: every failure becomes a report entry naming its source
-//! (file, line, column) and key, and the next item goes on. [`probe`](mod@probe) (filesystem type,
-//! label and UUID from a superblock) is shared with init.
+//! (file, line, column) and key, and the next item goes on. Block devices are found with
+//! `berth-blockdev`, the same superblock probe init uses.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod blockdev;
@@ -31,7 +31,6 @@ mod fsutil;
 pub mod host;
 mod http;
 pub mod metadata;
-pub mod probe;
 pub mod report;
 pub mod save;
 #[cfg(test)]
@@ -44,5 +43,4 @@ pub use cli::main_cloud_init;
 pub use console::{ConsoleContext, apply_console};
 pub use container_files::{files_for_container, write_files_tar};
 pub use error::{Error, Result};
-pub use probe::{FsInfo, FsType, probe};
 pub use report::Report;

@@ -169,7 +169,7 @@ async fn read_labelled_volume(
     let mounter = shared.env.mounter.clone();
     let scratch = shared.env.scratch.clone();
     let node = device.node.clone();
-    let fstype = device.fs.fstype.as_str();
+    let fstype = device.fs.fstype;
     let read = tokio::task::spawn_blocking(move || {
         crate::volume::read_files(mounter.as_ref(), &node, fstype, &scratch, files)
     })

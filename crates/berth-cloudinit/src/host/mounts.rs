@@ -241,8 +241,8 @@ fn detect_fstype(source: &str, ctx: &HostContext) -> Result<String, String> {
             "the filesystem type of {source} is not given; write it as the third item"
         ));
     }
-    crate::probe::probe(crate::fsutil::under(&ctx.root, source))
-        .map(|fs| fs.fstype.as_str().to_string())
+    berth_blockdev::probe(&crate::fsutil::under(&ctx.root, source))
+        .map(|fs| fs.fstype.to_string())
         .ok_or_else(|| {
             format!(
                 "cannot tell the filesystem type of {source} (not found, or unknown); write it \
