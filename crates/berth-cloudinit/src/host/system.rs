@@ -42,6 +42,12 @@ impl HostOps for SystemHost {
     }
 
     fn host_mounts(&self, requests: &[MountRequest]) -> Vec<Result<String, String>> {
+        if std::process::id() == 1 && Path::new("/.dockerenv").exists() {
+            // /proc/1 is this process: its mounts would vanish with the container.
+            let e = "cloud-init runs as PID 1 of its container, so it cannot reach the host's \
+                     mount namespace; the cloud-init service needs pid: host";
+            return requests.iter().map(|_| Err(e.to_string())).collect();
+        }
         let requests = requests.to_vec();
         let count = requests.len();
         let ns = self.host_mount_ns.clone();
