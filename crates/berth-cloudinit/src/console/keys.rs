@@ -1,0 +1,128 @@
+//! `~/.ssh/authorized_keys`: the keys from the configuration and the meta-data, kept in a
+//! marked block that is rewritten at every boot. Lines outside the block (keys a user added
+//! by hand) are left alone; a key removed from the configuration goes away.
+
+use super::accounts::{PasswdEntry, chown};
+use crate::error::{Error, Result};
+use berth_config::schema::values::SshPublicKey;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
+
+pub(crate) const BEGIN: &str =
+    "# BEGIN berth cloud-init: keys from the configuration, replaced at every boot";
+pub(crate) const END: &str = "# END berth cloud-init";
+
+/// Write the user's managed keys. Returns what was done.
+pub(crate) fn write_authorized_keys(
+    root: &Path,
+    user: &PasswdEntry,
+    keys: &[SshPublicKey],
+) -> Result<String> {
+    let home = crate::fsutil::under(root, &user.home);
+    let ssh = home.join(".ssh");
+    let file = ssh.join("authorized_keys");
+    let existing = match std::fs::symlink_metadata(&file) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::Other(format!(
+                "{} is a symbolic link; not written",
+                file.display()
+            )));
+        }
+        Ok(_) => std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?,
+        Err(_) => String::new(),
+    };
+    let text = render(&existing, keys);
+    if text == existing {
+        return Ok(format!("{} unchanged ({} keys)", file.display(), keys.len()));
+    }
+    super::users::ensure_home(root, user)?;
+    match std::fs::symlink_metadata(&ssh) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::Other(format!(
+                "{} is a symbolic link; not written",
+                ssh.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&ssh)
+                .map_err(|e| Error::io(&ssh, e))?;
+            chown(&ssh, user.uid, user.gid)?;
+        }
+    }
+    crate::fsutil::write_file(&file, text.as_bytes(), 0o600, 0o700)?;
+    chown(&file, user.uid, user.gid)?;
+    Ok(format!("{} keys in {}", keys.len(), file.display()))
+}
+
+/// The file with its managed block replaced by `keys` (appended at the end when there was
+/// none; removed when `keys` is empty).
+pub(crate) fn render(existing: &str, keys: &[SshPublicKey]) -> String {
+    let mut outside: Vec<&str> = Vec::new();
+    let mut in_block = false;
+    for line in existing.lines() {
+        match line.trim_end() {
+            l if l == BEGIN => in_block = true,
+            l if l == END => in_block = false,
+            _ if in_block => {}
+            _ => outside.push(line),
+        }
+    }
+    while outside.last().is_some_and(|l| l.trim().is_empty()) {
+        outside.pop();
+    }
+    let mut text = String::new();
+    for line in &outside {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let mut seen = Vec::new();
+    let keys: Vec<&SshPublicKey> = keys
+        .iter()
+        .filter(|k| {
+            let new = !seen.contains(k) && !outside.iter().any(|l| l.trim() == k.as_str());
+            seen.push(*k);
+            new
+        })
+        .collect();
+    if !keys.is_empty() {
+        text.push_str(BEGIN);
+        text.push('\n');
+        for key in keys {
+            text.push_str(key.as_str());
+            text.push('\n');
+        }
+        text.push_str(END);
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> SshPublicKey {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn managed_block() {
+        let a = key("ssh-ed25519 AAAAC3Nza a@x");
+        let b = key("ssh-rsa AAAAB3Nza b@y");
+        let first = render("", &[a.clone(), b.clone(), a.clone()]);
+        assert_eq!(first, format!("{BEGIN}\n{}\n{}\n{END}\n", a.as_str(), b.as_str()));
+        let by_hand = format!("ssh-ed25519 AAAAhand me@home\n{first}");
+        // b removed from the configuration; the hand-added key stays
+        let next = render(&by_hand, std::slice::from_ref(&a));
+        assert_eq!(
+            next,
+            format!("ssh-ed25519 AAAAhand me@home\n{BEGIN}\n{}\n{END}\n", a.as_str())
+        );
+        assert_eq!(render(&next, &[]), "ssh-ed25519 AAAAhand me@home\n");
+        // a key already present by hand is not repeated
+        assert_eq!(render("ssh-rsa AAAAB3Nza b@y\n", &[b]), "ssh-rsa AAAAB3Nza b@y\n");
+    }
+}

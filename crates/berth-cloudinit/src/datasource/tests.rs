@@ -1,0 +1,364 @@
+//! Datasource probing against fake block devices (real vfat images, a fake mount) and HTTP
+//! servers on 127.0.0.1. No traffic leaves the host.
+
+use super::*;
+use crate::blockdev::tests::{fake_device, mkfs_vfat};
+use crate::testserver::{Reply, TestServer};
+use crate::volume::tests::FakeMounter;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZ1 alice@laptop";
+
+fn env(root: &Path, cmdline: &str) -> ProbeEnv {
+    let mut env = ProbeEnv::under(root, KernelCmdline::parse(cmdline));
+    env.scratch = root.join("scratch");
+    env.budget = Duration::from_secs(5);
+    env
+}
+
+/// A volume labelled `label` under `root` whose "mounted" content is `seed`.
+fn labelled_volume(root: &Path, name: &str, label: &str, seed: &Path) -> Option<FakeMounter> {
+    let node = fake_device(root, name, 4096);
+    mkfs_vfat(&node, label).then(|| FakeMounter::with(&node, seed))
+}
+
+fn nocloud_seed(root: &Path) -> PathBuf {
+    let seed = root.join("seed-nocloud");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("user-data"), "#cloud-config\nhostname: from-nocloud\n").unwrap();
+    std::fs::write(
+        seed.join("meta-data"),
+        format!("instance-id: iid-nocloud-1\nlocal-hostname: seedhost\npublic-keys: [\"{KEY}\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(seed.join("network-config"), "version: 2\nethernets: {}\n").unwrap();
+    seed
+}
+
+fn status_of(outcome: &ProbeOutcome, datasource: &str) -> ProbeStatus {
+    outcome
+        .records
+        .iter()
+        .find(|r| r.datasource == datasource)
+        .unwrap_or_else(|| panic!("no record for {datasource}: {:?}", outcome.records))
+        .status
+}
+
+#[tokio::test]
+async fn nocloud_volume_is_found_and_configdrive_is_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let seed = nocloud_seed(root);
+    let Some(mounter) = labelled_volume(root, "sr0", "CIDATA", &seed) else {
+        return;
+    };
+    let mut env = env(root, "");
+    env.mounter = Arc::new(mounter);
+    let started = std::time::Instant::now();
+    let outcome = probe_datasources(&[Datasource::NoCloud, Datasource::ConfigDrive], env).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let found = outcome.found.as_ref().unwrap();
+    assert_eq!(found.datasource, "nocloud");
+    assert!(
+        found.origin.contains("sr0 (vfat, label CIDATA)"),
+        "{}",
+        found.origin
+    );
+    assert_eq!(
+        found.user_data.as_deref(),
+        Some(b"#cloud-config\nhostname: from-nocloud\n".as_slice())
+    );
+    assert_eq!(found.meta_data.instance_id.as_deref(), Some("iid-nocloud-1"));
+    assert_eq!(found.meta_data.public_keys.len(), 1);
+    assert_eq!(found.network_config.as_ref().unwrap().file_name, "network-config");
+    assert_eq!(status_of(&outcome, "nocloud"), ProbeStatus::Found);
+    // config-drive finished (absent) or was cancelled when nocloud answered first
+    assert!(matches!(
+        status_of(&outcome, "configdrive"),
+        ProbeStatus::Absent | ProbeStatus::Cancelled
+    ));
+}
+
+#[tokio::test]
+async fn configdrive_volume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let seed = root.join("seed-cd");
+    std::fs::create_dir_all(seed.join("openstack/latest")).unwrap();
+    std::fs::write(seed.join("openstack/latest/user_data"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(
+        seed.join("openstack/latest/meta_data.json"),
+        format!(r#"{{"uuid": "6f1c", "hostname": "vm-1", "public_keys": {{"k": "{KEY}"}}}}"#),
+    )
+    .unwrap();
+    std::fs::write(seed.join("openstack/latest/network_data.json"), "{}").unwrap();
+    let Some(mounter) = labelled_volume(root, "vdb", "config-2", &seed) else {
+        return;
+    };
+    let mut env = env(root, "");
+    env.mounter = Arc::new(mounter);
+    let outcome = probe_datasources(&[Datasource::ConfigDrive], env).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(found.datasource, "configdrive");
+    assert_eq!(
+        found.user_data.as_deref(),
+        Some(b"#!/bin/sh\necho hi\n".as_slice())
+    );
+    assert_eq!(found.meta_data.instance_id.as_deref(), Some("6f1c"));
+    assert_eq!(found.meta_data.local_hostname.unwrap().as_str(), "vm-1");
+    assert_eq!(found.network_config.unwrap().file_name, "network_data.json");
+}
+
+#[tokio::test]
+async fn absent_sources_cost_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fake_device(root, "vda", 64);
+    let started = std::time::Instant::now();
+    let outcome = probe_datasources(
+        &[
+            Datasource::NoCloud,
+            Datasource::ConfigDrive,
+            Datasource::Cmdline,
+            Datasource::File("/nope/user-data".into()),
+        ],
+        env(root, "console=ttyS0"),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(outcome.found.is_none());
+    for r in &outcome.records {
+        assert_eq!(r.status, ProbeStatus::Absent, "{r}");
+        assert_eq!(r.attempts, 1);
+    }
+    assert_eq!(
+        outcome.records[2].detail,
+        "no cloud-config-url= on the kernel command line"
+    );
+}
+
+/// A fake EC2 metadata service. With `v2`, GETs need the token from the PUT.
+async fn ec2_server(v2: bool, user_data: Option<&'static str>) -> TestServer {
+    TestServer::start(move |req| {
+        if req.path == "/latest/api/token" {
+            return if v2
+                && req.method == "PUT"
+                && req.header("x-aws-ec2-metadata-token-ttl-seconds").is_some()
+            {
+                Reply::ok("TOKEN123")
+            } else {
+                Reply::status(405)
+            };
+        }
+        if v2 && req.header("x-aws-ec2-metadata-token") != Some("TOKEN123") {
+            return Reply::status(401);
+        }
+        match req.path.as_str() {
+            "/latest/meta-data/instance-id" => Reply::ok("i-0abc"),
+            "/latest/meta-data/local-hostname" => Reply::ok("ip-10-1-2-3.ec2.internal"),
+            "/latest/meta-data/public-keys/" => Reply::ok("0=my-key"),
+            "/latest/meta-data/public-keys/0/openssh-key" => Reply::ok(format!("{KEY}\n")),
+            "/latest/user-data" => match user_data {
+                Some(u) => Reply::ok(u),
+                None => Reply::status(404),
+            },
+            _ => Reply::status(404),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ec2_with_imdsv2_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ec2_server(true, Some("#cloud-config\nhostname: ec2\n")).await;
+    let mut env = env(tmp.path(), "");
+    env.ec2_endpoint = server.url("");
+    let outcome = probe_datasources(&[Datasource::Ec2], env).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(
+        found.user_data.as_deref(),
+        Some(b"#cloud-config\nhostname: ec2\n".as_slice())
+    );
+    assert_eq!(found.meta_data.instance_id.as_deref(), Some("i-0abc"));
+    assert_eq!(
+        found.meta_data.local_hostname.unwrap().as_str(),
+        "ip-10-1-2-3.ec2.internal"
+    );
+    assert_eq!(found.meta_data.public_keys[0].as_str(), KEY);
+    let raw: serde_json::Value = serde_json::from_slice(&found.meta_data_raw.unwrap()).unwrap();
+    assert_eq!(raw["imds"], "v2");
+    let requests = server.requests();
+    assert_eq!(requests[0].method, "PUT");
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.header("x-aws-ec2-metadata-token") == Some("TOKEN123"))
+    );
+}
+
+#[tokio::test]
+async fn ec2_imdsv1_without_user_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ec2_server(false, None).await;
+    let mut env = env(tmp.path(), "");
+    env.ec2_endpoint = server.url("/");
+    let outcome = probe_datasources(&[Datasource::Ec2], env).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(found.user_data, None);
+    assert_eq!(found.meta_data.instance_id.as_deref(), Some("i-0abc"));
+}
+
+#[tokio::test]
+async fn ec2_endpoint_that_is_not_ec2_fails_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(|_| Reply::status(404)).await;
+    let mut env = env(tmp.path(), "");
+    env.ec2_endpoint = server.url("");
+    let outcome = probe_datasources(&[Datasource::Ec2], env).await;
+    assert!(outcome.found.is_none());
+    assert_eq!(outcome.records[0].status, ProbeStatus::Failed);
+    assert!(outcome.records[0].detail.contains("not an EC2 metadata service"));
+}
+
+#[tokio::test]
+async fn cmdline_url_with_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let server = TestServer::start(move |req| {
+        if req.path != "/cc.yml" {
+            return Reply::status(404);
+        }
+        // Busy twice, then the config.
+        if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::status(503)
+        } else {
+            Reply::ok("#cloud-config\nhostname: from-url\n")
+        }
+    })
+    .await;
+    let cmdline = format!("quiet cloud-config-url={}", server.url("/cc.yml"));
+    let outcome = probe_datasources(&[Datasource::Cmdline], env(tmp.path(), &cmdline)).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(found.datasource, "cmdline");
+    assert!(found.origin.ends_with("/cc.yml"));
+    assert_eq!(outcome.records[0].attempts, 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn url_not_found_fails_without_retrying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(|_| Reply::status(404)).await;
+    let ds = Datasource::Url(server.url("/missing"));
+    let outcome = probe_datasources(&[ds], env(tmp.path(), "")).await;
+    assert_eq!(outcome.records[0].status, ProbeStatus::Failed);
+    assert_eq!(outcome.records[0].attempts, 1);
+    assert!(outcome.records[0].detail.ends_with("HTTP 404"));
+}
+
+#[tokio::test]
+async fn unreachable_url_gives_up_within_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut env = env(tmp.path(), "");
+    env.budget = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    let outcome = probe_datasources(&[Datasource::Url(format!("http://127.0.0.1:{port}/x"))], env).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
+    let record = &outcome.records[0];
+    assert_eq!(record.status, ProbeStatus::TimedOut);
+    assert!(record.attempts >= 3, "{record}");
+    assert!(record.detail.contains("cannot connect"), "{record}");
+}
+
+#[tokio::test]
+async fn remote_url_waits_for_a_default_route() {
+    // No /proc/net/route under the test root: no default route, so nothing is sent.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = env(tmp.path(), "");
+    env.budget = Duration::from_millis(300);
+    let outcome = probe_datasources(
+        &[
+            Datasource::Url("http://192.0.2.1/user-data".into()),
+            Datasource::Ec2,
+        ],
+        env,
+    )
+    .await;
+    for record in &outcome.records {
+        assert_eq!(record.status, ProbeStatus::TimedOut, "{record}");
+        assert!(record.detail.contains("waiting for a default route"), "{record}");
+    }
+}
+
+#[tokio::test]
+async fn file_and_seed_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    std::fs::write(root.join("srv/ud"), "#cloud-config\n").unwrap();
+    let outcome = probe_datasources(&[Datasource::File("/srv/ud".into())], env(root, "")).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(
+        (found.datasource.as_str(), found.origin.as_str()),
+        ("file:/srv/ud", "/srv/ud")
+    );
+    assert_eq!(found.user_data.as_deref(), Some(b"#cloud-config\n".as_slice()));
+
+    let seed = nocloud_seed(root);
+    let seed_path = format!("/{}", seed.strip_prefix(root).unwrap().display());
+    let outcome = probe_datasources(&[Datasource::File(seed_path)], env(root, "")).await;
+    let found = outcome.found.unwrap();
+    assert_eq!(found.meta_data.instance_id.as_deref(), Some("iid-nocloud-1"));
+    assert!(found.network_config.is_some());
+}
+
+#[tokio::test]
+async fn the_first_to_answer_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let slow = TestServer::start(|_| Reply::ok("#cloud-config\n").delayed(Duration::from_secs(3))).await;
+    std::fs::write(root.join("ud"), "#cloud-config\nhostname: fast\n").unwrap();
+    let started = std::time::Instant::now();
+    let outcome = probe_datasources(
+        &[Datasource::Url(slow.url("/")), Datasource::File("/ud".into())],
+        env(root, ""),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(outcome.found.unwrap().datasource, "file:/ud");
+    assert_eq!(outcome.records[0].status, ProbeStatus::Cancelled);
+    assert_eq!(outcome.records[1].status, ProbeStatus::Found);
+}
+
+#[test]
+fn datasource_lists() {
+    let (list, warnings) =
+        parse_datasource_list("nocloud, configdrive:/media/config-2 ec2:root url:http://x/y,file:/a gce *");
+    let names: Vec<String> = list.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        ["nocloud", "configdrive", "ec2", "url:http://x/y", "file:/a"]
+    );
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("\"gce\""), "{warnings:?}");
+
+    let cmdline = KernelCmdline::parse("cloud-config-url=http://10.0.2.2:8000/cc");
+    let list = effective_datasources(&[Datasource::NoCloud], &cmdline);
+    assert_eq!(list, [Datasource::NoCloud, Datasource::Cmdline]);
+    let list = effective_datasources(&[Datasource::NoCloud], &KernelCmdline::parse("quiet"));
+    assert_eq!(list, [Datasource::NoCloud]);
+}
