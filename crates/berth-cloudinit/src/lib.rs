@@ -40,7 +40,7 @@ pub mod userdata;
 pub mod volume;
 
 pub use cli::main_cloud_init;
-pub use console::{ConsoleContext, apply_console};
+pub use console::{ConsoleContext, apply_console, prepare_console, run_console_commands};
 pub use container_files::{files_for_container, write_files_tar};
 pub use error::{Error, Result};
 pub use report::Report;

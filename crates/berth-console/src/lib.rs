@@ -182,36 +182,10 @@ pub fn command_links() -> Vec<(PathBuf, PathBuf)> {
     links
 }
 
-/// Install `ssh_authorized_keys` for the login user, owned by them, mode 0600.
-pub fn install_authorized_keys(home: &Path, keys: &[String], uid: u32, gid: u32) -> Result<(), ConsoleError> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = home.join(".ssh");
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-    let mut text = String::from(
-        "# Managed by Berth from ssh_authorized_keys (cloud-config); edits are replaced at boot.\n",
-    );
-    for key in keys {
-        text.push_str(key.trim());
-        text.push('\n');
+fn log_report(report: &berth_cloudinit::Report) {
+    if let Ok(json) = serde_json::to_string(report) {
+        eprintln!("console-init: {json}");
     }
-    let path = dir.join("authorized_keys");
-    berth_config::write_atomically(&path, text.as_bytes(), 0o600)
-        .map_err(io(format!("writing {}", path.display())))?;
-    for p in [&dir, &path, &home.to_path_buf()] {
-        let _ = nix::unistd::chown(p.as_path(), Some(uid.into()), Some(gid.into()));
-    }
-    Ok(())
-}
-
-/// uid and gid of `user` from `<root>/etc/passwd`.
-pub fn lookup_user(root: &Path, user: &str) -> Option<(u32, u32, PathBuf)> {
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        (f.len() >= 7 && f[0] == user)
-            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5]))))?
-    })
 }
 
 /// `berth console-init`: prepare the console, then become respawn. Returns an exit code.
@@ -245,18 +219,21 @@ pub fn console_init(
     ) {
         eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
     }
-    if let Some((uid, gid, home)) = lookup_user(Path::new("/"), USER) {
-        let keys: Vec<String> = config
-            .ssh_authorized_keys
-            .iter()
-            .map(|k| k.as_str().to_string())
-            .collect();
-        if let Err(e) = install_authorized_keys(&home, &keys, uid, gid) {
-            eprintln!("console-init: {e}");
+    // Users, ssh keys and write_files before anyone can log in; runcmd and scripts beside
+    // the gettys and sshd, since they may take long.
+    let ctx = berth_cloudinit::ConsoleContext::new("/", USER);
+    log_report(&berth_cloudinit::prepare_console(config, &ctx));
+    let commands_config = config.clone();
+    std::thread::spawn(move || {
+        let ctx = berth_cloudinit::ConsoleContext::new("/", USER);
+        log_report(&berth_cloudinit::run_console_commands(&commands_config, &ctx));
+    });
+    if let Some(tz) = &config.timezone {
+        let zone = Path::new("/usr/share/zoneinfo").join(tz.as_str());
+        if zone.exists() {
+            let _ = std::fs::remove_file("/etc/localtime");
+            let _ = std::os::unix::fs::symlink(&zone, "/etc/localtime");
         }
-        eprintln!("console-init: {} ssh keys for {USER}", keys.len());
-    } else {
-        eprintln!("console-init: the console image has no user {USER}");
     }
     let _ = std::fs::write("/etc/issue", issue(version, problems));
     let _ = std::fs::write(
@@ -361,19 +338,4 @@ mod tests {
         assert!(!issue("1", &[]).contains("Problems"));
     }
 
-    #[test]
-    fn authorized_keys_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let home = tempfile::tempdir().unwrap();
-        let uid = nix::unistd::getuid().as_raw();
-        let gid = nix::unistd::getgid().as_raw();
-        install_authorized_keys(home.path(), &["ssh-ed25519 AAAA test@x".to_string()], uid, gid).unwrap();
-        let path = home.path().join(".ssh/authorized_keys");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.ends_with("ssh-ed25519 AAAA test@x\n"));
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
 }

@@ -28,8 +28,8 @@ fn vm_kernel_initrd_with_state_disk() {
     }
     let hostname = check(&m, "hostname", m.run("hostname"));
     assert_eq!(hostname.trim(), "berth-e2e-one");
-    let state = check(&m, "state mount", m.run("findmnt -n -o SOURCE,FSTYPE /var"));
-    assert!(state.contains("ext4"), "/var is {state}");
+    let state = check(&m, "state mount", m.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth"));
+    assert!(state.contains("ext4") && state.contains("/dev/vda"), "/var/lib/berth is on {state}");
 
     // A user container built from a local image serves a published port inside the VM.
     check(

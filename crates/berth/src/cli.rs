@@ -76,10 +76,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         Command::UserDocker => berth_services::user_engine::main(&load_config()),
         Command::Netconf => berth_netconf::main(&load_config()),
-        Command::CloudInit { args: _ } => {
-            eprintln!("cloud-init: not available in this build");
-            0
-        }
+        Command::CloudInit { args } => berth_cloudinit::main_cloud_init(&args),
         Command::ShutdownHelper { action } => {
             let loaded = load_config();
             let timeout = std::time::Duration::from_secs(loaded.config.berth.shutdown_timeout.into());
@@ -138,7 +135,25 @@ fn sysinit() -> i32 {
             return 1;
         }
     };
-    let prestart: Arc<berth_services::up::Prestart> = Arc::new(|_name: &str| None);
+    // write_files entries with `container: NAME` go into that container before it starts (the
+    // console writes its own).
+    let config = Arc::new(loaded.config.clone());
+    let prestart: Arc<berth_services::up::Prestart> = Arc::new(move |name: &str| {
+        if name == "console" {
+            return None;
+        }
+        let files = berth_cloudinit::files_for_container(&config, name);
+        if files.is_empty() {
+            return None;
+        }
+        match berth_cloudinit::write_files_tar(&files) {
+            Ok(tar) => Some(tar),
+            Err(e) => {
+                berth_boot::problems::report(Path::new("/"), &format!("write_files for {name}: {e}"));
+                None
+            }
+        }
+    });
     let report = runtime.block_on(berth_services::sysinit::run(&loaded, prestart, &|problem| {
         berth_boot::problems::report(Path::new("/"), problem)
     }));

@@ -52,10 +52,19 @@ impl ConsoleContext {
     }
 }
 
-/// Apply the console's part of `config`. Never fails: each item's outcome is in the report.
+/// Apply the console's part of `config`: [`prepare_console`], then
+/// [`run_console_commands`]. Never fails: each item's outcome is in the report.
 pub fn apply_console(config: &Config, ctx: &ConsoleContext) -> Report {
     let started = Instant::now();
-    let mut report = Report::new("console");
+    let mut report = prepare_console(config, ctx);
+    let commands = run_console_commands(config, ctx);
+    report.items.extend(commands.items);
+    report.diagnostics.extend(commands.diagnostics);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn instance_id(ctx: &ConsoleContext) -> (String, Vec<SshPublicKey>) {
     let saved = load_saved(&ctx.state);
     let instance_id = match &saved {
         Some(s) => s.instance_id.clone(),
@@ -64,12 +73,16 @@ pub fn apply_console(config: &Config, ctx: &ConsoleContext) -> Report {
             instance_id_for(&MetaData::default(), raw.as_deref())
         }
     };
-    report.instance_id = Some(instance_id.clone());
-    let meta_keys = saved
-        .as_ref()
-        .map(|s| s.meta_data.public_keys.clone())
-        .unwrap_or_default();
+    let meta_keys = saved.map(|s| s.meta_data.public_keys).unwrap_or_default();
+    (instance_id, meta_keys)
+}
 
+/// Users, ssh keys and `write_files`: quick, and wanted before anyone logs in.
+pub fn prepare_console(config: &Config, ctx: &ConsoleContext) -> Report {
+    let started = Instant::now();
+    let mut report = Report::new("console");
+    let (instance_id, meta_keys) = instance_id(ctx);
+    report.instance_id = Some(instance_id);
     let accounts = match Accounts::read(&ctx.root) {
         Ok(a) if a.has_passwd_file() => Some(a),
         Ok(_) => {
@@ -89,6 +102,17 @@ pub fn apply_console(config: &Config, ctx: &ConsoleContext) -> Report {
         a
     });
     apply_write_files(config, ctx, accounts.as_ref(), &mut report);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// `runcmd` and the saved scripts, once per instance: may take long, so the console runs
+/// this beside its gettys and sshd rather than before them.
+pub fn run_console_commands(config: &Config, ctx: &ConsoleContext) -> Report {
+    let started = Instant::now();
+    let mut report = Report::new("console-commands");
+    let (instance_id, _) = instance_id(ctx);
+    report.instance_id = Some(instance_id.clone());
     run_once_per_instance(config, ctx, &instance_id, &mut report);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
