@@ -73,9 +73,13 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
 
     if let Some(images) = &found.images_image {
         // Mounted under /run so it moves with /run; sysinit unmounts it after loading, which
-        // frees it when it lives in the initramfs.
-        let device = loopdev::attach(images)?;
-        root::mount_squashfs(&device.path, Path::new("/run/berth/images"))?;
+        // frees it when it lives in the initramfs. A broken one is reported, not fatal: System
+        // Docker may hold the images from an earlier boot.
+        let mounted = loopdev::attach(images)
+            .and_then(|device| root::mount_squashfs(&device.path, Path::new("/run/berth/images")));
+        if let Err(e) = mounted {
+            problems::report(Path::new("/"), &format!("the system images ({}) cannot be used: {e}", images.display()));
+        }
     }
     if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {
         tracing::warn!("cannot write the boot log: {e}");

@@ -182,6 +182,40 @@ pub fn command_links() -> Vec<(PathBuf, PathBuf)> {
     links
 }
 
+/// The login user's home lives on the state partition (or in RAM): create it when missing.
+fn ensure_home(user: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
+        return;
+    };
+    let Some(fields) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)
+    else {
+        return;
+    };
+    let home = Path::new(fields[5]);
+    if home.exists() {
+        return;
+    }
+    if std::fs::create_dir_all(home).is_ok() {
+        let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o750));
+        let uid = fields[2].parse::<u32>().ok().map(nix::unistd::Uid::from_raw);
+        let gid = fields[3].parse::<u32>().ok().map(nix::unistd::Gid::from_raw);
+        let _ = nix::unistd::chown(home, uid, gid);
+        for skel in ["/etc/skel/.bashrc", "/etc/skel/.profile"] {
+            let src = Path::new(skel);
+            if let Some(name) = src.file_name() {
+                let dst = home.join(name);
+                if std::fs::copy(src, &dst).is_ok() {
+                    let _ = nix::unistd::chown(&dst, uid, gid);
+                }
+            }
+        }
+    }
+}
+
 fn log_report(report: &berth_cloudinit::Report) {
     if let Ok(json) = serde_json::to_string(report) {
         eprintln!("console-init: {json}");
@@ -219,6 +253,7 @@ pub fn console_init(
     ) {
         eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
     }
+    ensure_home(USER);
     // Users, ssh keys and write_files before anyone can log in; runcmd and scripts beside
     // the gettys and sshd, since they may take long.
     let ctx = berth_cloudinit::ConsoleContext::new("/", USER);

@@ -18,6 +18,9 @@ pub struct Machine {
     pub key: PathBuf,
     pub started: Instant,
     child: std::sync::Mutex<Option<Child>>,
+    /// The serial console connection, kept open (QEMU drops what a closing client wrote but the
+    /// guest's UART had not taken yet); a thread drains what QEMU sends back.
+    serial: std::sync::Mutex<Option<UnixStream>>,
 }
 
 impl Machine {
@@ -55,6 +58,7 @@ impl Machine {
             key: key.to_path_buf(),
             started: Instant::now(),
             child: std::sync::Mutex::new(Some(child)),
+            serial: std::sync::Mutex::new(None),
         })
     }
 
@@ -90,9 +94,26 @@ impl Machine {
 
     /// Type a line into the serial console.
     pub fn type_line(&self, line: &str) -> Result<()> {
-        let mut stream = UnixStream::connect(&self.serial_socket).context("connecting to the serial console")?;
+        let mut guard = self.serial.lock().map_err(|_| anyhow::anyhow!("serial state poisoned"))?;
+        if guard.is_none() {
+            let stream = UnixStream::connect(&self.serial_socket).context("connecting to the serial console")?;
+            let mut reader = stream.try_clone()?;
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut reader, &mut sink) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+            *guard = Some(stream);
+        }
+        let Some(stream) = guard.as_mut() else {
+            bail!("no serial connection");
+        };
         stream.write_all(line.as_bytes())?;
         stream.write_all(b"\n")?;
+        stream.flush()?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+const IMAGES_DESCRIPTION: &str = "the bundled system images";
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ManifestEntry {
@@ -95,7 +97,15 @@ pub async fn ensure(docker: &Docker, dir: &Path) -> Result<Vec<String>, ImageErr
             .collect::<Vec<_>>(),
     )
     .map_err(|e| ImageError::Load(e.to_string()))?;
-    let stream = TarStream::spawn(dir.to_path_buf(), manifest, archive_files(&need));
+    let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let stream = TarStream::spawn(dir.to_path_buf(), manifest, archive_files(&need), failure.clone());
+    // The engine only sees a broken stream; say what broke it.
+    let cause = move |e: String| -> ImageError {
+        match failure.lock().ok().and_then(|f| f.clone()) {
+            Some(reason) => ImageError::Load(format!("{reason} (in {})", IMAGES_DESCRIPTION)),
+            None => ImageError::Load(e),
+        }
+    };
     let options = bollard::query_parameters::ImportImageOptions {
         quiet: true,
         ..Default::default()
@@ -105,10 +115,10 @@ pub async fn ensure(docker: &Docker, dir: &Path) -> Result<Vec<String>, ImageErr
         match item {
             Ok(info) => {
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                    return Err(ImageError::Load(err));
+                    return Err(cause(err));
                 }
             }
-            Err(e) => return Err(ImageError::Load(e.to_string())),
+            Err(e) => return Err(cause(e.to_string())),
         }
     }
     let still = missing(docker, &need).await;
@@ -162,7 +172,12 @@ mod bytes_stream {
     }
 
     impl TarStream {
-        pub fn spawn(dir: PathBuf, manifest: Vec<u8>, files: Vec<String>) -> Self {
+        pub fn spawn(
+            dir: PathBuf,
+            manifest: Vec<u8>,
+            files: Vec<String>,
+            failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+        ) -> Self {
             let (tx, rx) = mpsc::channel(4);
             let err_tx = tx.clone();
             tokio::task::spawn_blocking(move || {
@@ -179,13 +194,18 @@ mod bytes_stream {
                         header.set_cksum();
                         tar.append_data(&mut header, "manifest.json", &manifest[..])?;
                         for file in &files {
-                            tar.append_path_with_name(dir.join(file), file)?;
+                            tar.append_path_with_name(dir.join(file), file).map_err(|e| {
+                                std::io::Error::new(e.kind(), format!("reading {file}: {e}"))
+                            })?;
                         }
                         tar.finish()?;
                     }
                     writer.flush()
                 })();
                 if let Err(e) = result {
+                    if let Ok(mut slot) = failure.lock() {
+                        *slot = Some(e.to_string());
+                    }
                     let _ = err_tx.blocking_send(Err(e));
                 }
             });

@@ -71,6 +71,7 @@ pub fn main(args: &[String]) -> i32 {
             let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
             let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
             let mut problems = berth_boot::problems::read(Path::new("/"));
+            problems.extend(cloud_init_problems());
             problems.dedup();
             berth_console::console_init(&loaded, &cmdline, &problems, berth_boot::VERSION)
         }
@@ -83,6 +84,50 @@ pub fn main(args: &[String]) -> i32 {
             berth_boot::power::helper_main(&action, timeout)
         }
     }
+}
+
+/// What this boot's cloud-init run found wrong, for the login banner.
+fn cloud_init_problems() -> Vec<String> {
+    let Ok(bytes) = std::fs::read("/run/berth/cloud-init.json") else {
+        return vec!["cloud-init did not run (see `sudo system-docker logs cloud-init`)".into()];
+    };
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if report.get("datasource").is_none() {
+        let tried: Vec<&str> = report["probes"]
+            .as_array()
+            .map(|p| p.iter().filter_map(|x| x["datasource"].as_str()).collect())
+            .unwrap_or_default();
+        out.push(if report["offline"].get("saved_from").is_some() {
+            format!("cloud-init: no datasource answered ({}); using the configuration saved earlier", tried.join(", "))
+        } else {
+            format!("cloud-init: no datasource answered ({}); no user-data applied", tried.join(", "))
+        });
+    }
+    for d in report["diagnostics"].as_array().into_iter().flatten() {
+        if d["severity"].as_str() == Some("error") {
+            let mut place = d["source"].as_str().unwrap_or_default().to_string();
+            for field in ["line", "column"] {
+                if let Some(n) = d[field].as_u64() {
+                    place.push_str(&format!(":{n}"));
+                }
+            }
+            let key = d["key"].as_str().map(|k| format!("{k}: ")).unwrap_or_default();
+            out.push(format!("cloud-init: {place}: {key}{}", d["message"].as_str().unwrap_or_default()));
+        }
+    }
+    for item in report["items"].as_array().into_iter().flatten() {
+        if item["status"].as_str() == Some("failed") {
+            out.push(format!(
+                "cloud-init: {}: {}",
+                item["item"].as_str().unwrap_or_default(),
+                item["detail"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    out
 }
 
 fn release() -> serde_json::Value {
