@@ -1,9 +1,9 @@
 //! `cargo xtask run`: build if needed, then boot Berth in QEMU with the serial console on
 //! this terminal and ssh forwarded to 127.0.0.1, with a throwaway key that works at once.
 
-use berth_e2e::qemu::{self, Boot, Serial, Vm};
 use crate::{build, layout};
 use anyhow::{Context, Result, bail};
+use berth_e2e::qemu::{self, Boot, Serial, Vm};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

@@ -36,7 +36,11 @@ fn shell_command() -> Command {
         cmd.pre_exec(|| {
             crate::process::unblock_all_signals();
             let _ = nix::unistd::setsid();
-            if let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+            if let Ok(tty) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/console")
+            {
                 let fd = tty.as_raw_fd();
                 libc::ioctl(fd, libc::TIOCSCTTY as _, 1);
                 libc::dup2(fd, 0);
@@ -57,7 +61,9 @@ pub fn emergency_shell(reason: &str) -> Option<nix::unistd::Pid> {
         "\n=== Berth: {reason}. Problems: see /run/berth/boot-problems and /var/log/boot/. ===\n"
     ));
     let _ = std::fs::create_dir_all(APPLETS_DIR);
-    let _ = Command::new(BUSYBOX).args(["--install", "-s", APPLETS_DIR]).status();
+    let _ = Command::new(BUSYBOX)
+        .args(["--install", "-s", APPLETS_DIR])
+        .status();
     match shell_command().spawn() {
         Ok(child) => Some(nix::unistd::Pid::from_raw(child.id() as i32)),
         Err(e) => {

@@ -78,7 +78,10 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         let mounted = loopdev::attach(images)
             .and_then(|device| root::mount_squashfs(&device.path, Path::new("/run/berth/images")));
         if let Err(e) = mounted {
-            problems::report(Path::new("/"), &format!("the system images ({}) cannot be used: {e}", images.display()));
+            problems::report(
+                Path::new("/"),
+                &format!("the system images ({}) cannot be used: {e}", images.display()),
+            );
         }
     }
     if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {

@@ -109,9 +109,10 @@ pub fn run(loaded: &Loaded) -> ! {
                     engine.started = Instant::now();
                     match spawn_sysinit() {
                         Ok(pid) => engine.sysinit = Some(pid),
-                        Err(e) => {
-                            problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"))
-                        }
+                        Err(e) => problems::report(
+                            Path::new("/"),
+                            &format!("cannot start the service bring-up: {e}"),
+                        ),
                     }
                 }
                 Err(e) => {
@@ -163,7 +164,8 @@ fn reap(engine: &mut Engine) {
                         );
                     }
                 } else if pid.is_some() && pid == engine.emergency {
-                    engine.emergency = recovery::emergency_shell("the emergency shell exited; here is a new one");
+                    engine.emergency =
+                        recovery::emergency_shell("the emergency shell exited; here is a new one");
                 }
                 if pid.is_some() && pid == engine.pid {
                     engine.pid = None;

@@ -326,8 +326,26 @@ impl Layering {
                     config = Some(c);
                 }
                 Err(finding) => {
-                    findings.push(finding);
                     ok = false;
+                    // serde stops at the first error; find the others by taking each failing
+                    // value out and decoding again, so that a user sees every error at once.
+                    let mut scratch = candidate.clone();
+                    let mut next = Some(finding);
+                    for _ in 0..MAX_ERRORS_PER_LAYER {
+                        let Some(error) = next.take() else { break };
+                        let removable = error.loc.source == id && error.loc.line > 0;
+                        findings.push(error.clone());
+                        if !removable || !scratch.remove_at(error.loc) {
+                            break;
+                        }
+                        let (again, more) = decode::<Config>(&scratch, &|source| source == id);
+                        for w in more {
+                            if !findings.contains(&w) {
+                                findings.push(w);
+                            }
+                        }
+                        next = again.err();
+                    }
                 }
             }
         }
@@ -348,6 +366,9 @@ impl Layering {
         status
     }
 }
+
+/// How many errors of one layer are reported before giving up on finding more.
+const MAX_ERRORS_PER_LAYER: usize = 32;
 
 /// Read a layer file: `Ok(None)` when it does not exist, `Err(message)` when it cannot be used.
 fn read_layer_file(path: &Path) -> Result<Option<String>, String> {

@@ -82,6 +82,32 @@ pub(crate) enum Kind {
 }
 
 impl Node {
+    /// Remove the value (map entry or list item) that sits at `loc`, anywhere below this
+    /// node. Returns whether something was removed.
+    pub fn remove_at(&mut self, loc: Loc) -> bool {
+        match &mut self.kind {
+            Kind::Map(map) => {
+                if let Some(key) = map
+                    .iter()
+                    .find(|(_, v)| v.loc == loc || v.key_loc == loc)
+                    .map(|(k, _)| k.clone())
+                {
+                    map.shift_remove(&key);
+                    return true;
+                }
+                map.values_mut().any(|v| v.remove_at(loc))
+            }
+            Kind::Seq(items) => {
+                if let Some(i) = items.iter().position(|v| v.loc == loc) {
+                    items.remove(i);
+                    return true;
+                }
+                items.iter_mut().any(|v| v.remove_at(loc))
+            }
+            _ => false,
+        }
+    }
+
     pub fn new(kind: Kind, loc: Loc) -> Self {
         Node {
             kind,

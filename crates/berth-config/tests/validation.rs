@@ -155,3 +155,26 @@ fn valid_texts_have_no_diagnostics() {
         assert_eq!(validate_text(text, "ok.yml"), [], "{text}");
     }
 }
+
+#[test]
+fn every_error_of_a_layer_is_reported_at_once() {
+    let text = "#cloud-config\nhostname: \"bad host\"\nberth:\n  ssh:\n    port: 70000\n  sssh: {}\n  shutdown_timeout: soon\n";
+    let diagnostics = berth_config::validate_text(text, "user-data");
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.severity == berth_config::Severity::Error)
+        .filter_map(|d| d.key.clone())
+        .collect();
+    for key in ["hostname", "berth.ssh.port", "berth.shutdown_timeout"] {
+        assert!(
+            errors.iter().any(|k| k == key),
+            "{key} not reported: {diagnostics:?}"
+        );
+    }
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.severity == berth_config::Severity::Warning && d.key.as_deref() == Some("berth.sssh")),
+        "the unknown key after the first error is not reported: {diagnostics:?}"
+    );
+}

@@ -372,5 +372,4 @@ mod tests {
         assert!(text.contains("  ! configuration: error: user-data.yml:3:1: bad"));
         assert!(!issue("1", &[]).contains("Problems"));
     }
-
 }

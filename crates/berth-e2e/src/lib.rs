@@ -34,9 +34,9 @@ impl Artifacts {
 
     /// The artifacts the tests use; fails with what to run when there are none.
     pub fn from_env() -> anyhow::Result<Self> {
-        let out = std::env::var_os("BERTH_OUT").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/berth")
-        });
+        let out = std::env::var_os("BERTH_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/berth"));
         let a = Self::at(&out);
         for p in [&a.vmlinuz, &a.initrd, &a.iso] {
             anyhow::ensure!(

@@ -48,7 +48,11 @@ impl Machine {
             .stderr(Stdio::from(stderr))
             .spawn()
             .context("starting qemu-system-x86_64")?;
-        eprintln!("[{name}] QEMU pid {} (console log: {})", child.id(), serial_log.display());
+        eprintln!(
+            "[{name}] QEMU pid {} (console log: {})",
+            child.id(),
+            serial_log.display()
+        );
         Ok(Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -78,7 +82,10 @@ impl Machine {
                 return Ok(from + pos + needle.len());
             }
             if let Some(status) = self.exited()? {
-                bail!("[{}] QEMU exited ({status}) before the console showed {needle:?}", self.name);
+                bail!(
+                    "[{}] QEMU exited ({status}) before the console showed {needle:?}",
+                    self.name
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -94,9 +101,13 @@ impl Machine {
 
     /// Type a line into the serial console.
     pub fn type_line(&self, line: &str) -> Result<()> {
-        let mut guard = self.serial.lock().map_err(|_| anyhow::anyhow!("serial state poisoned"))?;
+        let mut guard = self
+            .serial
+            .lock()
+            .map_err(|_| anyhow::anyhow!("serial state poisoned"))?;
         if guard.is_none() {
-            let stream = UnixStream::connect(&self.serial_socket).context("connecting to the serial console")?;
+            let stream =
+                UnixStream::connect(&self.serial_socket).context("connecting to the serial console")?;
             let mut reader = stream.try_clone()?;
             std::thread::spawn(move || {
                 let mut sink = [0u8; 4096];
@@ -122,8 +133,20 @@ impl Machine {
         c.arg("-i")
             .arg(&self.key)
             .args(["-p", &self.ssh_port.to_string()])
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
             .args(["-o", &format!("ConnectTimeout={connect_timeout}")])
             .args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8"])
             .arg("berth@127.0.0.1")
@@ -161,7 +184,11 @@ impl Machine {
             }
             let out = self.ssh_command("true", 10).output()?;
             if out.status.success() {
-                eprintln!("[{}] ssh ready after {:.0}s", self.name, self.started.elapsed().as_secs_f64());
+                eprintln!(
+                    "[{}] ssh ready after {:.0}s",
+                    self.name,
+                    self.started.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -190,7 +217,10 @@ impl Machine {
 
     /// QEMU's exit status, if it has exited.
     pub fn exited(&self) -> Result<Option<ExitStatus>> {
-        let mut guard = self.child.lock().map_err(|_| anyhow::anyhow!("machine state poisoned"))?;
+        let mut guard = self
+            .child
+            .lock()
+            .map_err(|_| anyhow::anyhow!("machine state poisoned"))?;
         match guard.as_mut() {
             Some(child) => Ok(child.try_wait()?),
             None => bail!("QEMU was already reaped"),

@@ -15,25 +15,46 @@ fn vm_no_seed_unknown_parameter_wrong_state_filesystem() {
     let env = env("bad-input");
     let disk = env.dir.join("vfat-state.img");
     std::fs::File::create(&disk).unwrap().set_len(64 << 20).unwrap();
-    let out = Command::new("mkfs.vfat").args(["-n", "BERTH_STATE"]).arg(&disk).output().unwrap();
+    let out = Command::new("mkfs.vfat")
+        .args(["-n", "BERTH_STATE"])
+        .arg(&disk)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "mkfs.vfat: {out:?}");
     let before = std::fs::read(&disk).unwrap();
     let mut vm = env.kernel_vm("berth.no_such_setting=1");
     vm.disks.push(disk.clone());
     let m = env.start("bad-input", vm);
 
-    let login = check(&m, "autologin", m.wait_console("login: berth (automatic login)", 0, BOOT));
+    let login = check(
+        &m,
+        "autologin",
+        m.wait_console("login: berth (automatic login)", 0, BOOT),
+    );
     let console = m.console();
     assert!(
         console.contains("holds vfat") && console.contains("left untouched"),
         "the wrong state filesystem is not reported on the console"
     );
-    assert!(console.contains("no_such_setting"), "the unknown parameter is not reported on the console");
+    assert!(
+        console.contains("no_such_setting"),
+        "the unknown parameter is not reported on the console"
+    );
     // The banner before the login lists the problems.
-    assert!(console.contains("Problems found during boot"), "no problem banner");
-    assert!(console.contains("cloud-init: no datasource answered"), "the missing seed is not reported");
+    assert!(
+        console.contains("Problems found during boot"),
+        "no problem banner"
+    );
+    assert!(
+        console.contains("cloud-init: no datasource answered"),
+        "the missing seed is not reported"
+    );
 
-    let prompt = check(&m, "shell prompt", m.wait_console("$ ", login, Duration::from_secs(60)));
+    let prompt = check(
+        &m,
+        "shell prompt",
+        m.wait_console("$ ", login, Duration::from_secs(60)),
+    );
     // The answer is marked with computed text, so the echo of the typed line cannot match it.
     check(
         &m,
@@ -43,7 +64,11 @@ fn vm_no_seed_unknown_parameter_wrong_state_filesystem() {
              $(grep -c 'no datasource' /var/log/boot/cloud-init.log) END$((2+2))",
         ),
     );
-    let end = check(&m, "shell answers", m.wait_console("END4", prompt, Duration::from_secs(60)));
+    let end = check(
+        &m,
+        "shell answers",
+        m.wait_console("END4", prompt, Duration::from_secs(60)),
+    );
     let text = m.console()[prompt..end].to_string();
     let answer: Vec<u32> = text
         .rsplit("ANS2")
@@ -59,7 +84,11 @@ fn vm_no_seed_unknown_parameter_wrong_state_filesystem() {
     check(&m, "type poweroff", m.type_line("sudo poweroff"));
     let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
     assert!(status.success());
-    assert_eq!(std::fs::read(&disk).unwrap(), before, "the FAT disk was written to");
+    assert_eq!(
+        std::fs::read(&disk).unwrap(),
+        before,
+        "the FAT disk was written to"
+    );
     check(&m, "console scan", m.assert_clean_console());
 }
 
@@ -81,7 +110,11 @@ fn vm_system_images_fail_to_load() {
         .output()
         .unwrap();
     assert!(real.status.success(), "unsquashfs: {real:?}");
-    std::fs::copy(env.dir.join("real-images/manifest.json"), broken.join("manifest.json")).unwrap();
+    std::fs::copy(
+        env.dir.join("real-images/manifest.json"),
+        broken.join("manifest.json"),
+    )
+    .unwrap();
     let mk = Command::new("mksquashfs")
         .arg(&broken)
         .arg(medium.join("berth/images.img"))
@@ -105,15 +138,27 @@ fn vm_system_images_fail_to_load() {
     });
     vm.disks.push(iso);
     let m = env.start("bad-images", vm);
-    let shell = check(&m, "emergency shell", m.wait_console("emergency root shell", 0, BOOT));
+    let shell = check(
+        &m,
+        "emergency shell",
+        m.wait_console("emergency root shell", 0, BOOT),
+    );
     let console = m.console();
     assert!(
         console.contains("could not load the system images"),
         "the failed image load is not reported on the console"
     );
     let _ = check(&m, "prompt", m.wait_console("# ", shell, Duration::from_secs(30)));
-    check(&m, "type", m.type_line("grep -c 'could not load' /run/berth/boot-problems; echo ALIVE-$((2+3))"));
-    check(&m, "emergency shell answers", m.wait_console("ALIVE-5", shell, Duration::from_secs(60)));
+    check(
+        &m,
+        "type",
+        m.type_line("grep -c 'could not load' /run/berth/boot-problems; echo ALIVE-$((2+3))"),
+    );
+    check(
+        &m,
+        "emergency shell answers",
+        m.wait_console("ALIVE-5", shell, Duration::from_secs(60)),
+    );
     check(&m, "type poweroff", m.type_line("poweroff -f"));
     let _ = m.wait_exit(Duration::from_secs(60));
 }

@@ -22,14 +22,28 @@ fn vm_kernel_initrd_with_state_disk() {
     // PID 1 is Berth's init; System Docker runs the console and the user engine.
     let pid1 = check(&m, "pid 1", m.run("tr '\\0' ' ' < /proc/1/cmdline"));
     assert!(pid1.starts_with("init"), "PID 1 is {pid1:?}");
-    let services = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    let services = check(
+        &m,
+        "system-docker ps",
+        m.run("sudo system-docker ps --format '{{.Names}}'"),
+    );
     for want in ["console", "docker", "network"] {
-        assert!(services.lines().any(|l| l == want), "{want} not running: {services}");
+        assert!(
+            services.lines().any(|l| l == want),
+            "{want} not running: {services}"
+        );
     }
     let hostname = check(&m, "hostname", m.run("hostname"));
     assert_eq!(hostname.trim(), "berth-e2e-one");
-    let state = check(&m, "state mount", m.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth"));
-    assert!(state.contains("ext4") && state.contains("/dev/vda"), "/var/lib/berth is on {state}");
+    let state = check(
+        &m,
+        "state mount",
+        m.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth"),
+    );
+    assert!(
+        state.contains("ext4") && state.contains("/dev/vda"),
+        "/var/lib/berth is on {state}"
+    );
 
     // A user container built from a local image serves a published port inside the VM.
     check(
@@ -61,16 +75,35 @@ fn vm_kernel_initrd_with_state_disk() {
     );
 
     // Removing every user container leaves the OS alone.
-    check(&m, "docker rm -f", m.run("docker rm -f $(docker ps -qa) >/dev/null; docker ps -qa | wc -l"));
-    let after = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    check(
+        &m,
+        "docker rm -f",
+        m.run("docker rm -f $(docker ps -qa) >/dev/null; docker ps -qa | wc -l"),
+    );
+    let after = check(
+        &m,
+        "system-docker ps",
+        m.run("sudo system-docker ps --format '{{.Names}}'"),
+    );
     for want in ["console", "docker", "network"] {
-        assert!(after.lines().any(|l| l == want), "{want} gone after docker rm -f: {after}");
+        assert!(
+            after.lines().any(|l| l == want),
+            "{want} gone after docker rm -f: {after}"
+        );
     }
-    check(&m, "docker still answers", m.run("docker info --format '{{.ServerVersion}}'"));
+    check(
+        &m,
+        "docker still answers",
+        m.run("docker info --format '{{.ServerVersion}}'"),
+    );
 
     // Killing System Docker: init restarts it and the services come back (or stay up).
     let old = check(&m, "system docker pid", m.run("cat /run/system-docker.pid"));
-    check(&m, "kill system docker", m.run(&format!("sudo kill -9 {}", old.trim())));
+    check(
+        &m,
+        "kill system docker",
+        m.run(&format!("sudo kill -9 {}", old.trim())),
+    );
     let revived = check(
         &m,
         "System Docker back",
@@ -84,19 +117,31 @@ fn vm_kernel_initrd_with_state_disk() {
     for want in ["console", "docker", "network"] {
         assert!(revived.lines().any(|l| l == want), "{want} not back: {revived}");
     }
-    check(&m, "user docker after the restart", m.run("docker info --format '{{.ServerVersion}}'"));
+    check(
+        &m,
+        "user docker after the restart",
+        m.run("docker info --format '{{.ServerVersion}}'"),
+    );
 
     // Reboot: the machine comes back with the data on the state disk.
     let mark = m.console().len();
     let _ = m.ssh("sudo reboot");
-    check(&m, "second boot", m.wait_console("stage 1 (initramfs)", mark, BOOT));
+    check(
+        &m,
+        "second boot",
+        m.wait_console("stage 1 (initramfs)", mark, BOOT),
+    );
     check(&m, "ssh after reboot", m.wait_ssh(BOOT));
     let kept = check(
         &m,
         "data after reboot",
         m.run("cat ~/marker; docker run --rm -v keep:/d web cat /d/f; docker images -q web | wc -l"),
     );
-    assert_eq!(kept.split_whitespace().collect::<Vec<_>>(), ["kept", "in-volume", "1"], "{kept}");
+    assert_eq!(
+        kept.split_whitespace().collect::<Vec<_>>(),
+        ["kept", "in-volume", "1"],
+        "{kept}"
+    );
     let log = check(&m, "boot log", m.run("cat /var/log/boot/sysinit.log"));
     assert!(
         log.contains("system images: all present"),
@@ -122,11 +167,19 @@ fn vm_exec_mode() {
     check(&m, "boot to ssh", m.wait_ssh(BOOT));
     let comm = check(&m, "pid 1", m.run("cat /proc/1/comm"));
     assert_eq!(comm.trim(), "dockerd", "PID 1 is {comm:?}");
-    let services = check(&m, "system-docker ps", m.run("sudo system-docker ps --format '{{.Names}}'"));
+    let services = check(
+        &m,
+        "system-docker ps",
+        m.run("sudo system-docker ps --format '{{.Names}}'"),
+    );
     assert!(services.lines().any(|l| l == "console"), "{services}");
     let mark = m.console().len();
     let _ = m.ssh("sudo reboot");
-    check(&m, "boot after reboot", m.wait_console("stage 1 (initramfs)", mark, BOOT));
+    check(
+        &m,
+        "boot after reboot",
+        m.wait_console("stage 1 (initramfs)", mark, BOOT),
+    );
     check(&m, "ssh after reboot", m.wait_ssh(BOOT));
     let _ = m.ssh("sudo poweroff");
     let status = check(&m, "poweroff in exec mode", m.wait_exit(Duration::from_secs(180)));

@@ -13,7 +13,11 @@ fn vm_iso_as_cdrom_bios() {
     let mut vm = Vm::new(Boot::Cdrom(env.artifacts.iso.clone()));
     vm.cidata = Some(env.cidata(&env.user_data("berth-iso", "")));
     let m = env.start("iso-bios", vm);
-    check(&m, "GRUB menu", m.wait_console("Berth", 0, Duration::from_secs(120)));
+    check(
+        &m,
+        "GRUB menu",
+        m.wait_console("Berth", 0, Duration::from_secs(120)),
+    );
     check(&m, "boot to ssh", m.wait_ssh(BOOT));
     let log = check(&m, "init log", m.run("cat /var/log/boot/init.log"));
     assert!(
@@ -23,7 +27,10 @@ fn vm_iso_as_cdrom_bios() {
     let pid1 = check(&m, "pid 1", m.run("tr '\\0' ' ' < /proc/1/cmdline"));
     assert!(pid1.starts_with("init"), "{pid1}");
     let cmdline = check(&m, "kernel command line", m.run("cat /proc/cmdline"));
-    assert!(cmdline.contains("berth.autologin=ttyS0"), "the default entry autologs in: {cmdline}");
+    assert!(
+        cmdline.contains("berth.autologin=ttyS0"),
+        "the default entry autologs in: {cmdline}"
+    );
     let _ = m.ssh("sudo poweroff");
     let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
     assert!(status.success());
@@ -42,9 +49,21 @@ fn vm_iso_as_disk_uefi() {
         m.wait_console("login: berth (automatic login)", 0, BOOT),
     );
     // Give the shell a moment, then type into it.
-    let prompt = check(&m, "shell prompt", m.wait_console("$ ", login, Duration::from_secs(60)));
-    check(&m, "type", m.type_line("echo UEFI-$((40+2)) $(cat /sys/firmware/efi/fw_platform_size)"));
-    check(&m, "shell answers", m.wait_console("UEFI-42 64", prompt, Duration::from_secs(60)));
+    let prompt = check(
+        &m,
+        "shell prompt",
+        m.wait_console("$ ", login, Duration::from_secs(60)),
+    );
+    check(
+        &m,
+        "type",
+        m.type_line("echo UEFI-$((40+2)) $(cat /sys/firmware/efi/fw_platform_size)"),
+    );
+    check(
+        &m,
+        "shell answers",
+        m.wait_console("UEFI-42 64", prompt, Duration::from_secs(60)),
+    );
     check(&m, "type poweroff", m.type_line("sudo poweroff"));
     let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
     assert!(status.success());

@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read and change the configuration (cloud-config layers, kernel command line)
+    Config(crate::config_cmd::ConfigArgs),
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -65,6 +67,7 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     match cli.command {
+        Command::Config(args) => crate::config_cmd::main(args),
         Command::Version { format } => version(&format),
         Command::Sysinit => sysinit(),
         Command::ConsoleInit => {
@@ -101,9 +104,15 @@ fn cloud_init_problems() -> Vec<String> {
             .map(|p| p.iter().filter_map(|x| x["datasource"].as_str()).collect())
             .unwrap_or_default();
         out.push(if report["offline"].get("saved_from").is_some() {
-            format!("cloud-init: no datasource answered ({}); using the configuration saved earlier", tried.join(", "))
+            format!(
+                "cloud-init: no datasource answered ({}); using the configuration saved earlier",
+                tried.join(", ")
+            )
         } else {
-            format!("cloud-init: no datasource answered ({}); no user-data applied", tried.join(", "))
+            format!(
+                "cloud-init: no datasource answered ({}); no user-data applied",
+                tried.join(", ")
+            )
         });
     }
     for d in report["diagnostics"].as_array().into_iter().flatten() {
@@ -115,7 +124,10 @@ fn cloud_init_problems() -> Vec<String> {
                 }
             }
             let key = d["key"].as_str().map(|k| format!("{k}: ")).unwrap_or_default();
-            out.push(format!("cloud-init: {place}: {key}{}", d["message"].as_str().unwrap_or_default()));
+            out.push(format!(
+                "cloud-init: {place}: {key}{}",
+                d["message"].as_str().unwrap_or_default()
+            ));
         }
     }
     for item in report["items"].as_array().into_iter().flatten() {

@@ -3,6 +3,7 @@
 //! `system-docker`, the dhcpcd hook; under any other name it is the `berth` CLI.
 
 mod cli;
+mod config_cmd;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -24,28 +24,41 @@ pub fn env(test: &str) -> Env {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test directory");
     let (key, public_key) = qemu::ssh_key(&artifacts.out.join("e2e")).expect("ssh key");
-    Env { artifacts, dir, key, public_key }
+    Env {
+        artifacts,
+        dir,
+        key,
+        public_key,
+    }
 }
 
 impl Env {
     /// A NoCloud seed with this user-data; meta-data names the instance.
     pub fn cidata(&self, user_data: &str) -> PathBuf {
         let seed = self.dir.join("cidata.iso");
-        let meta = format!("instance-id: {}\nlocal-hostname: berth-e2e\n", self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("e2e"));
+        let meta = format!(
+            "instance-id: {}\nlocal-hostname: berth-e2e\n",
+            self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("e2e")
+        );
         qemu::make_cidata(&self.dir.join("cidata"), user_data, &meta, &seed).expect("cidata");
         seed
     }
 
     /// The usual user-data: hostname and the test's key.
     pub fn user_data(&self, hostname: &str, extra: &str) -> String {
-        format!("#cloud-config\nhostname: {hostname}\nssh_authorized_keys:\n  - {}\n{extra}", self.public_key)
+        format!(
+            "#cloud-config\nhostname: {hostname}\nssh_authorized_keys:\n  - {}\n{extra}",
+            self.public_key
+        )
     }
 
     pub fn kernel_vm(&self, append: &str) -> Vm {
         let mut vm = Vm::new(Boot::Kernel {
             vmlinuz: self.artifacts.vmlinuz.clone(),
             initrd: self.artifacts.initrd.clone(),
-            append: format!("console=ttyS0,115200n8 panic=10 berth.autologin=ttyS0 {append}").trim().to_string(),
+            append: format!("console=ttyS0,115200n8 panic=10 berth.autologin=ttyS0 {append}")
+                .trim()
+                .to_string(),
         });
         vm.memory_mib = 1024;
         vm
@@ -66,7 +79,10 @@ impl Env {
 pub fn check<T>(m: &Machine, what: &str, r: anyhow::Result<T>) -> T {
     match r {
         Ok(v) => v,
-        Err(e) => panic!("{what}: {e:#}\n--- console tail ---\n{}", berth_e2e::machine::tail(&m.console(), 40)),
+        Err(e) => panic!(
+            "{what}: {e:#}\n--- console tail ---\n{}",
+            berth_e2e::machine::tail(&m.console(), 40)
+        ),
     }
 }
 
