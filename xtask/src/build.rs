@@ -34,8 +34,6 @@ pub struct Artifacts {
     pub os_img: PathBuf,
     pub images_img: PathBuf,
     pub manifest: PathBuf,
-    pub berth: PathBuf,
-    pub kernel_release: String,
 }
 
 impl Artifacts {
@@ -44,15 +42,15 @@ impl Artifacts {
         let out = layout::out_dir();
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("manifest.json")).ok()?).ok()?;
-        let release = manifest["kernel"]["release"].as_str()?.to_string();
-        let a = Self::at(&out, release);
+        manifest["kernel"]["release"].as_str()?;
+        let a = Self::at(&out);
         [&a.vmlinuz, &a.initrd, &a.iso, &a.os_img]
             .iter()
             .all(|p| p.exists())
             .then_some(a)
     }
 
-    fn at(out: &Path, kernel_release: String) -> Self {
+    fn at(out: &Path) -> Self {
         Self {
             vmlinuz: out.join("vmlinuz"),
             initrd: out.join("initrd.img"),
@@ -61,8 +59,6 @@ impl Artifacts {
             os_img: out.join("work/os.img"),
             images_img: out.join("work/images.img"),
             manifest: out.join("manifest.json"),
-            berth: out.join("work/berth"),
-            kernel_release,
         }
     }
 }
@@ -462,7 +458,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     drop(step);
 
     let step = steps.step("Writing the manifest");
-    let artifacts = Artifacts::at(&out, kernel.release.clone());
+    let artifacts = Artifacts::at(&out);
     write_manifest(&artifacts, &resolved, &image_infos, &kernel.release, version)?;
     step.done();
     eprintln!(
@@ -473,7 +469,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     Ok(artifacts)
 }
 
-fn kernel_from_dir(dir: &Path) -> Result<kernel::Kernel> {
+pub fn kernel_from_dir(dir: &Path) -> Result<kernel::Kernel> {
     let modules_root = dir.join("usr/lib/modules");
     let release = std::fs::read_dir(&modules_root)?
         .filter_map(|e| e.ok())
@@ -505,6 +501,7 @@ fn unpack_packages(apt: &Apt, packages: &[Package], root: &Path, os: &OsRecipe) 
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_images(
     apt: &Apt,
     images: &[ImageRecipe],

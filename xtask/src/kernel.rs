@@ -80,47 +80,32 @@ pub fn depmod(root: &Path, release: &str) -> Result<()> {
     Ok(())
 }
 
-/// `modules.dep` as (module name -> (file, dependency files)).
-fn read_deps(modules: &Path) -> Result<Vec<(String, String, Vec<String>)>> {
-    let text = std::fs::read_to_string(modules.join("modules.dep")).context("reading modules.dep")?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let (file, deps) = line.split_once(':')?;
-            let name = Path::new(file)
-                .file_name()?
-                .to_str()?
-                .split(".ko")
-                .next()?
-                .replace('-', "_");
-            Some((
-                name,
-                file.to_string(),
-                deps.split_whitespace().map(str::to_string).collect(),
-            ))
-        })
-        .collect())
-}
-
-/// The module files (relative to the modules dir) for `names` and all their dependencies.
+/// The module files (relative to the modules dir) for `names` and all their dependencies,
+/// as Berth's own modprobe resolves them (modules.dep, softdeps).
 pub fn closure(modules: &Path, names: &[&str]) -> Result<BTreeSet<String>> {
-    let deps = read_deps(modules)?;
+    let index =
+        berth_kmod::ModuleIndex::load(modules).with_context(|| format!("indexing {}", modules.display()))?;
     let mut files = BTreeSet::new();
     for name in names {
-        let want = name.replace('-', "_");
-        let (_, file, dep_files) = deps
-            .iter()
-            .find(|(n, _, _)| *n == want)
-            .with_context(|| format!("module {name} is not in this kernel's modules.dep"))?;
-        files.insert(file.clone());
-        files.extend(dep_files.iter().cloned());
+        let plan = index
+            .load_plan(name)
+            .with_context(|| format!("module {name} is not in this kernel"))?;
+        for step in plan.steps {
+            let rel = step.path.strip_prefix(modules).unwrap_or(&step.path);
+            files.insert(rel.display().to_string());
+        }
     }
     Ok(files)
 }
 
 /// Copy the early modules into `<root>/usr/lib/modules/<release>` and index them.
 pub fn install_early(kernel: &Kernel, root: &Path) -> Result<Vec<String>> {
-    let files = closure(&kernel.modules, EARLY_MODULES)?;
+    install_modules(kernel, root, EARLY_MODULES)
+}
+
+/// Copy `names` and their dependencies into `<root>/usr/lib/modules/<release>` and index them.
+pub fn install_modules(kernel: &Kernel, root: &Path, names: &[&str]) -> Result<Vec<String>> {
+    let files = closure(&kernel.modules, names)?;
     let dest = root.join("usr/lib/modules").join(&kernel.release);
     for file in &files {
         let to = dest.join(file);

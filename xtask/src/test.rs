@@ -1,9 +1,83 @@
-//! Placeholder, filled in below.
-use anyhow::Result;
+//! `cargo xtask test`: every tier in one command. Unit and integration tests (the latter
+//! start their own dockerd), then the image build, then the end-to-end tests that boot it in
+//! QEMU, one VM at a time.
+
+use crate::{build, host, layout};
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+use std::time::Instant;
 
 #[derive(clap::Args)]
-pub struct TestArgs {}
+pub struct TestArgs {
+    /// Skip the end-to-end tier (no image build, no QEMU)
+    #[arg(long, conflicts_with = "only_e2e")]
+    pub no_e2e: bool,
+    /// Run only the end-to-end tier (builds the image if needed)
+    #[arg(long)]
+    pub only_e2e: bool,
+    /// Only run tests whose name contains this (passed to cargo test)
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+}
 
-pub fn run(_args: &TestArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(layout::workspace());
+    cmd
+}
+
+fn step(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {what}");
+    let started = Instant::now();
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    eprintln!(
+        "    {what}: {} in {:.0}s",
+        if status.success() { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{what} failed");
+    }
+    Ok(())
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    let started = Instant::now();
+    host::ensure(host::Purpose::all())?;
+    if !args.only_e2e {
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "berth-e2e",
+            "--exclude",
+            "xtask",
+        ]);
+        if let Some(f) = &args.filter {
+            cmd.arg(f);
+        }
+        step("unit and integration tests", &mut cmd)?;
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", "xtask"]);
+        step("image builder tests", &mut cmd)?;
+    }
+    if !args.no_e2e {
+        let artifacts = build::run(&build::BuildArgs::default())?;
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", "berth-e2e"])
+            .env(
+                "BERTH_OUT",
+                artifacts.vmlinuz.parent().unwrap_or(&layout::out_dir()),
+            )
+            .arg("--");
+        if let Some(f) = &args.filter {
+            cmd.arg(f);
+        }
+        // One VM at a time: the tests share two cores and measure nothing.
+        cmd.args(["--test-threads=1"]);
+        step("end-to-end tests (QEMU)", &mut cmd)?;
+    }
+    eprintln!("All tests passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
 }

@@ -55,7 +55,7 @@ impl Drop for Step {
 
 /// A progress line for long loops, at most every `every` items.
 pub fn progress(label: &str, done: usize, total: usize, every: usize) {
-    if total > 0 && (done % every.max(1) == 0 || done == total) {
+    if total > 0 && (done.is_multiple_of(every.max(1)) || done == total) {
         eprintln!("      {label}: {done}/{total}");
     }
 }

@@ -119,7 +119,8 @@ mod tests {
     #[test]
     fn decisions() {
         let devices = [dev("sr0"), dev("vda"), dev("vdb")];
-        let cases: Vec<(&str, Box<dyn Fn(&BlockDevice) -> Option<FsInfo>>, StateDecision)> = vec![
+        type Probe = Box<dyn Fn(&BlockDevice) -> Option<FsInfo>>;
+        let cases: Vec<(&str, Probe, StateDecision)> = vec![
             (
                 "ext4 labelled BERTH_STATE is mounted",
                 Box::new(|d: &BlockDevice| {
