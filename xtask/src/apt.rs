@@ -34,12 +34,16 @@ pub struct Package {
 
 pub struct Apt {
     root: PathBuf,
+    /// A dpkg status file claiming the excluded packages are installed, so that apt neither
+    /// picks them nor anything only they depend on.
+    status: PathBuf,
 }
 
 impl Apt {
     pub fn new(root: &Path) -> Result<Self> {
         let apt = Self {
             root: root.to_path_buf(),
+            status: root.join("excluded.status"),
         };
         for dir in [
             "etc/sources.list.d",
@@ -58,7 +62,25 @@ impl Apt {
              deb [signed-by={KEYRING}] {SECURITY_MIRROR} {SUITE}-security main\n"
         );
         write_if_changed(&apt.root.join("etc/sources.list"), &sources)?;
+        if !apt.status.exists() {
+            std::fs::write(&apt.status, "")?;
+        }
         Ok(apt)
+    }
+
+    /// Treat `packages` (real or virtual names) as already installed when resolving.
+    pub fn exclude(&self, packages: &[String]) -> Result<()> {
+        let text: String = packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "Package: {p}\nStatus: install ok installed\nPriority: optional\nSection: admin\n\
+                     Maintainer: Berth image builder <berth@localhost>\nArchitecture: all\nVersion: 99999\n\
+                     Description: excluded from Berth's images\n\n"
+                )
+            })
+            .collect();
+        write_if_changed(&self.status, &text)
     }
 
     /// The directory holding downloaded `.deb` files.
@@ -76,7 +98,7 @@ impl Apt {
             format!("Dir::State::Lists={}", r("lists")),
             format!("Dir::Cache={}", r("cache")),
             format!("Dir::Cache::Archives={}", archives.display()),
-            "Dir::State::status=/dev/null".to_string(),
+            format!("Dir::State::status={}", self.status.display()),
             "APT::Architecture=amd64".to_string(),
             "APT::Architectures=amd64".to_string(),
             "APT::Install-Recommends=false".to_string(),

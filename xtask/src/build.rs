@@ -16,7 +16,7 @@ use std::process::Command;
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Bump to invalidate every cached step when the builder's output format changes.
-const BUILDER_REVISION: &str = "1";
+const BUILDER_REVISION: &str = "2";
 
 #[derive(clap::Args, Default, Clone)]
 pub struct BuildArgs {
@@ -157,6 +157,7 @@ struct Resolved {
 }
 
 fn resolve(apt: &Apt, os: &OsRecipe, images: &[ImageRecipe]) -> Result<Resolved> {
+    apt.exclude(&os.exclude_packages)?;
     let excluded = |p: &Package| os.exclude_packages.iter().any(|x| x == &p.name);
     let kernel_closure = apt.resolve(std::slice::from_ref(&os.kernel))?;
     let kernel = kernel_closure

@@ -25,6 +25,7 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("dpkg-deb", "dpkg", Purpose::Build),
     ("mksquashfs", "squashfs-tools", Purpose::Build),
     ("depmod", "kmod", Purpose::Build),
+    ("xz", "xz-utils", Purpose::Build),
     ("xorriso", "xorriso", Purpose::Build),
     ("mformat", "mtools", Purpose::Build),
     ("grub-mkrescue", "grub-common", Purpose::Build),

@@ -57,12 +57,32 @@ pub fn unpack(deb: &Path, dir: &Path) -> Result<Kernel> {
     if !vmlinuz.exists() {
         bail!("no vmlinuz-{release} in {}", deb.display());
     }
+    decompress_modules(&modules_root.join(&release))?;
     depmod(dir, &release)?;
     Ok(Kernel {
         modules: modules_root.join(&release),
         release,
         vmlinuz,
     })
+}
+
+/// Debian ships modules xz-compressed and the kernel decompresses them on load, which is slow
+/// under emulation and at every boot. The OS image is compressed as a whole, so the modules
+/// are stored plain in it: smaller overall, and loading costs no decompression.
+fn decompress_modules(dir: &Path) -> Result<()> {
+    let compressed: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ko.xz"))
+        .map(|e| e.into_path())
+        .collect();
+    for chunk in compressed.chunks(500) {
+        let status = Command::new("xz").arg("-d").arg("-T0").args(chunk).status().context("running xz -d")?;
+        if !status.success() {
+            bail!("xz -d failed on the kernel modules in {}", dir.display());
+        }
+    }
+    Ok(())
 }
 
 /// Run depmod for a tree whose modules live in `<root>/usr/lib/modules/<release>`.
