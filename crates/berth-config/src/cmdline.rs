@@ -116,9 +116,15 @@ impl KernelCmdline {
         let mut findings = Vec::new();
         // Collect values per key path, in first-seen order.
         let mut values: IndexMap<Vec<String>, Vec<Node>> = IndexMap::new();
-        for param in &self.params {
+        for (index, param) in self.params.iter().enumerate() {
             let Some(path) = config_path(&param.key) else {
                 continue;
+            };
+            // Each parameter's value gets its own position (column = its index), so that a bad
+            // one can be told apart and dropped alone.
+            let at = Loc {
+                column: u32::try_from(index + 1).unwrap_or(u32::MAX),
+                ..loc
             };
             if path.iter().any(String::is_empty) || path.len() > MAX_KEY_DEPTH {
                 findings.push(Finding::warning(
@@ -129,8 +135,8 @@ impl KernelCmdline {
                 continue;
             }
             let value = match &param.raw {
-                None => Node::new(Kind::Bool(true), loc),
-                Some(raw) => match type_value(raw, param.value.as_deref().unwrap_or(""), loc) {
+                None => Node::new(Kind::Bool(true), at),
+                Some(raw) => match type_value(raw, param.value.as_deref().unwrap_or(""), at) {
                     Ok(node) => node,
                     Err(message) => {
                         findings.push(Finding::error(loc, param.key.clone(), message));
@@ -147,9 +153,10 @@ impl KernelCmdline {
             } else {
                 let mut items = Vec::new();
                 for node in nodes {
+                    let at = node.loc;
                     match node.kind {
                         Kind::Seq(more) => items.extend(more),
-                        kind => items.push(Node::new(kind, loc)),
+                        kind => items.push(Node::new(kind, at)),
                     }
                 }
                 Node::new(Kind::Seq(items), loc)

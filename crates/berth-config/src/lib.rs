@@ -21,7 +21,7 @@
 //! Maps merge deeply; scalars and lists replace. `key+:` appends to the list lower layers
 //! set (and merges a map). An empty value (`key:` or `null`) removes the key, so lower layers
 //! and defaults apply again (`berth.services.ntp:` removes a built-in service). A layer's
-//! `rancher:` key is mapped onto `berth:` (see `RANCHEROS.md`).
+//! `rancher:` key is mapped onto `berth:` (see `docs/rancheros.md`).
 //!
 //! # Values
 //!

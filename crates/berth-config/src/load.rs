@@ -311,6 +311,7 @@ impl Layering {
         merge(&mut candidate, node, Markers::Resolve, "", &mut findings);
         let mut ok = !findings.iter().any(|f| f.severity == Severity::Error);
         let mut config = None;
+        let mut partial = false;
         if ok {
             let (result, warnings) = decode::<Config>(&candidate, &|source| source == id);
             findings.extend(warnings);
@@ -331,9 +332,10 @@ impl Layering {
                     // value out and decoding again, so that a user sees every error at once.
                     let mut scratch = candidate.clone();
                     let mut next = Some(finding);
+                    let mut rest_decodes = None;
                     for _ in 0..MAX_ERRORS_PER_LAYER {
                         let Some(error) = next.take() else { break };
-                        let removable = error.loc.source == id && error.loc.line > 0;
+                        let removable = error.loc.source == id && (error.loc.line > 0 || error.loc.column > 0);
                         findings.push(error.clone());
                         if !removable || !scratch.remove_at(error.loc) {
                             break;
@@ -344,12 +346,25 @@ impl Layering {
                                 findings.push(w);
                             }
                         }
-                        next = again.err();
+                        match again {
+                            Ok(c) => rest_decodes = Some(c),
+                            Err(e) => next = Some(e),
+                        }
+                    }
+                    // The kernel command line is many independent settings: one bad value
+                    // must not drop the others (berth.autologin, berth.state.dev, ...).
+                    if kind == LayerKind::Cmdline
+                        && let Some(c) = rest_decodes
+                        && c.semantic_errors().is_empty()
+                    {
+                        candidate = scratch;
+                        config = Some(c);
+                        partial = true;
                     }
                 }
             }
         }
-        let status = match (ok, config) {
+        let status = match (ok || partial, config) {
             (true, Some(config)) => {
                 self.state = candidate;
                 self.config = config;

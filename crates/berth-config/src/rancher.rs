@@ -2,7 +2,7 @@
 //!
 //! Every RancherOS key is either mapped (same name, or renamed) or reported as a warning
 //! with its full path and the reason; nothing is dropped silently. The table is documented
-//! in `RANCHEROS.md`. An explicit `berth:` key in the same layer wins over the mapping.
+//! in `docs/rancheros.md`. An explicit `berth:` key in the same layer wins over the mapping.
 
 use crate::diagnostic::Finding;
 use crate::merge::{Markers, merge};
@@ -54,7 +54,7 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ),
     (
         "host",
-        Unsupported("the user engine listens on /var/run/docker.sock, and on TCP 2376 with `tls: true`"),
+        Unsupported("Berth sets the user engine's socket, data root and other daemon paths itself (it listens on /var/run/docker.sock)"),
     ),
     ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
@@ -203,7 +203,7 @@ const DEFAULTS_OPTS: &[(&str, Rule)] = &[
     ),
     (
         "system_docker_logs",
-        Unsupported("System Docker logs to /var/log/boot/"),
+        Unsupported("System Docker logs to /var/log/system-docker.log"),
     ),
 ];
 
@@ -231,7 +231,7 @@ const RANCHER: &[(&str, Rule)] = &[
     ),
     ("console", Unsupported("Berth has a single console")),
     ("force_console_rebuild", Unsupported("Berth has a single console")),
-    ("upgrade", Unsupported("upgrades are done with the berth CLI")),
+    ("upgrade", Unsupported("Berth has no upgrade channel yet: boot a newer image")),
     (
         "repositories",
         Unsupported("Berth has no service repositories: define services under berth.services"),
@@ -260,7 +260,7 @@ const RANCHER: &[(&str, Rule)] = &[
         "disable",
         Unsupported("Berth has no password login and enables autologin only through berth.autologin"),
     ),
-    ("log", Unsupported("service logs go to /var/log/boot/")),
+    ("log", Unsupported("service logs are kept by System Docker: `sudo system-docker logs SERVICE`")),
     (
         "http_load_retries",
         Unsupported("Berth loads nothing over HTTP at boot but datasources"),

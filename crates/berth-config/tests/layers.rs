@@ -291,3 +291,22 @@ fn typical_config_loads_fast() {
     // Generous bound for unoptimized test builds on a loaded CI machine.
     assert!(each.as_millis() < 50, "one load took {each:?}");
 }
+
+#[test]
+fn a_bad_kernel_parameter_drops_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = berth_config::ConfigPaths::under(dir.path());
+    let cmdline = berth_config::KernelCmdline::parse(
+        "console=ttyS0 berth.autologin=ttyS0 berth.ssh.port=notaport berth.state.dev=LABEL=DATA",
+    );
+    let loaded = berth_config::load(&paths, &cmdline);
+    let autologin: Vec<&str> = loaded.config.berth.autologin.iter().map(|t| t.as_str()).collect();
+    assert_eq!(autologin, ["ttyS0"], "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.config.berth.state.dev.as_str(), "LABEL=DATA");
+    assert_eq!(loaded.config.berth.ssh.port.get(), 22);
+    assert!(
+        loaded.diagnostics.iter().any(|d| d.key.as_deref() == Some("berth.ssh.port")),
+        "the bad value is not reported: {:?}",
+        loaded.diagnostics
+    );
+}
