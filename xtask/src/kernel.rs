@@ -77,7 +77,12 @@ fn decompress_modules(dir: &Path) -> Result<()> {
         .map(|e| e.into_path())
         .collect();
     for chunk in compressed.chunks(500) {
-        let status = Command::new("xz").arg("-d").arg("-T0").args(chunk).status().context("running xz -d")?;
+        let status = Command::new("xz")
+            .arg("-d")
+            .arg("-T0")
+            .args(chunk)
+            .status()
+            .context("running xz -d")?;
         if !status.success() {
             bail!("xz -d failed on the kernel modules in {}", dir.display());
         }

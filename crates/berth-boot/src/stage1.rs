@@ -24,7 +24,10 @@ pub fn run() -> ! {
             recovery::enter(&e.to_string());
         }
         let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
-        let debug = cmdline.has("berth.debug") || cmdline.has("rancher.debug");
+        let debug = ["berth.debug", "rancher.debug"]
+            .iter()
+            .filter_map(|k| cmdline.get(k))
+            .any(|v| matches!(v, "" | "true" | "yes" | "on" | "1"));
         log::init("init", debug);
         boot(&cmdline)
     });
@@ -132,8 +135,10 @@ fn load_early_modules() {
 fn mount_state(newroot: &Path, dev: &str, wait: u32, required: bool) -> Result<(), BootError> {
     let step = log::uptime();
     let target = newroot.join("var");
-    match crate::state::find(dev, Duration::from_secs(wait.into())) {
+    match crate::state::find(dev, Duration::from_secs(wait.into()), required) {
         StateDecision::Mount { device, fstype } => {
+            // The initramfs carries ext4 only (built in); XFS and btrfs come from the OS image.
+            load_from(newroot, fstype);
             let spec = MountSpec::new(
                 &device.path.display().to_string(),
                 &target,
@@ -176,6 +181,23 @@ fn mount_state(newroot: &Path, dev: &str, wait: u32, required: bool) -> Result<(
             );
             Ok(())
         }
+    }
+}
+
+/// Load a module from the OS image's full module tree (mounted at `<newroot>/usr`).
+fn load_from(newroot: &Path, module: &str) {
+    let Ok(release) = berth_kmod::kernel_release() else {
+        return;
+    };
+    let dir = newroot.join("usr/lib/modules").join(release);
+    match berth_kmod::ModuleIndex::load(&dir) {
+        Ok(index) if !index.is_builtin(module) => {
+            if let Err(e) = berth_kmod::modprobe(&index, &mut berth_kmod::KernelModuleLoader, module, "") {
+                tracing::warn!("cannot load {module}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("no module index in the OS image: {e}"),
     }
 }
 

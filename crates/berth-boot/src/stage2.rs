@@ -76,7 +76,13 @@ fn prepare_system(loaded: &Loaded) {
         ),
     );
     for (key, value) in &config.berth.sysctl {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        // `net.ipv4.ip_forward`, or the slash form for names with dots (`net/ipv4/conf/eth0.100/forwarding`).
+        let rel = if key.contains('/') {
+            key.to_string()
+        } else {
+            key.replace('.', "/")
+        };
+        let path = Path::new("/proc/sys").join(rel);
         if let Err(e) = std::fs::write(&path, value.to_string()) {
             problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}"));
         }
@@ -167,7 +173,7 @@ fn raise_nofile_limit() {
 /// RancherOS. The service bring-up runs as its child, started first.
 fn exec_system_docker(loaded: &Loaded) -> ! {
     tracing::info!("berth.system_docker.exec: System Docker replaces init as PID 1");
-    if let Err(e) = supervisor::spawn_sysinit() {
+    if let Err(e) = supervisor::spawn_sysinit(false) {
         problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"));
     }
     let args = system_docker::command_line(&loaded.config.berth.system_docker, loaded.config.berth.debug);

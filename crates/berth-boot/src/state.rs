@@ -65,9 +65,10 @@ pub fn decide(
 /// found what there is, and a machine without a state disk boots without delay.
 pub const SETTLED: Duration = Duration::from_secs(1);
 
-/// Look for the state partition, waiting up to `wait` for slow devices to appear (less when
-/// the devices have settled).
-pub fn find(configured: &str, wait: Duration) -> StateDecision {
+/// Look for the state partition, waiting up to `wait` for slow devices to appear. Unless the
+/// state partition is `required`, stop earlier once the devices have settled: a machine
+/// without a state disk must not wait for one at every boot.
+pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
     let specs = candidates(configured);
     if specs.is_empty() {
         return StateDecision::Absent;
@@ -85,8 +86,8 @@ pub fn find(configured: &str, wait: Duration) -> StateDecision {
         let decision = decide(&specs, &devices, &|d: &BlockDevice| {
             berth_blockdev::probe(&d.path)
         });
-        if decision != StateDecision::Absent || started.elapsed() >= wait || last_change.elapsed() >= SETTLED
-        {
+        let settled = !required && last_change.elapsed() >= SETTLED;
+        if decision != StateDecision::Absent || started.elapsed() >= wait || settled {
             return decision;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -60,9 +60,14 @@ pub fn spawn_system_docker(loaded: &Loaded) -> std::io::Result<Pid> {
 }
 
 /// `berth sysinit`: waits for System Docker, loads the system images, brings services up.
-pub fn spawn_sysinit() -> std::io::Result<Pid> {
+/// After System Docker restarted, one-shot services that already ran this boot are not run
+/// again (`--after-engine-restart`).
+pub fn spawn_sysinit(after_restart: bool) -> std::io::Result<Pid> {
     let mut cmd = Command::new("/usr/bin/berth");
     cmd.arg("sysinit");
+    if after_restart {
+        cmd.arg("--after-engine-restart");
+    }
     process::prepare(&mut cmd);
     let child = cmd.spawn()?;
     Ok(Pid::from_raw(child.id() as i32))
@@ -71,6 +76,9 @@ pub fn spawn_sysinit() -> std::io::Result<Pid> {
 struct Engine {
     pid: Option<Pid>,
     sysinit: Option<Pid>,
+    /// System Docker restarted while sysinit still ran: run it again when it finishes.
+    sysinit_again: bool,
+    starts: u32,
     emergency: Option<Pid>,
     started: Instant,
     failures: u32,
@@ -92,6 +100,8 @@ pub fn run(loaded: &Loaded) -> ! {
     let mut engine = Engine {
         pid: None,
         sysinit: None,
+        sysinit_again: false,
+        starts: 0,
         emergency: None,
         started: Instant::now(),
         failures: 0,
@@ -107,12 +117,11 @@ pub fn run(loaded: &Loaded) -> ! {
                 Ok(pid) => {
                     engine.pid = Some(pid);
                     engine.started = Instant::now();
-                    match spawn_sysinit() {
-                        Ok(pid) => engine.sysinit = Some(pid),
-                        Err(e) => problems::report(
-                            Path::new("/"),
-                            &format!("cannot start the service bring-up: {e}"),
-                        ),
+                    engine.starts += 1;
+                    if engine.sysinit.is_some() {
+                        engine.sysinit_again = true;
+                    } else {
+                        start_sysinit(&mut engine);
                     }
                 }
                 Err(e) => {
@@ -149,6 +158,13 @@ pub fn run(loaded: &Loaded) -> ! {
     }
 }
 
+fn start_sysinit(engine: &mut Engine) {
+    match spawn_sysinit(engine.starts > 1) {
+        Ok(pid) => engine.sysinit = Some(pid),
+        Err(e) => problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}")),
+    }
+}
+
 fn reap(engine: &mut Engine) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -157,6 +173,10 @@ fn reap(engine: &mut Engine) {
                 let pid = status.pid();
                 if pid.is_some() && pid == engine.sysinit {
                     engine.sysinit = None;
+                    if std::mem::take(&mut engine.sysinit_again) {
+                        start_sysinit(engine);
+                        continue;
+                    }
                     if !console_running() && engine.emergency.is_none() {
                         engine.emergency = recovery::emergency_shell(
                             "the console service is not running, so there is no login here; \

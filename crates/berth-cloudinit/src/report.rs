@@ -118,6 +118,14 @@ pub struct ItemOutcome {
 }
 
 impl Report {
+    /// The items that failed, as (item, detail).
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Failed)
+            .map(|i| (i.item.as_str(), i.detail.as_str()))
+    }
+
     pub fn new(phase: &str) -> Self {
         Report {
             phase: phase.to_string(),

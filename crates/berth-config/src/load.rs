@@ -335,7 +335,8 @@ impl Layering {
                     let mut rest_decodes = None;
                     for _ in 0..MAX_ERRORS_PER_LAYER {
                         let Some(error) = next.take() else { break };
-                        let removable = error.loc.source == id && (error.loc.line > 0 || error.loc.column > 0);
+                        let removable =
+                            error.loc.source == id && (error.loc.line > 0 || error.loc.column > 0);
                         findings.push(error.clone());
                         if !removable || !scratch.remove_at(error.loc) {
                             break;

@@ -54,7 +54,9 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ),
     (
         "host",
-        Unsupported("Berth sets the user engine's socket, data root and other daemon paths itself (it listens on /var/run/docker.sock)"),
+        Unsupported(
+            "Berth sets the user engine's socket, data root and other daemon paths itself (it listens on /var/run/docker.sock)",
+        ),
     ),
     ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
@@ -231,7 +233,10 @@ const RANCHER: &[(&str, Rule)] = &[
     ),
     ("console", Unsupported("Berth has a single console")),
     ("force_console_rebuild", Unsupported("Berth has a single console")),
-    ("upgrade", Unsupported("Berth has no upgrade channel yet: boot a newer image")),
+    (
+        "upgrade",
+        Unsupported("Berth has no upgrade channel yet: boot a newer image"),
+    ),
     (
         "repositories",
         Unsupported("Berth has no service repositories: define services under berth.services"),
@@ -260,7 +265,10 @@ const RANCHER: &[(&str, Rule)] = &[
         "disable",
         Unsupported("Berth has no password login and enables autologin only through berth.autologin"),
     ),
-    ("log", Unsupported("service logs are kept by System Docker: `sudo system-docker logs SERVICE`")),
+    (
+        "log",
+        Unsupported("service logs are kept by System Docker: `sudo system-docker logs SERVICE`"),
+    ),
     (
         "http_load_retries",
         Unsupported("Berth loads nothing over HTTP at boot but datasources"),

@@ -305,7 +305,10 @@ fn a_bad_kernel_parameter_drops_only_itself() {
     assert_eq!(loaded.config.berth.state.dev.as_str(), "LABEL=DATA");
     assert_eq!(loaded.config.berth.ssh.port.get(), 22);
     assert!(
-        loaded.diagnostics.iter().any(|d| d.key.as_deref() == Some("berth.ssh.port")),
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.key.as_deref() == Some("berth.ssh.port")),
         "the bad value is not reported: {:?}",
         loaded.diagnostics
     );

@@ -111,9 +111,16 @@ pub fn sshd_config(config: &Config, key_dir: &Path) -> String {
 }
 
 /// The login banner (agetty expands `\n` to the hostname, `\l` to the tty, `\4` to the IPv4
-/// address), with the boot's problems so that they are seen at the first login.
-pub fn issue(version: &str, problems: &[String]) -> String {
+/// address), with the boot's problems so that they are seen at the first login, and notes
+/// such as running from RAM.
+pub fn issue(version: &str, problems: &[String], notes: &[String]) -> String {
     let mut out = format!("\nBerth {version} \\n \\l  (IPv4: \\4)\n\n");
+    for n in notes {
+        let _ = writeln!(out, "Note: {n}");
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+    }
     if !problems.is_empty() {
         out.push_str("Problems found during boot (details in /var/log/boot/):\n");
         for p in problems {
@@ -180,6 +187,39 @@ pub fn command_links() -> Vec<(PathBuf, PathBuf)> {
         links.push((PathBuf::from(format!("/usr/local/sbin/{name}")), berth.clone()));
     }
     links
+}
+
+/// Whether the state directory lives in RAM (tmpfs) rather than on a state partition.
+fn running_from_ram() -> bool {
+    nix::sys::statfs::statfs("/var/lib/berth")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        .unwrap_or(false)
+}
+
+/// The message of the day: the banner's problems and notes, without agetty's escapes.
+pub fn motd(problems: &[String], notes: &[String]) -> String {
+    let text = issue("", problems, notes);
+    text.lines().skip(2).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+const USER_DOCKER_SOCKET: &str = "/run/user-docker/docker.sock";
+
+fn wait_for_socket(path: &Path, seconds: u64) -> bool {
+    for _ in 0..seconds * 5 {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+/// /etc/hosts naming this machine.
+pub fn hosts(hostname: &str) -> String {
+    format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
+         ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
+    )
 }
 
 /// The login user's home lives on the state partition (or in RAM): create it when missing.
@@ -254,12 +294,29 @@ pub fn console_init(
         eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
     }
     ensure_home(USER);
+    // cloud-init may have changed the hostname after this container's /etc/hosts was made.
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "berth".into());
+    let _ = std::fs::write("/etc/hosts", hosts(&hostname));
     // Users, ssh keys and write_files before anyone can log in; runcmd and scripts beside
     // the gettys and sshd, since they may take long.
     let ctx = berth_cloudinit::ConsoleContext::new("/", USER);
-    log_report(&berth_cloudinit::prepare_console(config, &ctx));
+    let prepared = berth_cloudinit::prepare_console(config, &ctx);
+    log_report(&prepared);
+    let mut problems = problems.to_vec();
+    problems.extend(
+        prepared
+            .failures()
+            .map(|(item, detail)| format!("console: {item}: {detail}")),
+    );
     let commands_config = config.clone();
     std::thread::spawn(move || {
+        // runcmd usually drives docker: give User Docker the time to come up first.
+        if !commands_config.runcmd.is_empty() && !wait_for_socket(Path::new(USER_DOCKER_SOCKET), 180) {
+            eprintln!("console-init: User Docker is not answering; running runcmd anyway");
+        }
         let ctx = berth_cloudinit::ConsoleContext::new("/", USER);
         log_report(&berth_cloudinit::run_console_commands(&commands_config, &ctx));
     });
@@ -270,11 +327,16 @@ pub fn console_init(
             let _ = std::os::unix::fs::symlink(&zone, "/etc/localtime");
         }
     }
-    let _ = std::fs::write("/etc/issue", issue(version, problems));
-    let _ = std::fs::write(
-        "/etc/motd",
-        issue(version, problems).replace("\\n \\l  (IPv4: \\4)", ""),
-    );
+    let mut notes = Vec::new();
+    if running_from_ram() {
+        notes.push(
+            "no state partition: running from RAM, nothing is kept across reboots \
+             (label an ext4 disk BERTH_STATE to keep data)"
+                .to_string(),
+        );
+    }
+    let _ = std::fs::write("/etc/issue", issue(version, &problems, &notes));
+    let _ = std::fs::write("/etc/motd", motd(&problems, &notes));
     let autologin: Vec<String> = config
         .berth
         .autologin
@@ -367,9 +429,13 @@ mod tests {
         let text = issue(
             "1.2.3",
             &["configuration: error: user-data.yml:3:1: bad".to_string()],
+            &["running from RAM".to_string()],
         );
         assert!(text.contains("Berth 1.2.3"));
         assert!(text.contains("  ! configuration: error: user-data.yml:3:1: bad"));
-        assert!(!issue("1", &[]).contains("Problems"));
+        assert!(text.contains("Note: running from RAM"));
+        assert!(!issue("1", &[], &[]).contains("Problems"));
+        let motd = motd(&["x".to_string()], &[]);
+        assert!(motd.contains("  ! x") && !motd.contains("\\l"), "{motd}");
     }
 }

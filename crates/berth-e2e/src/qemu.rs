@@ -43,6 +43,10 @@ pub struct Vm {
     pub kvm: bool,
     /// Leave QEMU running on guest reboot (false: exit, as tests of poweroff want).
     pub allow_reboot: bool,
+    /// The user network's address range (QEMU's default is 10.0.2.0/24).
+    pub net: Option<String>,
+    /// `guestfwd` rules: guest connections to an address go to a command's stdin/stdout.
+    pub guest_forwards: Vec<String>,
 }
 
 impl Vm {
@@ -58,6 +62,8 @@ impl Vm {
             serial: Serial::Stdio,
             kvm: false,
             allow_reboot: true,
+            net: None,
+            guest_forwards: Vec::new(),
         }
     }
 
@@ -153,6 +159,12 @@ impl Vm {
             ]);
         }
         let mut netdev = "user,id=n0,restrict=on".to_string();
+        if let Some(net) = &self.net {
+            netdev.push_str(&format!(",net={net}"));
+        }
+        for rule in &self.guest_forwards {
+            netdev.push_str(&format!(",guestfwd={rule}"));
+        }
         if let Some(port) = self.ssh_port {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
         }

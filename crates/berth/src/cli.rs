@@ -32,7 +32,11 @@ enum Command {
     },
     /// Bring the services up (started by init; not for interactive use)
     #[command(hide = true)]
-    Sysinit,
+    Sysinit {
+        /// System Docker restarted: do not run one-shot services again
+        #[arg(long)]
+        after_engine_restart: bool,
+    },
     /// Prepare the console container and supervise its gettys and sshd
     #[command(hide = true, name = "console-init")]
     ConsoleInit,
@@ -69,7 +73,7 @@ pub fn main(args: &[String]) -> i32 {
     match cli.command {
         Command::Config(args) => crate::config_cmd::main(args),
         Command::Version { format } => version(&format),
-        Command::Sysinit => sysinit(),
+        Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {
             let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
             let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
@@ -175,7 +179,7 @@ fn version(format: &str) -> i32 {
     0
 }
 
-fn sysinit() -> i32 {
+fn sysinit(after_engine_restart: bool) -> i32 {
     let loaded = load_config();
     berth_boot::log::init("sysinit", loaded.config.berth.debug);
     if let Err(e) = berth_boot::log::attach_file(Path::new("/var/log/boot/sysinit.log")) {

@@ -25,6 +25,12 @@ pub enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print a value of the effective configuration (a dotted key, e.g. berth.ssh.port)
@@ -66,14 +72,15 @@ enum ConfigCommand {
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
     },
-    /// Check a cloud-config (a file or stdin) against this system's configuration; exits 1 on errors
+    /// Check the configuration, or a cloud-config file against it; exits 1 on errors
     Validate {
-        /// Check this file instead of the system's layers
+        /// Check this cloud-config file (on top of this system's layers) instead of the
+        /// system's own layers
         #[arg(short, long, value_name = "FILE")]
         input: Option<PathBuf>,
-        /// Print the findings as JSON
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        /// Output: one line per finding, or JSON
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
 }
 
@@ -231,7 +238,7 @@ fn run(args: ConfigArgs) -> Result<i32, String> {
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
                 .count();
-            if format == Some(Format::Json) {
+            if format == ReportFormat::Json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&diagnostics).map_err(|e| e.to_string())?

@@ -1,0 +1,302 @@
+//! Issue #3 in the booted image: each datasource kind delivers a config that is applied, a
+//! broken configuration still boots to a reachable console with the error shown, a value set
+//! with `berth config set` survives a reboot, and `write_files` with `container:` lands in
+//! that container.
+
+mod common;
+
+use common::{BOOT, check, env};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("running a disk tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An ext4 disk labelled `label` holding `files` (paths relative to the filesystem's root).
+fn ext4_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
+    let staging = dir.join(format!("{name}.d"));
+    for (path, content) in files {
+        let p = staging.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    let img = dir.join(name);
+    std::fs::File::create(&img).unwrap().set_len(1 << 30).unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label, "-d"])
+        .arg(&staging)
+        .arg(&img));
+    img
+}
+
+/// A FAT disk labelled `label` holding `files`.
+fn vfat_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
+    let img = dir.join(name);
+    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+    run(Command::new("mkfs.vfat").args(["-n", label]).arg(&img));
+    for (path, content) in files {
+        let mut parent = String::new();
+        for part in Path::new(path).parent().unwrap().components() {
+            parent.push('/');
+            parent.push_str(&part.as_os_str().to_string_lossy());
+            let _ = Command::new("mmd")
+                .arg("-i")
+                .arg(&img)
+                .arg(format!("::{parent}"))
+                .output();
+        }
+        let local = dir.join(format!("{name}.tmp"));
+        std::fs::write(&local, content).unwrap();
+        run(Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(&img)
+            .arg(&local)
+            .arg(format!("::/{path}")));
+    }
+    img
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+/// QEMU starts this for each connection the guest makes to `ip:port`, serving `root`.
+fn http_forward(ip: &str, port: u16, root: &Path) -> String {
+    format!(
+        "tcp:{ip}:{port}-cmd:{} {}",
+        env!("CARGO_BIN_EXE_metadata-httpd"),
+        root.display()
+    )
+}
+
+#[test]
+fn vm_config_drive_state_layers_and_config_set() {
+    let env = env("ci-configdrive");
+    let key = &env.public_key;
+    let user_data = format!(
+        "#cloud-config\nhostname: cd-host\nssh_authorized_keys:\n  - {key}\n\
+         write_files:\n\
+         \x20 - path: /etc/berth-e2e/console-file\n    content: from-config-drive\n\
+         \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
+         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n"
+    );
+    let drive = vfat_with(
+        &env.dir,
+        "config-2.img",
+        "config-2",
+        &[
+            ("openstack/latest/user_data", &user_data),
+            (
+                "openstack/latest/meta_data.json",
+                r#"{"uuid": "cd-instance-1", "hostname": "cd-meta"}"#,
+            ),
+        ],
+    );
+    // The state disk carries a broken drop-in: the machine boots with the other layers.
+    let state = ext4_with(
+        &env.dir,
+        "state.img",
+        "BERTH_STATE",
+        &[(
+            "lib/berth/conf/cloud-config.d/50-broken.yml",
+            "berth:\n  ssh: [oops\n",
+        )],
+    );
+    let mut vm = env.kernel_vm("");
+    vm.disks = vec![state, drive];
+    let m = env.start("configdrive", vm);
+    check(&m, "boot to ssh (keys from config-drive)", m.wait_ssh(BOOT));
+    assert_eq!(check(&m, "hostname", m.run("hostname")).trim(), "cd-host");
+    let report = check(&m, "cloud-init report", m.run("cat /run/berth/cloud-init.json"));
+    assert!(
+        report.contains("\"configdrive\""),
+        "not from config-drive: {report}"
+    );
+    let issue = check(&m, "banner", m.run("cat /etc/issue"));
+    assert!(
+        issue.contains("50-broken.yml:2:") && issue.contains("Problems found during boot"),
+        "the broken layer is not on the banner:\n{issue}"
+    );
+    assert_eq!(
+        check(&m, "write_files", m.run("cat /etc/berth-e2e/console-file")).trim(),
+        "from-config-drive"
+    );
+    assert_eq!(
+        check(
+            &m,
+            "write_files into the docker container",
+            m.run("sudo system-docker exec docker cat /etc/berth-e2e/in-docker")
+        )
+        .trim(),
+        "in-the-docker-service"
+    );
+    let ran = check(
+        &m,
+        "runcmd",
+        m.run("for i in $(seq 60); do test -s ~/runcmd.log && break; sleep 2; done; cat ~/runcmd.log"),
+    );
+    assert_eq!(ran.lines().count(), 1, "runcmd output: {ran:?}");
+
+    // A local setting wins over the datasource's and survives a reboot; runcmd does not rerun.
+    check(
+        &m,
+        "config set",
+        m.run("sudo berth config set hostname set-by-admin"),
+    );
+    let mark = m.console().len();
+    let _ = m.ssh("sudo reboot");
+    check(
+        &m,
+        "second boot",
+        m.wait_console("stage 1 (initramfs)", mark, BOOT),
+    );
+    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
+    assert_eq!(
+        check(&m, "hostname after reboot", m.run("hostname")).trim(),
+        "set-by-admin"
+    );
+    assert_eq!(
+        check(&m, "config get", m.run("sudo berth config get hostname")).trim(),
+        "set-by-admin"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let ran = check(&m, "runcmd once", m.run("cat ~/runcmd.log"));
+    assert_eq!(
+        ran.lines().count(),
+        1,
+        "runcmd ran again on the same instance: {ran:?}"
+    );
+    let _ = m.ssh("sudo poweroff");
+    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    check(&m, "console scan", m.assert_clean_console());
+}
+
+#[test]
+fn vm_cloud_config_url_gzip_multipart() {
+    let env = env("ci-url");
+    let root = env.dir.join("http");
+    std::fs::create_dir_all(&root).unwrap();
+    let cloud_config = format!(
+        "#cloud-config\nhostname: url-host\nssh_authorized_keys:\n  - {}\n",
+        env.public_key
+    );
+    let script = "#!/bin/sh\necho script-ran > /home/berth/script.log\n";
+    let multipart = format!(
+        "Content-Type: multipart/mixed; boundary=\"XX\"\nMIME-Version: 1.0\n\n\
+         --XX\nContent-Type: text/cloud-config\n\n{cloud_config}\n\
+         --XX\nContent-Type: text/x-shellscript\n\n{script}\n--XX--\n"
+    );
+    std::fs::write(root.join("user-data.gz"), gzip(multipart.as_bytes())).unwrap();
+    let mut vm = env.kernel_vm("cloud-config-url=http://10.0.2.100/user-data.gz");
+    vm.guest_forwards.push(http_forward("10.0.2.100", 80, &root));
+    let m = env.start("url", vm);
+    check(&m, "boot to ssh (keys from the URL)", m.wait_ssh(BOOT));
+    assert_eq!(check(&m, "hostname", m.run("hostname")).trim(), "url-host");
+    let ran = check(
+        &m,
+        "script",
+        m.run("for i in $(seq 60); do test -s ~/script.log && break; sleep 2; done; cat ~/script.log"),
+    );
+    assert_eq!(ran.trim(), "script-ran");
+    let requests = std::fs::read_to_string(env.dir.join("requests.log")).unwrap_or_default();
+    assert!(requests.contains("GET /user-data.gz"), "{requests}");
+    let _ = m.ssh("sudo poweroff");
+    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    check(&m, "console scan", m.assert_clean_console());
+}
+
+#[test]
+fn vm_ec2_metadata_service() {
+    let env = env("ci-ec2");
+    let root = env.dir.join("http");
+    let md = root.join("latest/meta-data");
+    std::fs::create_dir_all(md.join("public-keys/0")).unwrap();
+    std::fs::write(md.join("instance-id"), "i-0e2e0001").unwrap();
+    std::fs::write(md.join("local-hostname"), "ip-10-0-0-7.ec2.internal").unwrap();
+    // The server lists public-keys/ as "0/", which EC2 clients read like "0=name".
+    std::fs::write(
+        md.join("public-keys/0/openssh-key"),
+        format!("{}\n", env.public_key),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("latest/user-data"),
+        "#cloud-config\nwrite_files:\n  - path: /etc/berth-e2e/ec2\n    content: from-ec2-user-data\n",
+    )
+    .unwrap();
+    let mut vm = env.kernel_vm("berth.cloud_init.datasources=[ec2]");
+    vm.net = Some("169.254.169.0/24".into());
+    vm.guest_forwards.push(http_forward("169.254.169.254", 80, &root));
+    let m = env.start("ec2", vm);
+    check(&m, "boot to ssh (key from meta-data)", m.wait_ssh(BOOT));
+    assert_eq!(check(&m, "hostname", m.run("hostname")).trim(), "ip-10-0-0-7");
+    assert_eq!(
+        check(&m, "user-data", m.run("cat /etc/berth-e2e/ec2")).trim(),
+        "from-ec2-user-data"
+    );
+    let requests = std::fs::read_to_string(env.dir.join("requests.log")).unwrap_or_default();
+    assert!(
+        requests.contains("PUT /latest/api/token"),
+        "IMDSv2 was not used: {requests}"
+    );
+    let _ = m.ssh("sudo poweroff");
+    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    check(&m, "console scan", m.assert_clean_console());
+}
+
+#[test]
+fn vm_file_datasource_with_broken_user_data() {
+    let env = env("ci-file");
+    let state = ext4_with(
+        &env.dir,
+        "state.img",
+        "BERTH_STATE",
+        &[(
+            "lib/berth/seed/user-data",
+            "#cloud-config\nhostname: never\nwrite_files: [path: /x\n",
+        )],
+    );
+    let key: String = env
+        .public_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut vm = env.kernel_vm(&format!(
+        "berth.cloud_init.datasources=[file:/var/lib/berth/seed/user-data] cc.ssh_authorized_keys=\"{key}\""
+    ));
+    vm.disks.push(state);
+    let m = env.start("file", vm);
+    check(&m, "boot to ssh despite the broken user-data", m.wait_ssh(BOOT));
+    let hostname = check(&m, "hostname", m.run("hostname"));
+    assert_ne!(hostname.trim(), "never", "the broken user-data was applied");
+    let issue = check(&m, "banner", m.run("cat /etc/issue"));
+    assert!(
+        issue.contains("cloud-init:") && issue.contains(":3:"),
+        "the user-data error (with its line) is not on the banner:\n{issue}"
+    );
+    let report = check(&m, "cloud-init report", m.run("cat /run/berth/cloud-init.json"));
+    assert!(
+        report.contains("\"file\""),
+        "not from the file datasource: {report}"
+    );
+    let _ = m.ssh("sudo poweroff");
+    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    check(&m, "console scan", m.assert_clean_console());
+}
