@@ -194,9 +194,8 @@ mod bytes_stream {
                         header.set_cksum();
                         tar.append_data(&mut header, "manifest.json", &manifest[..])?;
                         for file in &files {
-                            tar.append_path_with_name(dir.join(file), file).map_err(|e| {
-                                std::io::Error::new(e.kind(), format!("reading {file}: {e}"))
-                            })?;
+                            tar.append_path_with_name(dir.join(file), file)
+                                .map_err(|e| std::io::Error::new(e.kind(), format!("reading {file}: {e}")))?;
                         }
                         tar.finish()?;
                     }
