@@ -1,7 +1,7 @@
 //! The container part of the shutdown: user containers first (through User Docker), then the
 //! user engine, the other system services, and the console last.
 
-use crate::{SYSTEM_SOCKET, USER_SOCKET, client, graph};
+use crate::{Sockets, client, graph};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use std::time::Duration;
@@ -52,10 +52,15 @@ async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<St
 
 /// Stop everything, leaving `keep` (the helper running this in exec mode) alone.
 pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
+    stop_all_in(&Sockets::default(), limit, keep).await
+}
+
+/// [`stop_all`] for the engines on `sockets`.
+pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>) -> Vec<String> {
     let mut report = Vec::new();
     let work = async {
-        if std::path::Path::new(USER_SOCKET).exists()
-            && let Ok(user) = client::connect(USER_SOCKET, Duration::from_secs(30))
+        if std::path::Path::new(&sockets.user).exists()
+            && let Ok(user) = client::connect(&sockets.user, Duration::from_secs(30))
             && user.ping().await.is_ok()
         {
             let containers = running(&user).await;
@@ -64,7 +69,7 @@ pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
                 stop_set(&user, &containers, &mut report).await;
             }
         }
-        let Ok(system) = client::connect(SYSTEM_SOCKET, Duration::from_secs(30)) else {
+        let Ok(system) = client::connect(&sockets.system, Duration::from_secs(30)) else {
             report.push("System Docker is not reachable: skipping system services".into());
             return;
         };
