@@ -51,8 +51,9 @@ pub enum UpError {
     Failed { service: String, code: i64 },
 }
 
-/// Files to put into a container after creating it and before starting it (a tar), such as
-/// cloud-config `write_files` entries with `container: NAME`.
+/// Files to put into a container before it starts (a tar), such as cloud-config `write_files`
+/// entries with `container: NAME`. They are written whenever the container is about to be
+/// started, into a new container or a kept one, so that they follow this boot's configuration.
 pub type Prestart = dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync;
 
 pub struct Engine {
@@ -89,7 +90,6 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     if let Some(labels) = body.labels.as_mut() {
         labels.insert(spec::LABEL_HASH.to_string(), hash.clone());
     }
-    let mut created = false;
     match docker.inspect_container(name, None).await {
         Ok(existing) => {
             let same = existing
@@ -111,7 +111,6 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
                     .await
                     .map_err(|e| engine_err("removing the old container", e))?;
                 create(engine, name, body).await?;
-                created = true;
             } else if graph::detached(service)
                 && existing.state.as_ref().and_then(|s| s.running).unwrap_or(false)
             {
@@ -120,11 +119,12 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         }
         Err(e) if is_not_found(&e) => {
             create(engine, name, body).await?;
-            created = true;
         }
         Err(e) => return Err(engine_err("inspecting the container", e)),
     }
-    if created && let Some(tar) = (engine.prestart)(name) {
+    // Not only into new containers: a kept one would otherwise hold the files of the boot
+    // that created it.
+    if let Some(tar) = (engine.prestart)(name) {
         docker
             .upload_to_container(
                 name,

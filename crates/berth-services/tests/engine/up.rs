@@ -319,12 +319,19 @@ fn prestart_files_are_in_the_container_before_it_starts() {
         assert_eq!(logs(&docker, "greeter").await, "hello #1\n");
         let first = container_id(&docker, "greeter").await;
 
+        // The next boot keeps the container (same definition) but its files are this boot's:
+        // a changed write_files entry must not leave last boot's content in place.
+        let results = run(yaml("")).await;
+        assert_eq!(ok(&results, "greeter"), Outcome::Exited(0));
+        assert_eq!(container_id(&docker, "greeter").await, first);
+        assert_eq!(logs(&docker, "greeter").await, "hello #1\nhello #2\n");
+
         // A recreated container gets them too.
         let results = run(yaml(" /etc/greeting/hello.txt")).await;
         assert_eq!(ok(&results, "greeter"), Outcome::Exited(0));
         assert_ne!(container_id(&docker, "greeter").await, first);
-        assert_eq!(logs(&docker, "greeter").await, "hello #2\nhello #2\n");
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(logs(&docker, "greeter").await, "hello #3\nhello #3\n");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     });
 }
 
