@@ -6,9 +6,6 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use std::time::Duration;
 
-/// Seconds a container gets between SIGTERM and SIGKILL.
-const STOP_GRACE: i32 = 10;
-
 async fn running(docker: &Docker) -> Vec<(String, String)> {
     match docker
         .list_containers(Some(ListContainersOptions::default()))
@@ -35,10 +32,9 @@ async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<St
     let stops = set.iter().map(|(id, name)| {
         let docker = docker.clone();
         async move {
-            let options = StopContainerOptions {
-                t: Some(STOP_GRACE),
-                ..Default::default()
-            };
+            // No `t`: each container gets its own grace period between the stop signal and
+            // SIGKILL (a service's `stop_grace_period`, else the engine's 10 seconds).
+            let options = StopContainerOptions::default();
             (name.clone(), docker.stop_container(id, Some(options)).await)
         }
     });

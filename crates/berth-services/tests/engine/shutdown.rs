@@ -8,7 +8,7 @@ use crate::support::{
 use berth_services::Sockets;
 use berth_services::shutdown::stop_all_in;
 use berth_services::up;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Services that stop at once on SIGTERM.
 fn sleepers(names: &[&str], scope: &str) -> String {
@@ -110,5 +110,40 @@ fn containers_stop_in_order_user_engine_services_console() {
         assert!(users_done <= docker_done);
         assert!(docker_done <= network_done.min(ntp_done));
         assert!(network_done.max(ntp_done) <= console_done);
+    });
+}
+
+#[test]
+fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
+    let system_engine = Dockerd::start();
+    // PID 1 of the container ignores SIGTERM: only SIGKILL, after the grace period, stops it.
+    let yaml = format!(
+        "berth:\n  services:\n\
+         \x20   stubborn:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sleep, '1000']\n\
+         \x20     stop_grace_period: 2s\n\
+         \x20     labels: {{io.berth.scope: system}}\n"
+    );
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        bring_up(&system, &yaml, true).await;
+        let sockets = Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("no-user-engine")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        };
+        let started = Instant::now();
+        let report = stop_all_in(&sockets, Duration::from_secs(60), None).await;
+        let took = started.elapsed();
+        assert_eq!(report, ["stopped stubborn"]);
+        assert!(!is_running(&system, "stubborn").await);
+        assert!(
+            took < Duration::from_secs(8),
+            "stopping took {took:?}: the service's stop_grace_period (2s) was not used"
+        );
     });
 }
