@@ -65,9 +65,25 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
                 stop_set(&user, &containers, &mut report).await;
             }
         }
-        let Ok(system) = client::connect(&sockets.system, Duration::from_secs(30)) else {
-            report.push("System Docker is not reachable: skipping system services".into());
-            return;
+        // Connecting alone does not reach the engine: ask it, so that a dead System Docker
+        // (a stale socket) is reported rather than taken for one without containers.
+        let system = match client::connect(&sockets.system, Duration::from_secs(30)) {
+            Ok(system) => match system.ping().await {
+                Ok(_) => system,
+                Err(e) => {
+                    report.push(format!(
+                        "System Docker is not reachable at {}: {e}; skipping system services",
+                        sockets.system
+                    ));
+                    return;
+                }
+            },
+            Err(e) => {
+                report.push(format!(
+                    "System Docker is not reachable ({e}): skipping system services"
+                ));
+                return;
+            }
         };
         let all: Vec<(String, String)> = running(&system)
             .await

@@ -147,3 +147,24 @@ fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
         );
     });
 }
+
+#[test]
+fn an_unreachable_system_docker_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // No socket at all, and the socket a crashed System Docker left behind.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for system in [dir.path().join("system-docker.sock"), stale] {
+        let sockets = Sockets {
+            system: system.display().to_string(),
+            user: dir.path().join("docker.sock").display().to_string(),
+        };
+        let report = block_on(stop_all_in(&sockets, Duration::from_secs(10), None));
+        assert_eq!(report.len(), 1, "{}: {report:#?}", system.display());
+        assert!(
+            report[0].contains("System Docker is not reachable"),
+            "{}: {report:#?}",
+            system.display()
+        );
+    }
+}
