@@ -28,6 +28,19 @@ async fn running(docker: &Docker) -> Vec<(String, String)> {
     }
 }
 
+/// How long an engine may take to answer a ping during the shutdown.
+const PING_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether the engine answers. The clients' request timeout is the whole shutdown's limit,
+/// since a stop request lasts as long as the container's grace period; a ping should not.
+async fn answers(docker: &Docker) -> Result<(), String> {
+    match tokio::time::timeout(PING_LIMIT, docker.ping()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", PING_LIMIT.as_secs())),
+    }
+}
+
 async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<String>) {
     let stops = set.iter().map(|(id, name)| {
         let docker = docker.clone();
@@ -56,8 +69,8 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
     let mut report = Vec::new();
     let work = async {
         if std::path::Path::new(&sockets.user).exists()
-            && let Ok(user) = client::connect(&sockets.user, Duration::from_secs(30))
-            && user.ping().await.is_ok()
+            && let Ok(user) = client::connect(&sockets.user, limit)
+            && answers(&user).await.is_ok()
         {
             let containers = running(&user).await;
             if !containers.is_empty() {
@@ -67,9 +80,9 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
         }
         // Connecting alone does not reach the engine: ask it, so that a dead System Docker
         // (a stale socket) is reported rather than taken for one without containers.
-        let system = match client::connect(&sockets.system, Duration::from_secs(30)) {
-            Ok(system) => match system.ping().await {
-                Ok(_) => system,
+        let system = match client::connect(&sockets.system, limit) {
+            Ok(system) => match answers(&system).await {
+                Ok(()) => system,
                 Err(e) => {
                     report.push(format!(
                         "System Docker is not reachable at {}: {e}; skipping system services",
