@@ -430,3 +430,35 @@ fn restart_policies_map_to_the_engine() {
         assert_eq!(policy("user-always").await, Some((ALWAYS, 0)));
     });
 }
+
+#[test]
+fn a_run_once_service_found_running_is_waited_for() {
+    let dockerd = Dockerd::start();
+    let yaml = format!(
+        "    job:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, 'echo run; sleep 2']\n\
+         \x20     labels: {{io.berth.detach: 'false'}}\n"
+    );
+    block_on(async {
+        let docker = engine_with_busybox(&dockerd).await;
+        // sysinit runs again (System Docker restarted) while the first run still waits.
+        let first = tokio::spawn({
+            let docker = docker.clone();
+            let yaml = yaml.clone();
+            async move { up(&docker, &yaml).await }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while docker.inspect_container("job", None).await.is_err() || !is_running(&docker, "job").await {
+            assert!(std::time::Instant::now() < deadline, "job never ran");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let id = container_id(&docker, "job").await;
+        let second = up(&docker, &yaml).await;
+        assert_eq!(ok(&second, "job"), Outcome::Exited(0));
+        assert_eq!(ok(&first.await.unwrap(), "job"), Outcome::Exited(0));
+        assert_eq!(container_id(&docker, "job").await, id);
+        // Waited for, not started a second time.
+        assert_eq!(logs(&docker, "job").await, "run\n");
+    });
+}
