@@ -432,6 +432,45 @@ fn restart_policies_map_to_the_engine() {
 }
 
 #[test]
+fn a_dependency_cycle_is_broken_once_and_the_rest_keeps_its_order() {
+    let dockerd = Dockerd::start();
+    // ring-a and ring-b wait for each other; ring-c only waits for ring-a.
+    let yaml = format!(
+        "    ring-c:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.after: ring-a}}\n\
+         \x20   ring-a:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, 'sleep 1']\n\
+         \x20     labels: {{io.berth.after: ring-b, io.berth.detach: 'false'}}\n\
+         \x20   ring-b:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.after: 'ring-a, udev'}}\n"
+    );
+    block_on(async {
+        let docker = engine_with_busybox(&dockerd).await;
+        let results = up(&docker, &yaml).await;
+        assert_eq!(ok(&results, "ring-a"), Outcome::Exited(0));
+        for name in ["ring-b", "ring-c"] {
+            assert_eq!(ok(&results, name), Outcome::Started, "{name}");
+            assert!(is_running(&docker, name).await, "{name}");
+        }
+        // The cycle is broken at one service; whatever waits for it still does.
+        let (_, a_end) = run_times(&docker, "ring-a").await;
+        let a_end = a_end.unwrap();
+        for name in ["ring-b", "ring-c"] {
+            let (start, _) = run_times(&docker, name).await;
+            assert!(
+                start >= a_end,
+                "{name} started at {start}, before ring-a finished at {a_end}"
+            );
+        }
+    });
+}
+
+#[test]
 fn a_run_once_service_found_running_is_waited_for() {
     let dockerd = Dockerd::start();
     let yaml = format!(
