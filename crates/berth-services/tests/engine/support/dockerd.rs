@@ -103,6 +103,9 @@ impl Dockerd {
     /// what the daemon said, when it cannot.
     pub fn start() -> Dockerd {
         let (containerd_bin, dockerd_bin) = require_engine();
+        // containerd's shims outlive the processes that start them; as a subreaper the test
+        // process becomes their parent and can reap them (PID 1 may not).
+        let _ = nix::sys::prctl::set_child_subreaper(true);
         // Short paths: containerd's and dockerd's unix sockets live under this directory.
         let dir = tempfile::Builder::new()
             .prefix("berth-dockerd.")
@@ -311,8 +314,63 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     mounts
 }
 
+/// Wait for `pids` (our adopted shims) to exit, killing those that do not within 10s.
+fn reap(pids: &[i32]) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let started = Instant::now();
+    for &pid in pids {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    break;
+                }
+                // Exited and reaped, or not our child.
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Reap the containerd shims that exited while we were their parent (the subreaper): a shim
+/// ends when its container does, often long before the engine is stopped.
+fn reap_exited_shims() {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let (state, ppid) = (fields.next(), fields.next());
+        if comm.contains("(containerd-shim") && state == Some("Z") && ppid == Some(me.as_str()) {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+    }
+}
+
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        let daemons: Vec<i32> = [&self.dockerd, &self.containerd]
+            .into_iter()
+            .flatten()
+            .map(|c| c.id() as i32)
+            .collect();
+        let shims: Vec<i32> = processes_under(self.dir.path())
+            .into_iter()
+            .filter(|p| !daemons.contains(p))
+            .collect();
         if self.dockerd.is_some() {
             self.remove_containers();
         }
@@ -322,6 +380,8 @@ impl Drop for Dockerd {
         if let Some(mut child) = self.containerd.take() {
             stop_child(&mut child, Duration::from_secs(10));
         }
+        reap(&shims);
+        reap_exited_shims();
         let dir = self.dir.path().to_path_buf();
         let leftovers = processes_under(&dir);
         if !leftovers.is_empty() {
