@@ -22,3 +22,22 @@ pub const SYSTEM_SOCKET: &str = "/run/system-docker.sock";
 pub const USER_SOCKET: &str = "/run/user-docker/docker.sock";
 /// Where init mounts the bundled system images.
 pub const IMAGES_DIR: &str = "/run/berth/images";
+
+/// Where the two engines answer: [`SYSTEM_SOCKET`] and [`USER_SOCKET`] on a running Berth
+/// (`Sockets::default()`); other paths in tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sockets {
+    /// System Docker's socket.
+    pub system: String,
+    /// User Docker's socket.
+    pub user: String,
+}
+
+impl Default for Sockets {
+    fn default() -> Self {
+        Sockets {
+            system: SYSTEM_SOCKET.to_string(),
+            user: USER_SOCKET.to_string(),
+        }
+    }
+}

@@ -1,13 +1,10 @@
 //! The container part of the shutdown: user containers first (through User Docker), then the
 //! user engine, the other system services, and the console last.
 
-use crate::{SYSTEM_SOCKET, USER_SOCKET, client, graph};
+use crate::{Sockets, client, graph};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use std::time::Duration;
-
-/// Seconds a container gets between SIGTERM and SIGKILL.
-const STOP_GRACE: i32 = 10;
 
 async fn running(docker: &Docker) -> Vec<(String, String)> {
     match docker
@@ -31,14 +28,26 @@ async fn running(docker: &Docker) -> Vec<(String, String)> {
     }
 }
 
+/// How long an engine may take to answer a ping during the shutdown.
+const PING_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether the engine answers. The clients' request timeout is the whole shutdown's limit,
+/// since a stop request lasts as long as the container's grace period; a ping should not.
+async fn answers(docker: &Docker) -> Result<(), String> {
+    match tokio::time::timeout(PING_LIMIT, docker.ping()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", PING_LIMIT.as_secs())),
+    }
+}
+
 async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<String>) {
     let stops = set.iter().map(|(id, name)| {
         let docker = docker.clone();
         async move {
-            let options = StopContainerOptions {
-                t: Some(STOP_GRACE),
-                ..Default::default()
-            };
+            // No `t`: each container gets its own grace period between the stop signal and
+            // SIGKILL (a service's `stop_grace_period`, else the engine's 10 seconds).
+            let options = StopContainerOptions::default();
             (name.clone(), docker.stop_container(id, Some(options)).await)
         }
     });
@@ -52,11 +61,16 @@ async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<St
 
 /// Stop everything, leaving `keep` (the helper running this in exec mode) alone.
 pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
+    stop_all_in(&Sockets::default(), limit, keep).await
+}
+
+/// [`stop_all`] for the engines on `sockets`.
+pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>) -> Vec<String> {
     let mut report = Vec::new();
     let work = async {
-        if std::path::Path::new(USER_SOCKET).exists()
-            && let Ok(user) = client::connect(USER_SOCKET, Duration::from_secs(30))
-            && user.ping().await.is_ok()
+        if std::path::Path::new(&sockets.user).exists()
+            && let Ok(user) = client::connect(&sockets.user, limit)
+            && answers(&user).await.is_ok()
         {
             let containers = running(&user).await;
             if !containers.is_empty() {
@@ -64,9 +78,25 @@ pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
                 stop_set(&user, &containers, &mut report).await;
             }
         }
-        let Ok(system) = client::connect(SYSTEM_SOCKET, Duration::from_secs(30)) else {
-            report.push("System Docker is not reachable: skipping system services".into());
-            return;
+        // Connecting alone does not reach the engine: ask it, so that a dead System Docker
+        // (a stale socket) is reported rather than taken for one without containers.
+        let system = match client::connect(&sockets.system, limit) {
+            Ok(system) => match answers(&system).await {
+                Ok(()) => system,
+                Err(e) => {
+                    report.push(format!(
+                        "System Docker is not reachable at {}: {e}; skipping system services",
+                        sockets.system
+                    ));
+                    return;
+                }
+            },
+            Err(e) => {
+                report.push(format!(
+                    "System Docker is not reachable ({e}): skipping system services"
+                ));
+                return;
+            }
         };
         let all: Vec<(String, String)> = running(&system)
             .await

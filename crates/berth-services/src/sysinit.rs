@@ -5,10 +5,10 @@
 use crate::graph::{self, Scope};
 use crate::spec::Environment;
 use crate::up::{self, Engine, Outcome, Prestart};
-use crate::{IMAGES_DIR, SYSTEM_SOCKET, USER_SOCKET, client, images};
+use crate::{IMAGES_DIR, Sockets, client, images};
 use berth_config::Loaded;
 use indexmap::IndexMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,10 +31,44 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+/// Where sysinit finds the engines and the bundled images, and how long it waits for each
+/// engine. `Endpoints::default()` is a running Berth's.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub sockets: Sockets,
+    /// The unpacked docker-archive of the system images (unmounted once they are loaded).
+    pub images_dir: PathBuf,
+    pub system_docker_wait: Duration,
+    pub user_docker_wait: Duration,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            sockets: Sockets::default(),
+            images_dir: PathBuf::from(IMAGES_DIR),
+            system_docker_wait: SYSTEM_DOCKER_WAIT,
+            user_docker_wait: USER_DOCKER_WAIT,
+        }
+    }
+}
+
+/// Bring the system up on a running Berth (see [`run_with`]).
 pub async fn run(loaded: &Loaded, prestart: Arc<Prestart>, problem: &dyn Fn(&str)) -> Report {
+    run_with(&Endpoints::default(), loaded, prestart, problem).await
+}
+
+/// Load the missing system images into System Docker, bring the system services up there,
+/// then the user services in User Docker once the `docker` service answers.
+pub async fn run_with(
+    endpoints: &Endpoints,
+    loaded: &Loaded,
+    prestart: Arc<Prestart>,
+    problem: &dyn Fn(&str),
+) -> Report {
     let mut report = Report::default();
     let started = Instant::now();
-    let docker = match client::wait_ready(SYSTEM_SOCKET, SYSTEM_DOCKER_WAIT).await {
+    let docker = match client::wait_ready(&endpoints.sockets.system, endpoints.system_docker_wait).await {
         Ok(d) => d,
         Err(e) => {
             problem(&format!("System Docker is not answering: {e}"));
@@ -46,7 +80,7 @@ pub async fn run(loaded: &Loaded, prestart: Arc<Prestart>, problem: &dyn Fn(&str
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
 
-    let images_dir = Path::new(IMAGES_DIR);
+    let images_dir = endpoints.images_dir.as_path();
     if images_dir.join("manifest.json").exists() {
         let step = Instant::now();
         match images::ensure(&docker, images_dir).await {
@@ -94,7 +128,7 @@ pub async fn run(loaded: &Loaded, prestart: Arc<Prestart>, problem: &dyn Fn(&str
     tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
 
     if engine_started {
-        match client::wait_ready(USER_SOCKET, USER_DOCKER_WAIT).await {
+        match client::wait_ready(&endpoints.sockets.user, endpoints.user_docker_wait).await {
             Ok(user_docker) => {
                 let ready = uptime();
                 report.user_docker_ready = Some(ready);

@@ -51,8 +51,9 @@ pub enum UpError {
     Failed { service: String, code: i64 },
 }
 
-/// Files to put into a container after creating it and before starting it (a tar), such as
-/// cloud-config `write_files` entries with `container: NAME`.
+/// Files to put into a container before it starts (a tar), such as cloud-config `write_files`
+/// entries with `container: NAME`. They are written whenever the container is about to be
+/// started, into a new container or a kept one, so that they follow this boot's configuration.
 pub type Prestart = dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync;
 
 pub struct Engine {
@@ -89,7 +90,6 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     if let Some(labels) = body.labels.as_mut() {
         labels.insert(spec::LABEL_HASH.to_string(), hash.clone());
     }
-    let mut created = false;
     match docker.inspect_container(name, None).await {
         Ok(existing) => {
             let same = existing
@@ -111,7 +111,6 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
                     .await
                     .map_err(|e| engine_err("removing the old container", e))?;
                 create(engine, name, body).await?;
-                created = true;
             } else if graph::detached(service)
                 && existing.state.as_ref().and_then(|s| s.running).unwrap_or(false)
             {
@@ -120,11 +119,12 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         }
         Err(e) if is_not_found(&e) => {
             create(engine, name, body).await?;
-            created = true;
         }
         Err(e) => return Err(engine_err("inspecting the container", e)),
     }
-    if created && let Some(tar) = (engine.prestart)(name) {
+    // Not only into new containers: a kept one would otherwise hold the files of the boot
+    // that created it.
+    if let Some(tar) = (engine.prestart)(name) {
         docker
             .upload_to_container(
                 name,
@@ -206,7 +206,7 @@ pub async fn up_all(engine: Arc<Engine>, services: &IndexMap<String, ServiceSpec
         tracing::warn!("service {from} waits for {to}, which is not defined; ignoring that");
     }
     if let Err(cycle) = graph.start_order() {
-        tracing::error!("{cycle}; those services start without waiting for each other");
+        tracing::error!("{cycle}; one of them will start without waiting for the others");
     }
     let mut pending: BTreeMap<String, BTreeSet<String>> = graph
         .deps
@@ -242,12 +242,17 @@ pub async fn up_all(engine: Arc<Engine>, services: &IndexMap<String, ServiceSpec
         }
         let Some(joined) = tasks.join_next().await else {
             if !pending.is_empty() {
-                // Only a cycle leaves services waiting: start them anyway, in order.
-                let stuck: Vec<String> = pending.keys().cloned().collect();
-                for deps in pending.values_mut() {
-                    deps.clear();
+                // Only a cycle leaves services waiting with nothing running: start one of
+                // its services anyway; the others, and what waits for them, follow in order.
+                match cycle_member(&pending, &graph.order) {
+                    Some(name) => {
+                        tracing::warn!("starting {name} despite the dependency cycle");
+                        if let Some(deps) = pending.get_mut(&name) {
+                            deps.clear();
+                        }
+                    }
+                    None => pending.values_mut().for_each(BTreeSet::clear),
                 }
-                tracing::warn!("starting {} despite the dependency cycle", stuck.join(", "));
                 continue;
             }
             break;
@@ -265,4 +270,44 @@ pub async fn up_all(engine: Arc<Engine>, services: &IndexMap<String, ServiceSpec
         results.push((name, result, secs));
     }
     results
+}
+
+/// A service on a cycle of `pending` (each waiting for another that has not finished),
+/// found by following waits from the first stuck service in declaration order.
+fn cycle_member(pending: &BTreeMap<String, BTreeSet<String>>, order: &[String]) -> Option<String> {
+    let mut current = order.iter().find(|n| pending.contains_key(*n))?.clone();
+    let mut seen = BTreeSet::new();
+    while seen.insert(current.clone()) {
+        current = pending
+            .get(&current)?
+            .iter()
+            .find(|d| pending.contains_key(*d))?
+            .clone();
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(edges: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+        edges
+            .iter()
+            .map(|(n, deps)| (n.to_string(), deps.iter().map(|d| d.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn the_cycle_is_broken_at_one_of_its_own_services() {
+        let order: Vec<String> = ["c", "a", "b", "d"].map(String::from).to_vec();
+        // c waits for a; a and b wait for each other; d waits for c.
+        let stuck = pending(&[("c", &["a"]), ("a", &["b"]), ("b", &["a"]), ("d", &["c"])]);
+        assert_eq!(cycle_member(&stuck, &order).as_deref(), Some("a"));
+        let self_loop = pending(&[("d", &["d"])]);
+        assert_eq!(cycle_member(&self_loop, &order).as_deref(), Some("d"));
+        // Waiting for something that is neither pending nor finished: no cycle to name.
+        let orphan = pending(&[("c", &["gone"])]);
+        assert_eq!(cycle_member(&orphan, &order), None);
+    }
 }

@@ -1,0 +1,10 @@
+//! Integration tests of the service manager against a real engine: each test starts a
+//! private containerd + dockerd (Debian's docker.io) on sockets under its own temporary
+//! directory, builds its images from a static busybox without any registry, and loads them
+//! through `images::ensure`. A missing engine fails the tests, naming what to install.
+
+mod images;
+mod shutdown;
+mod support;
+mod sysinit;
+mod up;

@@ -1,0 +1,170 @@
+//! `shutdown::stop_all_in`: user containers first (through User Docker), then the `docker`
+//! service, the other system services, and the console last; the helper is left running.
+
+use crate::support::{
+    BUSYBOX, Dockerd, block_on, engine, engine_with_busybox, is_running, loaded, no_prestart, run_times,
+    services_of,
+};
+use berth_services::Sockets;
+use berth_services::shutdown::stop_all_in;
+use berth_services::up;
+use std::time::{Duration, Instant};
+
+/// Services that stop at once on SIGTERM.
+fn sleepers(names: &[&str], scope: &str) -> String {
+    let mut yaml = String::from("berth:\n  services:\n");
+    for name in names {
+        yaml.push_str(&format!(
+            "    {name}:\n\
+             \x20     image: {BUSYBOX}\n\
+             \x20     command: [/bin/sh, -c, \"trap 'exit 0' TERM; sleep 1000 & wait\"]\n\
+             \x20     labels: {{io.berth.scope: {scope}}}\n"
+        ));
+    }
+    yaml
+}
+
+async fn bring_up(docker: &bollard::Docker, yaml: &str, system_scope: bool) {
+    let config = loaded(yaml);
+    for (name, result, _) in up::up_all(
+        engine(docker, &config, system_scope, no_prestart()),
+        &services_of(&config),
+    )
+    .await
+    {
+        assert_eq!(result.unwrap(), up::Outcome::Started, "{name}");
+    }
+}
+
+fn position(report: &[String], line: &str) -> usize {
+    report
+        .iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("{line:?} not in the report {report:#?}"))
+}
+
+#[test]
+fn containers_stop_in_order_user_engine_services_console() {
+    let system_engine = Dockerd::start();
+    let user_engine = Dockerd::start();
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        let user = engine_with_busybox(&user_engine).await;
+        bring_up(
+            &system,
+            &sleepers(
+                &["console", "network", "docker", "ntp", "berth-shutdown"],
+                "system",
+            ),
+            true,
+        )
+        .await;
+        bring_up(&user, &sleepers(&["web", "db"], "user"), false).await;
+
+        let sockets = Sockets {
+            system: system_engine.socket(),
+            user: user_engine.socket(),
+        };
+        let report = stop_all_in(&sockets, Duration::from_secs(60), Some("berth-shutdown")).await;
+
+        for name in ["console", "network", "docker", "ntp"] {
+            assert!(!is_running(&system, name).await, "{name} still runs: {report:#?}");
+        }
+        for name in ["web", "db"] {
+            assert!(!is_running(&user, name).await, "{name} still runs: {report:#?}");
+        }
+        assert!(
+            is_running(&system, "berth-shutdown").await,
+            "the helper was stopped"
+        );
+
+        // The report, in the order things happened.
+        let users = position(&report, "stopping 2 user containers");
+        let web = position(&report, "stopped web");
+        let db = position(&report, "stopped db");
+        let docker = position(&report, "stopped docker");
+        let network = position(&report, "stopped network");
+        let ntp = position(&report, "stopped ntp");
+        let console = position(&report, "stopped console");
+        assert!(users < web.min(db) && web.max(db) < docker, "{report:#?}");
+        assert!(
+            docker < network.min(ntp) && network.max(ntp) < console,
+            "{report:#?}"
+        );
+        assert!(
+            !report.iter().any(|l| l.contains("berth-shutdown")),
+            "{report:#?}"
+        );
+
+        // The engines' clocks agree: each set had stopped before the next was asked to.
+        let finished = |docker: bollard::Docker, name: &'static str| async move {
+            run_times(&docker, name).await.1.unwrap()
+        };
+        let users_done = finished(user.clone(), "web")
+            .await
+            .max(finished(user.clone(), "db").await);
+        let docker_done = finished(system.clone(), "docker").await;
+        let network_done = finished(system.clone(), "network").await;
+        let ntp_done = finished(system.clone(), "ntp").await;
+        let console_done = finished(system.clone(), "console").await;
+        assert!(users_done <= docker_done);
+        assert!(docker_done <= network_done.min(ntp_done));
+        assert!(network_done.max(ntp_done) <= console_done);
+    });
+}
+
+#[test]
+fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
+    let system_engine = Dockerd::start();
+    // PID 1 of the container ignores SIGTERM: only SIGKILL, after the grace period, stops it.
+    let yaml = format!(
+        "berth:\n  services:\n\
+         \x20   stubborn:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sleep, '1000']\n\
+         \x20     stop_grace_period: 2s\n\
+         \x20     labels: {{io.berth.scope: system}}\n"
+    );
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        bring_up(&system, &yaml, true).await;
+        let sockets = Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("no-user-engine")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        };
+        let started = Instant::now();
+        let report = stop_all_in(&sockets, Duration::from_secs(60), None).await;
+        let took = started.elapsed();
+        assert_eq!(report, ["stopped stubborn"]);
+        assert!(!is_running(&system, "stubborn").await);
+        assert!(
+            took < Duration::from_secs(8),
+            "stopping took {took:?}: the service's stop_grace_period (2s) was not used"
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_system_docker_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // No socket at all, and the socket a crashed System Docker left behind.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for system in [dir.path().join("system-docker.sock"), stale] {
+        let sockets = Sockets {
+            system: system.display().to_string(),
+            user: dir.path().join("docker.sock").display().to_string(),
+        };
+        let report = block_on(stop_all_in(&sockets, Duration::from_secs(10), None));
+        assert_eq!(report.len(), 1, "{}: {report:#?}", system.display());
+        assert!(
+            report[0].contains("System Docker is not reachable"),
+            "{}: {report:#?}",
+            system.display()
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! `sysinit::run_with`: the bundled images are loaded into System Docker, the system services
+//! come up there, and the user services in User Docker once the `docker` service runs.
+
+use crate::support::archive::{self, Image};
+use crate::support::{BUSYBOX, Dockerd, block_on, engine_with_busybox, is_running, loaded, no_prestart};
+use berth_services::Sockets;
+use berth_services::sysinit::{Endpoints, Report, run_with};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const SLEEPER: &str = r#"[/bin/sh, -c, "trap 'exit 0' TERM; sleep 1000 & wait"]"#;
+
+fn config(docker_image: &str) -> berth_config::Loaded {
+    loaded(&format!(
+        "berth:\n  services:\n\
+         \x20   network:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, 'exit 0']\n\
+         \x20     labels: {{io.berth.scope: system, io.berth.detach: 'false'}}\n\
+         \x20   docker:\n\
+         \x20     image: {docker_image}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.scope: system, io.berth.after: network}}\n\
+         \x20   console:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.scope: system, io.berth.after: network}}\n\
+         \x20   web:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n"
+    ))
+}
+
+async fn sysinit(endpoints: &Endpoints, loaded: &berth_config::Loaded) -> (Report, Vec<String>) {
+    let problems = Mutex::new(Vec::new());
+    let report = run_with(endpoints, loaded, no_prestart(), &|p| {
+        problems.lock().unwrap().push(p.to_string())
+    })
+    .await;
+    (report, problems.into_inner().unwrap())
+}
+
+fn status<'a>(report: &'a Report, service: &str) -> &'a str {
+    report
+        .services
+        .iter()
+        .find(|(n, _)| n == service)
+        .map(|(_, s)| s.as_str())
+        .unwrap_or_else(|| panic!("{service} is not in {report:#?}"))
+}
+
+#[test]
+fn system_services_then_user_services_in_their_engines() {
+    let system_engine = Dockerd::start();
+    let user_engine = Dockerd::start();
+    let images = system_engine.scratch("images");
+    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: user_engine.socket(),
+        },
+        images_dir: images,
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait: Duration::from_secs(30),
+    };
+    let loaded = config(BUSYBOX);
+    block_on(async {
+        // User Docker holds the user's own images; System Docker starts empty.
+        let user = engine_with_busybox(&user_engine).await;
+        let system = system_engine.client();
+
+        let (report, problems) = sysinit(&endpoints, &loaded).await;
+        assert!(report.errors.is_empty(), "{report:#?}");
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(report.system_docker_ready.is_some() && report.user_docker_ready.is_some());
+        assert_eq!(report.images_loaded, [BUSYBOX]);
+        assert_eq!(status(&report, "network"), "Exited(0)");
+        assert_eq!(status(&report, "docker"), "Started");
+        assert_eq!(status(&report, "console"), "Started");
+        assert_eq!(status(&report, "web"), "Started");
+        for name in ["docker", "console"] {
+            assert!(is_running(&system, name).await, "{name}");
+        }
+        assert!(is_running(&user, "web").await);
+        assert!(
+            system.inspect_container("web", None).await.is_err(),
+            "web ran in System Docker"
+        );
+        assert!(
+            user.inspect_container("console", None).await.is_err(),
+            "console ran in User Docker"
+        );
+
+        // Run again (System Docker restarted): nothing to load, everything already running.
+        let (again, problems) = sysinit(&endpoints, &loaded).await;
+        assert!(again.errors.is_empty() && problems.is_empty(), "{again:#?}");
+        assert!(again.images_loaded.is_empty(), "{again:#?}");
+        assert_eq!(status(&again, "network"), "Exited(0)");
+        for name in ["docker", "console", "web"] {
+            assert_eq!(status(&again, name), "AlreadyRunning", "{name}");
+        }
+    });
+}
+
+#[test]
+fn without_the_docker_service_user_services_wait_and_problems_are_told() {
+    let system_engine = Dockerd::start();
+    let images = system_engine.scratch("images");
+    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("user")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        },
+        images_dir: images,
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait: Duration::from_secs(30),
+    };
+    // The docker service's image is not there: it fails, the console still comes up, the user
+    // services are not started, and each problem is told.
+    let loaded = config("berth-test/no-engine:1");
+    block_on(async {
+        let (report, problems) = sysinit(&endpoints, &loaded).await;
+        assert_eq!(status(&report, "docker"), "failed");
+        assert_eq!(status(&report, "console"), "Started");
+        assert!(report.services.iter().all(|(n, _)| n != "web"), "{report:#?}");
+        assert!(report.user_docker_ready.is_none());
+        assert_eq!(report.errors.len(), 1, "{report:#?}");
+        assert!(report.errors[0].contains("berth-test/no-engine:1"), "{report:#?}");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(problems[0], report.errors[0]);
+        assert!(
+            problems[1].contains("user services were not started"),
+            "{problems:#?}"
+        );
+    });
+}
+
+#[test]
+fn an_absent_system_docker_is_a_reported_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: dir.path().join("system-docker.sock").display().to_string(),
+            user: dir.path().join("docker.sock").display().to_string(),
+        },
+        images_dir: dir.path().join("images"),
+        system_docker_wait: Duration::from_millis(500),
+        user_docker_wait: Duration::from_millis(500),
+    };
+    let (report, problems) = block_on(sysinit(&endpoints, &config(BUSYBOX)));
+    assert!(report.system_docker_ready.is_none());
+    assert!(report.services.is_empty());
+    assert_eq!(report.errors.len(), 1);
+    assert!(
+        problems[0].contains("System Docker is not answering"),
+        "{problems:#?}"
+    );
+}
