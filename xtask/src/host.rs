@@ -46,6 +46,8 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("mkfs.ext4", "e2fsprogs", Purpose::Test),
     ("mkfs.vfat", "dosfstools", Purpose::Test),
     ("dockerd", "docker.io", Purpose::Test),
+    // The engine integration tests put a static busybox in their images.
+    ("/usr/share/doc/busybox-static", "busybox-static", Purpose::Test),
 ];
 
 fn present(tool: &str) -> bool {

@@ -98,7 +98,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "service: compose-only key",
-        "berth: {services: {web: {image: nginx, ports: [\"80:80\"]}}}\n",
+        "berth: {services: {web: {image: nginx, build: ./web}}}\n",
     ),
     (
         "service: typo",

@@ -73,6 +73,12 @@ fn vm_kernel_initrd_with_state_disk() {
              docker run --rm -v keep:/d web sh -c 'echo in-volume > /d/f'",
         ),
     );
+    // Removed below by `docker rm -f`, then run again for the reboot check.
+    check(
+        &m,
+        "restart policy container",
+        m.run("docker run -d --name always-up --restart unless-stopped web >/dev/null"),
+    );
 
     // Removing every user container leaves the OS alone.
     check(

@@ -68,48 +68,72 @@ pub async fn stop_all(limit: Duration, keep: Option<&str>) -> Vec<String> {
 pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>) -> Vec<String> {
     let mut report = Vec::new();
     let work = async {
-        if std::path::Path::new(&sockets.user).exists()
-            && let Ok(user) = client::connect(&sockets.user, limit)
-            && answers(&user).await.is_ok()
-        {
-            let containers = running(&user).await;
-            if !containers.is_empty() {
-                report.push(format!("stopping {} user containers", containers.len()));
-                stop_set(&user, &containers, &mut report).await;
+        let user = match client::connect(&sockets.user, limit) {
+            Ok(user) if std::path::Path::new(&sockets.user).exists() && answers(&user).await.is_ok() => {
+                Some(user)
             }
-        }
+            _ => None,
+        };
         // Connecting alone does not reach the engine: ask it, so that a dead System Docker
         // (a stale socket) is reported rather than taken for one without containers.
         let system = match client::connect(&sockets.system, limit) {
             Ok(system) => match answers(&system).await {
-                Ok(()) => system,
+                Ok(()) => Some(system),
                 Err(e) => {
                     report.push(format!(
                         "System Docker is not reachable at {}: {e}; skipping system services",
                         sockets.system
                     ));
-                    return;
+                    None
                 }
             },
             Err(e) => {
                 report.push(format!(
                     "System Docker is not reachable ({e}): skipping system services"
                 ));
-                return;
+                None
             }
         };
-        let all: Vec<(String, String)> = running(&system)
-            .await
-            .into_iter()
-            .filter(|(_, n)| Some(n.as_str()) != keep)
-            .collect();
+        let all: Vec<(String, String)> = match &system {
+            Some(system) => running(system)
+                .await
+                .into_iter()
+                .filter(|(_, n)| Some(n.as_str()) != keep)
+                .collect(),
+            None => Vec::new(),
+        };
         let (engine, rest): (Vec<_>, Vec<_>) = all
             .into_iter()
             .partition(|(_, n)| n == graph::USER_ENGINE_SERVICE);
         let (console, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, n)| n == "console");
-        for set in [engine, others, console] {
-            if !set.is_empty() {
-                stop_set(&system, &set, &mut report).await;
+        // 1. The user engine: dockerd stops its own containers as it shuts down. Stopped that
+        // way (not one by one through the API, which marks them stopped by hand), containers
+        // with `--restart unless-stopped` or `always` come back at the next boot.
+        if let (Some(system), false) = (&system, engine.is_empty()) {
+            if let Some(user) = &user {
+                let n = running(user).await.len();
+                report.push(format!(
+                    "stopping User Docker, which stops its {n} running containers"
+                ));
+            }
+            stop_set(system, &engine, &mut report).await;
+        }
+        // 2. A User Docker that outlived that (not run by the docker service): its containers.
+        if let Some(user) = &user
+            && answers(user).await.is_ok()
+        {
+            let containers = running(user).await;
+            if !containers.is_empty() {
+                report.push(format!("stopping {} user containers", containers.len()));
+                stop_set(user, &containers, &mut report).await;
+            }
+        }
+        // 3. The other system services, then the console.
+        if let Some(system) = &system {
+            for set in [others, console] {
+                if !set.is_empty() {
+                    stop_set(system, &set, &mut report).await;
+                }
             }
         }
     };

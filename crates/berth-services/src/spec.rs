@@ -5,7 +5,7 @@
 use berth_config::ServiceSpec;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
@@ -112,6 +112,36 @@ pub fn container_body(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let p = i(p)?;
+        let (mapping, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
+        let parts: Vec<&str> = mapping.rsplitn(3, ':').collect();
+        let (container, host_port, host_ip) = match parts[..] {
+            [c] => (c, None, None),
+            [c, h] => (c, Some(h), None),
+            [c, h, ip] => (c, Some(h), Some(ip)),
+            _ => return Err(err(format!("port {p} is not [[IP:]HOST:]CONTAINER[/PROTOCOL]"))),
+        };
+        if container.parse::<u16>().is_err()
+            || host_port.is_some_and(|h| !h.is_empty() && h.parse::<u16>().is_err())
+        {
+            return Err(err(format!("port {p} is not [[IP:]HOST:]CONTAINER[/PROTOCOL]")));
+        }
+        let key = format!("{container}/{proto}");
+        exposed.push(key.clone());
+        if let Some(host) = host_port {
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: host_ip.map(|ip| ip.trim_matches(['[', ']']).to_string()),
+                    host_port: Some(host.to_string()),
+                });
+        }
+    }
     let restart_policy = spec.restart.as_ref().map(|r| {
         let (name, count) = r.as_str().split_once(':').unwrap_or((r.as_str(), ""));
         let name = match name {
@@ -169,6 +199,7 @@ pub fn container_body(
         log_config,
         oom_score_adj: spec.oom_score_adj.map(i64::from),
         ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
         ..Default::default()
     };
     let body = ContainerCreateBody {
@@ -181,6 +212,7 @@ pub fn container_body(
         working_dir: opt(&spec.working_dir)?,
         stop_signal: spec.stop_signal.clone(),
         stop_timeout: spec.stop_grace_period.map(|t| t.get().as_secs() as i64),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(host_config),
         ..Default::default()
     };
@@ -297,6 +329,36 @@ mod tests {
             Some("/dev/kvm")
         );
         assert_eq!(hash.len(), 64);
+    }
+
+    #[test]
+    fn ports_are_published() {
+        let s = spec("      image: nginx\n      ports: [\"8080:80\", \"127.0.0.1:5353:53/udp\", \"9000\"]\n");
+        let (body, _) = container_body("s", &s, &env(), false).unwrap();
+        let mut exposed = body.exposed_ports.clone().unwrap();
+        exposed.sort();
+        assert_eq!(exposed, ["53/udp", "80/tcp", "9000/tcp"]);
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let b = bindings["80/tcp"].as_ref().unwrap();
+        assert_eq!(
+            (b[0].host_ip.as_deref(), b[0].host_port.as_deref()),
+            (None, Some("8080"))
+        );
+        let b = bindings["53/udp"].as_ref().unwrap();
+        assert_eq!(
+            (b[0].host_ip.as_deref(), b[0].host_port.as_deref()),
+            (Some("127.0.0.1"), Some("5353"))
+        );
+        assert!(!bindings.contains_key("9000/tcp"));
+        assert!(
+            container_body(
+                "s",
+                &spec("      image: x\n      ports: [\"http:80\"]\n"),
+                &env(),
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]

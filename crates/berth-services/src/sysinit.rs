@@ -2,12 +2,13 @@
 //! Docker, loads the missing system images, brings the system services up, then waits for
 //! User Docker and brings the user services up there.
 
-use crate::graph::{self, Scope};
+use crate::graph::{self, Scope, ServiceGraph};
 use crate::spec::Environment;
 use crate::up::{self, Engine, Outcome, Prestart};
 use crate::{IMAGES_DIR, Sockets, client, images};
-use berth_config::Loaded;
+use berth_config::{Loaded, ServiceSpec};
 use indexmap::IndexMap;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub struct Report {
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub sockets: Sockets,
+    /// Run one-shot services again (false after a System Docker restart in the same boot).
+    pub rerun_oneshots: bool,
     /// The unpacked docker-archive of the system images (unmounted once they are loaded).
     pub images_dir: PathBuf,
     pub system_docker_wait: Duration,
@@ -46,6 +49,7 @@ impl Default for Endpoints {
     fn default() -> Self {
         Endpoints {
             sockets: Sockets::default(),
+            rerun_oneshots: true,
             images_dir: PathBuf::from(IMAGES_DIR),
             system_docker_wait: SYSTEM_DOCKER_WAIT,
             user_docker_wait: USER_DOCKER_WAIT,
@@ -53,9 +57,52 @@ impl Default for Endpoints {
     }
 }
 
+/// Reads the configuration again (after cloud-init saved new user-data).
+pub type Reload<'a> = &'a (dyn Fn() -> Loaded + Sync);
+
 /// Bring the system up on a running Berth (see [`run_with`]).
-pub async fn run(loaded: &Loaded, prestart: Arc<Prestart>, problem: &dyn Fn(&str)) -> Report {
-    run_with(&Endpoints::default(), loaded, prestart, problem).await
+pub async fn run(
+    loaded: &Loaded,
+    rerun_oneshots: bool,
+    reload: Reload<'_>,
+    prestart: Arc<Prestart>,
+    problem: &dyn Fn(&str),
+) -> Report {
+    let endpoints = Endpoints {
+        rerun_oneshots,
+        ..Endpoints::default()
+    };
+    run_with(&endpoints, loaded, Some(reload), prestart, problem).await
+}
+
+fn services_of(loaded: &Loaded) -> (IndexMap<String, ServiceSpec>, IndexMap<String, ServiceSpec>) {
+    loaded
+        .config
+        .berth
+        .services
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+        .partition(|(_, s)| graph::scope(s) == Scope::System)
+}
+
+/// The services marked `reloadconfig` and everything they wait for: brought up first, then
+/// the configuration is read again (cloud-init saved new user-data) for everything else.
+pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
+    let graph = ServiceGraph::new(system);
+    let mut phase: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = system
+        .iter()
+        .filter(|(_, s)| graph::label_bool(s, "reloadconfig") == Some(true))
+        .map(|(n, _)| n.clone())
+        .collect();
+    while let Some(name) = todo.pop() {
+        if phase.insert(name.clone())
+            && let Some(deps) = graph.deps.get(&name)
+        {
+            todo.extend(deps.iter().cloned());
+        }
+    }
+    phase
 }
 
 /// Load the missing system images into System Docker, bring the system services up there,
@@ -63,6 +110,7 @@ pub async fn run(loaded: &Loaded, prestart: Arc<Prestart>, problem: &dyn Fn(&str
 pub async fn run_with(
     endpoints: &Endpoints,
     loaded: &Loaded,
+    reload: Option<Reload<'_>>,
     prestart: Arc<Prestart>,
     problem: &dyn Fn(&str),
 ) -> Report {
@@ -102,30 +150,63 @@ pub async fn run_with(
         let _ = nix::mount::umount2(images_dir, nix::mount::MntFlags::MNT_DETACH);
     }
 
-    let env = Arc::new(Environment::new(&loaded.config.berth.environment));
-    let services: IndexMap<String, berth_config::ServiceSpec> = loaded
-        .config
-        .berth
-        .services
+    let (mut system, mut user) = services_of(loaded);
+    let make = |docker: &bollard::Docker, l: &Loaded, system_scope: bool| {
+        Arc::new(Engine {
+            docker: docker.clone(),
+            env: Arc::new(Environment::new(&l.config.berth.environment)),
+            system_scope,
+            prestart: prestart.clone(),
+            rerun_oneshots: endpoints.rerun_oneshots,
+        })
+    };
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut results = Vec::new();
+    let mut current: Option<Loaded> = None;
+    let first = reload_phase(&system);
+    if let Some(reload) = reload
+        && !first.is_empty()
+    {
+        let phase: IndexMap<_, _> = system
+            .iter()
+            .filter(|(n, _)| first.contains(*n))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let phase_results = up::up_all(make(&docker, loaded, true), &phase).await;
+        let again = reload();
+        if again.tree != loaded.tree {
+            tracing::info!(
+                "the configuration changed ({}): reading it again",
+                first.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            // Long-running services of the first phase read the configuration when they
+            // start (netconf): restart them so that they see the new one.
+            for (name, result, _) in &phase_results {
+                let detached = phase.get(name).is_some_and(graph::detached);
+                if detached && matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning)) {
+                    let _ = docker.restart_container(name, None).await;
+                    tracing::info!("{name}: restarted for the new configuration");
+                }
+            }
+            (system, user) = services_of(&again);
+        }
+        done.extend(first.iter().cloned());
+        results.extend(phase_results);
+        current = Some(again);
+    }
+    let loaded = current.as_ref().unwrap_or(loaded);
+    let rest: IndexMap<_, _> = system
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+        .filter(|(n, _)| !done.contains(*n))
+        .map(|(n, s)| (n.clone(), s.clone()))
         .collect();
-    let (system, user): (IndexMap<_, _>, IndexMap<_, _>) = services
-        .into_iter()
-        .partition(|(_, s)| graph::scope(s) == Scope::System);
-
-    let engine = Arc::new(Engine {
-        docker,
-        env: env.clone(),
-        system_scope: true,
-        prestart: prestart.clone(),
-    });
-    let results = up::up_all(engine, &system).await;
+    results.extend(up::up_all_after(make(&docker, loaded, true), &rest, &done).await);
     let engine_started = results.iter().any(|(n, r, _)| {
         n == graph::USER_ENGINE_SERVICE && matches!(r, Ok(Outcome::Started | Outcome::AlreadyRunning))
     });
     record(&mut report, results, problem);
     tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
+    let system_names: BTreeSet<String> = system.keys().cloned().collect();
 
     if engine_started {
         match client::wait_ready(&endpoints.sockets.user, endpoints.user_docker_wait).await {
@@ -134,19 +215,14 @@ pub async fn run_with(
                 report.user_docker_ready = Some(ready);
                 tracing::info!("User Docker is ready ({ready:.2}s since boot)");
                 if !user.is_empty() {
-                    let engine = Arc::new(Engine {
-                        docker: user_docker,
-                        env,
-                        system_scope: false,
-                        prestart,
-                    });
-                    let results = up::up_all(engine, &user).await;
+                    let engine = make(&user_docker, loaded, false);
+                    let results = up::up_all_after(engine, &user, &system_names).await;
                     record(&mut report, results, problem);
                 }
             }
             Err(e) => {
                 problem(&format!(
-                    "User Docker did not start: {e}; see /var/log/docker.log"
+                    "User Docker did not start: {e}; see `sudo system-docker logs docker`"
                 ));
                 report.errors.push(e.to_string());
             }

@@ -61,6 +61,9 @@ pub struct Engine {
     pub env: Arc<Environment>,
     pub system_scope: bool,
     pub prestart: Arc<Prestart>,
+    /// Run `detach: "false"` services again even if they already ran with this definition
+    /// (false after a System Docker restart: cloud-init must not run twice in one boot).
+    pub rerun_oneshots: bool,
 }
 
 /// Bring one service up.
@@ -75,6 +78,18 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     let image = body.image.clone().unwrap_or_default();
     let image_id = match docker.inspect_image(&image).await {
         Ok(i) => i.id.unwrap_or_default(),
+        // Berth's own images come with the release and are never fetched from a registry,
+        // where anyone could publish an image by that name.
+        Err(e) if is_not_found(&e) && !image.starts_with("berth/") => match pull(docker, &image).await {
+            Ok(id) => id,
+            Err(pull_error) => {
+                return Err(UpError::MissingImage {
+                    service: name.to_string(),
+                    image,
+                    message: format!("{e}; pulling it failed: {pull_error}"),
+                });
+            }
+        },
         Err(e) => {
             return Err(UpError::MissingImage {
                 service: name.to_string(),
@@ -115,6 +130,16 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
                 && existing.state.as_ref().and_then(|s| s.running).unwrap_or(false)
             {
                 return Ok(Outcome::AlreadyRunning);
+            } else if !engine.rerun_oneshots
+                && !graph::detached(service)
+                && existing.state.as_ref().is_some_and(|s| {
+                    s.running != Some(true)
+                        && s.exit_code == Some(0)
+                        && s.finished_at.as_deref().is_some_and(|f| !f.starts_with("0001"))
+                })
+            {
+                // It ran to completion earlier in this boot; System Docker only restarted.
+                return Ok(Outcome::Exited(0));
             }
         }
         Err(e) if is_not_found(&e) => {
@@ -173,6 +198,36 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     Ok(Outcome::Exited(code))
 }
 
+/// Pull a missing image (services may name registry images); returns its ID.
+async fn pull(docker: &Docker, image: &str) -> Result<String, String> {
+    let (repo, tag) = match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((r, t)) => (r.to_string(), t.to_string()),
+        None => (image.to_string(), "latest".to_string()),
+    };
+    tracing::info!("pulling {repo}:{tag}");
+    let options = bollard::query_parameters::CreateImageOptions {
+        from_image: Some(repo.clone()),
+        tag: Some(tag.clone()),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                    return Err(message);
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    docker
+        .inspect_image(image)
+        .await
+        .map(|i| i.id.unwrap_or_default())
+        .map_err(|e| e.to_string())
+}
+
 async fn create(
     engine: &Engine,
     name: &str,
@@ -201,7 +256,18 @@ pub type Results = Vec<(String, Result<Outcome, UpError>, f64)>;
 
 /// Bring `services` up in `engine`, in dependency order, as concurrently as the order allows.
 pub async fn up_all(engine: Arc<Engine>, services: &IndexMap<String, ServiceSpec>) -> Results {
-    let graph = ServiceGraph::new(services);
+    up_all_after(engine, services, &std::collections::BTreeSet::new()).await
+}
+
+/// [`up_all`], where the services named in `done` (brought up before, or in the other
+/// engine) count as finished dependencies.
+pub async fn up_all_after(
+    engine: Arc<Engine>,
+    services: &IndexMap<String, ServiceSpec>,
+    done: &std::collections::BTreeSet<String>,
+) -> Results {
+    let mut graph = ServiceGraph::new(services);
+    graph.unknown.retain(|(_, to)| !done.contains(to));
     for (from, to) in &graph.unknown {
         tracing::warn!("service {from} waits for {to}, which is not defined; ignoring that");
     }

@@ -197,12 +197,15 @@ fn sysinit(after_engine_restart: bool) -> i32 {
         }
     };
     // write_files entries with `container: NAME` go into that container before it starts (the
-    // console writes its own).
-    let config = Arc::new(loaded.config.clone());
+    // console writes its own). The configuration is read again after cloud-init has run, so
+    // the files follow the newest one.
+    let current = Arc::new(std::sync::RwLock::new(Arc::new(loaded.config.clone())));
+    let for_files = current.clone();
     let prestart: Arc<berth_services::up::Prestart> = Arc::new(move |name: &str| {
         if name == "console" {
             return None;
         }
+        let config = for_files.read().ok()?.clone();
         let files = berth_cloudinit::files_for_container(&config, name);
         if files.is_empty() {
             return None;
@@ -215,9 +218,20 @@ fn sysinit(after_engine_restart: bool) -> i32 {
             }
         }
     });
-    let report = runtime.block_on(berth_services::sysinit::run(&loaded, prestart, &|problem| {
-        berth_boot::problems::report(Path::new("/"), problem)
-    }));
+    let reload = move || {
+        let again = load_config();
+        if let Ok(mut slot) = current.write() {
+            *slot = Arc::new(again.config.clone());
+        }
+        again
+    };
+    let report = runtime.block_on(berth_services::sysinit::run(
+        &loaded,
+        !after_engine_restart,
+        &reload,
+        prestart,
+        &|problem| berth_boot::problems::report(Path::new("/"), problem),
+    ));
     if let Ok(json) = serde_json::to_vec_pretty(&report) {
         let _ = std::fs::write("/run/berth/sysinit.json", json);
     }

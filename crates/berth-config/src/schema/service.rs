@@ -55,6 +55,9 @@ pub struct ServiceSpec {
     pub tmpfs: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// Published ports, as compose writes them: `"8080:80"`, `"127.0.0.1:8080:80/tcp"`, `"53/udp"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_add: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,5 +1,7 @@
-//! `shutdown::stop_all_in`: user containers first (through User Docker), then the `docker`
-//! service, the other system services, and the console last; the helper is left running.
+//! `shutdown::stop_all_in`: the `docker` service (User Docker, which stops its containers),
+//! then containers of a User Docker that outlived it, the other system services, and the
+//! console last; the helper is left running. (Here User Docker is a separate engine, so its
+//! containers are stopped through its API after the `docker` service.)
 
 use crate::support::{
     BUSYBOX, Dockerd, block_on, engine, engine_with_busybox, is_running, loaded, no_prestart, run_times,
@@ -79,18 +81,23 @@ fn containers_stop_in_order_user_engine_services_console() {
         );
 
         // The report, in the order things happened.
+        let engine = position(
+            &report,
+            "stopping User Docker, which stops its 2 running containers",
+        );
+        let docker = position(&report, "stopped docker");
         let users = position(&report, "stopping 2 user containers");
         let web = position(&report, "stopped web");
         let db = position(&report, "stopped db");
-        let docker = position(&report, "stopped docker");
         let network = position(&report, "stopped network");
         let ntp = position(&report, "stopped ntp");
         let console = position(&report, "stopped console");
-        assert!(users < web.min(db) && web.max(db) < docker, "{report:#?}");
+        assert!(engine < docker && docker < users, "{report:#?}");
         assert!(
-            docker < network.min(ntp) && network.max(ntp) < console,
+            users < web.min(db) && web.max(db) < network.min(ntp),
             "{report:#?}"
         );
+        assert!(network.max(ntp) < console, "{report:#?}");
         assert!(
             !report.iter().any(|l| l.contains("berth-shutdown")),
             "{report:#?}"
@@ -107,8 +114,8 @@ fn containers_stop_in_order_user_engine_services_console() {
         let network_done = finished(system.clone(), "network").await;
         let ntp_done = finished(system.clone(), "ntp").await;
         let console_done = finished(system.clone(), "console").await;
-        assert!(users_done <= docker_done);
-        assert!(docker_done <= network_done.min(ntp_done));
+        assert!(docker_done <= users_done);
+        assert!(users_done <= network_done.min(ntp_done));
         assert!(network_done.max(ntp_done) <= console_done);
     });
 }

@@ -33,7 +33,7 @@ fn config(docker_image: &str) -> berth_config::Loaded {
 
 async fn sysinit(endpoints: &Endpoints, loaded: &berth_config::Loaded) -> (Report, Vec<String>) {
     let problems = Mutex::new(Vec::new());
-    let report = run_with(endpoints, loaded, no_prestart(), &|p| {
+    let report = run_with(endpoints, loaded, None, no_prestart(), &|p| {
         problems.lock().unwrap().push(p.to_string())
     })
     .await;
@@ -63,6 +63,7 @@ fn system_services_then_user_services_in_their_engines() {
         images_dir: images,
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
+        rerun_oneshots: true,
     };
     let loaded = config(BUSYBOX);
     block_on(async {
@@ -120,6 +121,7 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
         images_dir: images,
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
+        rerun_oneshots: true,
     };
     // The docker service's image is not there: it fails, the console still comes up, the user
     // services are not started, and each problem is told.
@@ -152,6 +154,7 @@ fn an_absent_system_docker_is_a_reported_error() {
         images_dir: dir.path().join("images"),
         system_docker_wait: Duration::from_millis(500),
         user_docker_wait: Duration::from_millis(500),
+        rerun_oneshots: true,
     };
     let (report, problems) = block_on(sysinit(&endpoints, &config(BUSYBOX)));
     assert!(report.system_docker_ready.is_none());

@@ -60,6 +60,7 @@ pub fn engine(docker: &Docker, loaded: &Loaded, system_scope: bool, prestart: Ar
         env: Arc::new(Environment::new(&loaded.config.berth.environment)),
         system_scope,
         prestart,
+        rerun_oneshots: true,
     })
 }
 
