@@ -72,7 +72,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     vm.memory_mib = args.memory;
     vm.cpus = args.cpus;
     vm.uefi = args.uefi;
-    vm.kvm = qemu::kvm_works(&layout::out_dir().join("kvm-probe"));
+    vm.kvm = qemu::use_kvm();
     vm.serial = Serial::Stdio;
     vm.disks = args.disks.clone();
     if let Some(state) = &args.state {

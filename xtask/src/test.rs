@@ -65,7 +65,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if !args.no_e2e {
         let artifacts = build::run(&build::BuildArgs::default())?;
         let mut cmd = cargo();
-        cmd.args(["test", "-p", "berth-e2e"])
+        cmd.args(["test", "--no-fail-fast", "-p", "berth-e2e"])
             .env(
                 "BERTH_OUT",
                 artifacts.vmlinuz.parent().unwrap_or(&layout::out_dir()),

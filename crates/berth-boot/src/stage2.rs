@@ -23,6 +23,10 @@ pub fn run() -> ! {
         report_config(&loaded);
         prepare_system(&loaded);
         if loaded.config.berth.system_docker.exec {
+            // Threads do not survive exec: coldplug now.
+            if let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
+                berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
+            }
             exec_system_docker(&loaded)
         } else {
             supervisor::run(&loaded)
@@ -104,6 +108,27 @@ fn prepare_system(loaded: &Loaded) {
     raise_nofile_limit();
 }
 
+/// Drivers for the hardware present, in the background: System Docker does not need them,
+/// and the network service, the first that does, starts seconds later.
+pub fn start_coldplug() {
+    let spawned = std::thread::Builder::new().name("coldplug".into()).spawn(|| {
+        let step = log::uptime();
+        let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) else {
+            return;
+        };
+        let report = berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
+        tracing::info!(
+            "coldplug: {} modules for {} devices ({:.2}s)",
+            report.loaded.len(),
+            report.modaliases,
+            log::uptime() - step
+        );
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start coldplug: {e}");
+    }
+}
+
 fn load_modules(config: &berth_config::Config) {
     let step = log::uptime();
     let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
@@ -114,7 +139,6 @@ fn load_modules(config: &berth_config::Config) {
         }
     };
     let mut loader = berth_kmod::KernelModuleLoader;
-    let report = berth_kmod::coldplug(&index, &mut loader, Path::new("/sys"));
     // Container networking and storage: load them now rather than on first use.
     let mut wanted: Vec<(String, String)> = [
         "overlay",
@@ -136,8 +160,7 @@ fn load_modules(config: &berth_config::Config) {
         }
     }
     tracing::info!(
-        "modules: {} loaded by coldplug, {} requested ({:.2}s)",
-        report.loaded.len(),
+        "modules: {} requested ({:.2}s)",
         wanted.len(),
         log::uptime() - step
     );

@@ -90,6 +90,8 @@ pub fn run(loaded: &Loaded) -> ! {
     if let Err(e) = set.thread_block() {
         tracing::error!("cannot block signals: {e}");
     }
+    // After blocking: the thread inherits the mask, so signals still reach the signalfd.
+    crate::stage2::start_coldplug();
     let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(fd) => Some(fd),
         Err(e) => {

@@ -293,7 +293,7 @@ fn vm_file_datasource_with_broken_user_data() {
     );
     let report = check(&m, "cloud-init report", m.run("cat /run/berth/cloud-init.json"));
     assert!(
-        report.contains("\"file\""),
+        report.contains("\"name\": \"file:/var/lib/berth/seed/user-data\""),
         "not from the file datasource: {report}"
     );
     let _ = m.ssh("sudo poweroff");

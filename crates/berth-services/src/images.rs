@@ -83,22 +83,45 @@ pub fn archive_files(entries: &[ManifestEntry]) -> Vec<String> {
     files.into_iter().collect()
 }
 
-/// Load what is missing; returns the tags loaded.
+/// Load what is missing, in one request; returns the tags loaded.
 pub async fn ensure(docker: &Docker, dir: &Path) -> Result<Vec<String>, ImageError> {
     let entries = read_manifest(dir)?;
     let need = missing(docker, &entries).await;
     if need.is_empty() {
         return Ok(Vec::new());
     }
+    load(docker, dir, &need, &archive_files(&need)).await?;
+    verify(docker, &need).await
+}
+
+async fn verify(docker: &Docker, need: &[ManifestEntry]) -> Result<Vec<String>, ImageError> {
+    let still = missing(docker, need).await;
+    if !still.is_empty() {
+        let tags: Vec<String> = still.iter().flat_map(|e| e.repo_tags.clone()).collect();
+        return Err(ImageError::Load(format!(
+            "still missing after loading: {}",
+            tags.join(", ")
+        )));
+    }
+    Ok(need.iter().flat_map(|e| e.repo_tags.clone()).collect())
+}
+
+/// One `docker load` request for `entries`, with the archive holding `files`.
+async fn load(
+    docker: &Docker,
+    dir: &Path,
+    entries: &[ManifestEntry],
+    files: &[String],
+) -> Result<(), ImageError> {
     let manifest = serde_json::to_vec(
-        &need
+        &entries
             .iter()
             .map(|e| serde_json::json!({"Config": e.config, "RepoTags": e.repo_tags, "Layers": e.layers}))
             .collect::<Vec<_>>(),
     )
     .map_err(|e| ImageError::Load(e.to_string()))?;
     let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let stream = TarStream::spawn(dir.to_path_buf(), manifest, archive_files(&need), failure.clone());
+    let stream = TarStream::spawn(dir.to_path_buf(), manifest, files.to_vec(), failure.clone());
     // The engine only sees a broken stream; say what broke it.
     let cause = move |e: String| -> ImageError {
         match failure.lock().ok().and_then(|f| f.clone()) {
@@ -121,15 +144,102 @@ pub async fn ensure(docker: &Docker, dir: &Path) -> Result<Vec<String>, ImageErr
             Err(e) => return Err(cause(e.to_string())),
         }
     }
-    let still = missing(docker, &need).await;
-    if !still.is_empty() {
-        let tags: Vec<String> = still.iter().flat_map(|e| e.repo_tags.clone()).collect();
-        return Err(ImageError::Load(format!(
-            "still missing after loading: {}",
-            tags.join(", ")
-        )));
+    Ok(())
+}
+
+/// What is still being loaded, for services to wait on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GateState {
+    /// Tags not loaded yet.
+    pub pending: BTreeSet<String>,
+    /// Loading is over (done or failed): stop waiting.
+    pub finished: bool,
+}
+
+/// Images loaded in the background while services start: a service whose image is still
+/// coming waits for it rather than failing.
+pub struct ImageGate {
+    tx: tokio::sync::watch::Sender<GateState>,
+}
+
+impl ImageGate {
+    pub fn new(pending: impl IntoIterator<Item = String>) -> Self {
+        let state = GateState {
+            pending: pending.into_iter().collect(),
+            finished: false,
+        };
+        ImageGate {
+            tx: tokio::sync::watch::Sender::new(state),
+        }
     }
-    Ok(need.into_iter().flat_map(|e| e.repo_tags).collect())
+
+    /// Whether `tag` is still to come.
+    pub fn is_pending(&self, tag: &str) -> bool {
+        let state = self.tx.borrow();
+        !state.finished && state.pending.contains(tag)
+    }
+
+    /// Wait until `tag` is loaded or loading is over.
+    pub async fn wait_for(&self, tag: &str) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|s| s.finished || !s.pending.contains(tag)).await;
+    }
+
+    fn loaded(&self, tags: &[String]) {
+        self.tx.send_modify(|s| {
+            for t in tags {
+                s.pending.remove(t);
+            }
+        });
+    }
+
+    pub fn finish(&self) {
+        self.tx.send_modify(|s| s.finished = true);
+    }
+}
+
+/// The missing images, each in its own request, in the order services need them (`order`
+/// lists tags, first needed first), so the first services start while the rest load. Layers
+/// an earlier request brought are left out of later archives (the engine has them).
+pub async fn ensure_in_order(
+    docker: &Docker,
+    dir: &Path,
+    need: Vec<ManifestEntry>,
+    present: &[ManifestEntry],
+    order: &[String],
+    gate: &ImageGate,
+) -> Result<Vec<String>, ImageError> {
+    let rank = |e: &ManifestEntry| {
+        e.repo_tags
+            .iter()
+            .filter_map(|t| order.iter().position(|o| o == t))
+            .min()
+            .unwrap_or(usize::MAX)
+    };
+    let mut need = need;
+    need.sort_by_key(rank);
+    let mut have: BTreeSet<String> = present.iter().flat_map(|e| e.layers.iter().cloned()).collect();
+    let mut loaded = Vec::new();
+    let result = async {
+        for entry in &need {
+            let one = std::slice::from_ref(entry);
+            let files: Vec<String> = archive_files(one)
+                .into_iter()
+                .filter(|f| !have.contains(f))
+                .collect();
+            if load(docker, dir, one, &files).await.is_err() {
+                // The engine may not have a layer after all: send the whole image.
+                load(docker, dir, one, &archive_files(one)).await?;
+            }
+            loaded.extend(verify(docker, one).await?);
+            have.extend(entry.layers.iter().cloned());
+            gate.loaded(&entry.repo_tags);
+        }
+        Ok(())
+    }
+    .await;
+    gate.finish();
+    result.map(|()| loaded)
 }
 
 /// Streaming a tar built from files on disk, without holding it in memory.

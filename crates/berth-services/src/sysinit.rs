@@ -128,28 +128,10 @@ pub async fn run_with(
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
 
-    let images_dir = endpoints.images_dir.as_path();
-    if images_dir.join("manifest.json").exists() {
-        let step = Instant::now();
-        match images::ensure(&docker, images_dir).await {
-            Ok(loaded_tags) if loaded_tags.is_empty() => tracing::info!("system images: all present"),
-            Ok(loaded_tags) => {
-                tracing::info!(
-                    "system images loaded: {} ({:.1}s)",
-                    loaded_tags.join(", "),
-                    step.elapsed().as_secs_f64()
-                );
-                report.images_loaded = loaded_tags;
-            }
-            Err(e) => {
-                problem(&e.to_string());
-                report.errors.push(e.to_string());
-            }
-        }
-        // Unmounting frees the images' memory when they came in the initramfs.
-        let _ = nix::mount::umount2(images_dir, nix::mount::MntFlags::MNT_DETACH);
-    }
-
+    // The system images load in the background, in the order the services need them; each
+    // service waits for its own image.
+    let images_dir = endpoints.images_dir.clone();
+    let (gate, loading) = start_loading(&docker, &images_dir, loaded, problem).await;
     let (mut system, mut user) = services_of(loaded);
     let make = |docker: &bollard::Docker, l: &Loaded, system_scope: bool| {
         Arc::new(Engine {
@@ -158,6 +140,7 @@ pub async fn run_with(
             system_scope,
             prestart: prestart.clone(),
             rerun_oneshots: endpoints.rerun_oneshots,
+            images: system_scope.then(|| gate.clone()),
         })
     };
     let mut done: BTreeSet<String> = BTreeSet::new();
@@ -180,10 +163,21 @@ pub async fn run_with(
                 first.iter().cloned().collect::<Vec<_>>().join(", ")
             );
             // Long-running services of the first phase read the configuration when they
-            // start (netconf): restart them so that they see the new one.
+            // start (netconf): restart those whose configuration changed. A service names
+            // the keys it reads in `io.berth.restart-on-change` (any change, without it).
             for (name, result, _) in &phase_results {
-                let detached = phase.get(name).is_some_and(graph::detached);
-                if detached && matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning)) {
+                let Some(spec) = phase.get(name) else { continue };
+                let changed = match spec.berth_label("restart-on-change") {
+                    Some(keys) => keys
+                        .split(',')
+                        .map(str::trim)
+                        .any(|k| berth_config::get(loaded, k) != berth_config::get(&again, k)),
+                    None => true,
+                };
+                if graph::detached(spec)
+                    && changed
+                    && matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning))
+                {
                     let _ = docker.restart_container(name, None).await;
                     tracing::info!("{name}: restarted for the new configuration");
                 }
@@ -206,6 +200,29 @@ pub async fn run_with(
     });
     record(&mut report, results, problem);
     tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
+    if let Some(loading) = loading {
+        let step = Instant::now();
+        match loading.await {
+            Ok(Ok(tags)) if !tags.is_empty() => {
+                tracing::info!(
+                    "system images loaded: {} ({:.1}s after the services were started)",
+                    tags.join(", "),
+                    step.elapsed().as_secs_f64()
+                );
+                report.images_loaded = tags;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                problem(&e.to_string());
+                report.errors.push(e.to_string());
+            }
+            Err(e) => report.errors.push(format!("loading the system images: {e}")),
+        }
+    }
+    // Unmounting frees the images' memory when they came in the initramfs.
+    if images_dir.join("manifest.json").exists() {
+        let _ = nix::mount::umount2(images_dir.as_path(), nix::mount::MntFlags::MNT_DETACH);
+    }
     let system_names: BTreeSet<String> = system.keys().cloned().collect();
 
     if engine_started {
@@ -231,6 +248,56 @@ pub async fn run_with(
         problem("user services were not started: the docker service is not running");
     }
     report
+}
+
+type Loading = tokio::task::JoinHandle<Result<Vec<String>, images::ImageError>>;
+
+/// Find the missing system images and start loading them, first needed first.
+async fn start_loading(
+    docker: &bollard::Docker,
+    dir: &std::path::Path,
+    loaded: &Loaded,
+    problem: &dyn Fn(&str),
+) -> (Arc<images::ImageGate>, Option<Loading>) {
+    if !dir.join("manifest.json").exists() {
+        return (Arc::new(images::ImageGate::new([])), None);
+    }
+    let entries = match images::read_manifest(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problem(&e.to_string());
+            return (Arc::new(images::ImageGate::new([])), None);
+        }
+    };
+    let need = images::missing(docker, &entries).await;
+    if need.is_empty() {
+        tracing::info!("system images: all present");
+        return (Arc::new(images::ImageGate::new([])), None);
+    }
+    let present: Vec<_> = entries.iter().filter(|e| !need.contains(e)).cloned().collect();
+    let gate = Arc::new(images::ImageGate::new(
+        need.iter().flat_map(|e| e.repo_tags.clone()),
+    ));
+    let order = image_order(loaded);
+    let (docker, dir, task_gate) = (docker.clone(), dir.to_path_buf(), gate.clone());
+    let task = tokio::spawn(async move {
+        images::ensure_in_order(&docker, &dir, need, &present, &order, &task_gate).await
+    });
+    (gate, Some(task))
+}
+
+/// The images of the system services, in start order.
+fn image_order(loaded: &Loaded) -> Vec<String> {
+    let (system, _) = services_of(loaded);
+    let env = Environment::new(&loaded.config.berth.environment);
+    let graph = ServiceGraph::new(&system);
+    let names = graph.start_order().unwrap_or_else(|_| graph.order.clone());
+    names
+        .iter()
+        .filter_map(|n| system.get(n))
+        .filter_map(|s| crate::spec::container_body("order", s, &env, true).ok())
+        .filter_map(|(body, _)| body.image)
+        .collect()
 }
 
 fn record(report: &mut Report, results: up::Results, problem: &dyn Fn(&str)) {
