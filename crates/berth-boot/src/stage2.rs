@@ -87,8 +87,14 @@ fn prepare_system(loaded: &Loaded) {
             key.replace('.', "/")
         };
         let path = Path::new("/proc/sys").join(rel);
-        if let Err(e) = std::fs::write(&path, value.to_string()) {
-            problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}"));
+        match std::fs::write(&path, value.to_string()) {
+            Ok(()) => {}
+            // Interface settings wait for their driver (coldplug runs later); cloud-init
+            // applies every sysctl again once the network is up, and reports what fails then.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!("sysctl {key}: not there yet; cloud-init applies it later");
+            }
+            Err(e) => problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}")),
         }
     }
     for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {

@@ -252,7 +252,6 @@ const COMPOSE_ONLY_KEYS: &[&str] = &[
     "mem_limit",
     "memswap_limit",
     "networks",
-    "ports",
     "security_opt",
     "shm_size",
     "stdin_open",

@@ -333,12 +333,30 @@ impl Layering {
                     let mut scratch = candidate.clone();
                     let mut next = Some(finding);
                     let mut rest_decodes = None;
+                    let mut taken: Vec<String> = Vec::new();
                     for _ in 0..MAX_ERRORS_PER_LAYER {
                         let Some(error) = next.take() else { break };
                         let removable =
                             error.loc.source == id && (error.loc.line > 0 || error.loc.column > 0);
-                        findings.push(error.clone());
-                        if !removable || !scratch.remove_at(error.loc) {
+                        // Taking out a bad required value makes its parent incomplete: that
+                        // follow-on error is not the user's, so it is not reported.
+                        let follow_on = !error.key.is_empty()
+                            && taken.iter().any(|t: &String| {
+                                t.strip_prefix(error.key.as_str())
+                                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                            });
+                        if !follow_on {
+                            findings.push(error.clone());
+                        }
+                        taken.push(error.key.clone());
+                        // By key path (exact); by position only when there is no key.
+                        let removed = removable
+                            && if error.key.is_empty() {
+                                scratch.remove_at(error.loc)
+                            } else {
+                                scratch.remove_path(&error.key)
+                            };
+                        if !removed {
                             break;
                         }
                         let (again, more) = decode::<Config>(&scratch, &|source| source == id);

@@ -82,11 +82,81 @@ pub(crate) enum Kind {
 }
 
 impl Node {
+    /// Remove the value at a dotted key path as diagnostics print it (`berth.ssh.port`,
+    /// `write_files[0].path`, `berth.sysctl.net.ipv4.ip_forward`: a key may itself hold dots,
+    /// so the longest key that exists wins at each level). Returns whether it was removed.
+    pub fn remove_path(&mut self, path: &str) -> bool {
+        let mut tokens: Vec<String> = Vec::new();
+        for part in path.split('.') {
+            let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+            tokens.push(name.to_string());
+            for index in rest.split('[') {
+                let index = index.trim_end_matches(']');
+                if !index.is_empty() {
+                    tokens.push(format!("[{index}]"));
+                }
+            }
+        }
+        tokens.retain(|t| !t.is_empty());
+        self.remove_tokens(&tokens)
+    }
+
+    fn remove_tokens(&mut self, tokens: &[String]) -> bool {
+        let Some(first) = tokens.first() else {
+            return false;
+        };
+        match &mut self.kind {
+            Kind::Seq(items) => {
+                let Some(i) = first
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<usize>().ok())
+                else {
+                    return false;
+                };
+                if i >= items.len() {
+                    return false;
+                }
+                if tokens.len() == 1 {
+                    items.remove(i);
+                    return true;
+                }
+                items[i].remove_tokens(&tokens[1..])
+            }
+            Kind::Map(map) => {
+                // The longest run of tokens that names a key (keys may contain dots).
+                for n in (1..=tokens.len()).rev() {
+                    if tokens[..n].iter().any(|t| t.starts_with('[')) {
+                        continue;
+                    }
+                    let key = tokens[..n].join(".");
+                    if !map.contains_key(&key) {
+                        continue;
+                    }
+                    if n == tokens.len() {
+                        map.shift_remove(&key);
+                        return true;
+                    }
+                    if map.get_mut(&key).is_some_and(|v| v.remove_tokens(&tokens[n..])) {
+                        return true;
+                    }
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Remove the value (map entry or list item) that sits at `loc`, anywhere below this
-    /// node. Returns whether something was removed.
+    /// node: the deepest one, because a map made for a dotted key (`berth.ssh.port=x` on the
+    /// kernel command line) shares the position of the value under it, and only that value
+    /// is wrong. Returns whether something was removed.
     pub fn remove_at(&mut self, loc: Loc) -> bool {
         match &mut self.kind {
             Kind::Map(map) => {
+                if map.values_mut().any(|v| v.remove_at(loc)) {
+                    return true;
+                }
                 if let Some(key) = map
                     .iter()
                     .find(|(_, v)| v.loc == loc || v.key_loc == loc)
@@ -95,14 +165,17 @@ impl Node {
                     map.shift_remove(&key);
                     return true;
                 }
-                map.values_mut().any(|v| v.remove_at(loc))
+                false
             }
             Kind::Seq(items) => {
+                if items.iter_mut().any(|v| v.remove_at(loc)) {
+                    return true;
+                }
                 if let Some(i) = items.iter().position(|v| v.loc == loc) {
                     items.remove(i);
                     return true;
                 }
-                items.iter_mut().any(|v| v.remove_at(loc))
+                false
             }
             _ => false,
         }

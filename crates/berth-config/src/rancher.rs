@@ -61,11 +61,11 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ("group", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
         "graph",
-        Unsupported("the user engine's data root is /var/lib/docker on the state partition"),
+        Unsupported("the user engine's data root is /var/lib/user-docker (on the state partition)"),
     ),
     (
         "data_root",
-        Unsupported("the user engine's data root is /var/lib/docker on the state partition"),
+        Unsupported("the user engine's data root is /var/lib/user-docker (on the state partition)"),
     ),
     ("exec_root", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("pid_file", Unsupported(NOT_AN_ENGINE_OPTION)),
@@ -117,11 +117,15 @@ const SYSTEM_DOCKER_OPTS: &[(&str, Rule)] = &[
     ("environment", Unsupported(NOT_AN_ENGINE_OPTION)),
     (
         "registry_mirror",
-        Unsupported("System Docker never pulls: its images come with the release"),
+        Unsupported(
+            "System Docker's own options are fixed; Berth's images come with the release (other images of system services are pulled from their registry)",
+        ),
     ),
     (
         "insecure_registry",
-        Unsupported("System Docker never pulls: its images come with the release"),
+        Unsupported(
+            "System Docker's own options are fixed; Berth's images come with the release (other images of system services are pulled from their registry)",
+        ),
     ),
     (
         "tls",
@@ -271,7 +275,7 @@ const RANCHER: &[(&str, Rule)] = &[
     ),
     (
         "http_load_retries",
-        Unsupported("Berth loads nothing over HTTP at boot but datasources"),
+        Unsupported("datasources and image pulls retry on their own schedule"),
     ),
     ("resize_device", Unsupported(NOT_YET)),
     ("restart_services", Unsupported(NOT_YET)),

@@ -254,12 +254,16 @@ fn the_kernel_command_line_is_the_top_layer() {
 }
 
 #[test]
-fn a_bad_cmdline_value_skips_the_cmdline_layer_only() {
+fn a_bad_cmdline_value_is_dropped_and_the_good_ones_apply() {
     let m = Machine::new();
     m.local("hostname: local");
     let loaded = m.load("berth.ssh.port=99999 berth.debug");
     assert_eq!(loaded.config.hostname.as_ref().unwrap().as_str(), "local");
-    assert!(!loaded.config.berth.debug);
+    assert!(
+        loaded.config.berth.debug,
+        "the good parameter was dropped with the bad one"
+    );
+    assert_eq!(loaded.config.berth.ssh.port.get(), 22);
     assert_eq!(
         loaded.diagnostics[0].to_string(),
         "error: kernel command line: berth.ssh.port: 99999 is not a port number (1-65535)"
@@ -312,4 +316,39 @@ fn a_bad_kernel_parameter_drops_only_itself() {
         "the bad value is not reported: {:?}",
         loaded.diagnostics
     );
+}
+
+#[test]
+fn a_bad_first_kernel_parameter_keeps_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = berth_config::ConfigPaths::under(dir.path());
+    std::fs::create_dir_all(&paths.conf_dir).unwrap();
+    std::fs::write(
+        paths.local(),
+        "berth:\n  ssh:\n    port: 2222\n  modules: [nbd]\n",
+    )
+    .unwrap();
+    for line in [
+        "berth.debug=maybe berth.autologin=ttyS0",
+        "berth.autologin=ttyS0 berth.ssh.daemon=maybe",
+    ] {
+        let loaded = berth_config::load(&paths, &berth_config::KernelCmdline::parse(line));
+        assert_eq!(
+            loaded.config.berth.ssh.port.get(),
+            2222,
+            "{line}: {:?}",
+            loaded.diagnostics
+        );
+        let modules: Vec<&str> = loaded.config.berth.modules.iter().map(|m| m.name()).collect();
+        assert_eq!(modules, ["nbd"], "{line}");
+        let autologin: Vec<&str> = loaded.config.berth.autologin.iter().map(|t| t.as_str()).collect();
+        assert_eq!(autologin, ["ttyS0"], "{line}");
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == berth_config::Severity::Error),
+            "{line}"
+        );
+    }
 }

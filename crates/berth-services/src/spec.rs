@@ -131,6 +131,8 @@ pub fn container_body(
         }
         let key = format!("{container}/{proto}");
         exposed.push(key.clone());
+        // A bare container port is published on a port the engine picks, as compose does.
+        let host_port = Some(host_port.unwrap_or(""));
         if let Some(host) = host_port {
             bindings
                 .entry(key)
@@ -349,7 +351,12 @@ mod tests {
             (b[0].host_ip.as_deref(), b[0].host_port.as_deref()),
             (Some("127.0.0.1"), Some("5353"))
         );
-        assert!(!bindings.contains_key("9000/tcp"));
+        let b = bindings["9000/tcp"].as_ref().unwrap();
+        assert_eq!(
+            b[0].host_port.as_deref(),
+            Some(""),
+            "a bare port gets a port the engine picks"
+        );
         assert!(
             container_body(
                 "s",

@@ -206,34 +206,51 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     Ok(Outcome::Exited(code))
 }
 
-/// Pull a missing image (services may name registry images); returns its ID.
+/// Pull a missing image (services may name registry images); returns its ID. Tried three
+/// times: the network may still be coming up when a service starts.
 async fn pull(docker: &Docker, image: &str) -> Result<String, String> {
-    let (repo, tag) = match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-        Some((r, t)) => (r.to_string(), t.to_string()),
-        None => (image.to_string(), "latest".to_string()),
-    };
-    tracing::info!("pulling {repo}:{tag}");
-    let options = bollard::query_parameters::CreateImageOptions {
-        from_image: Some(repo.clone()),
-        tag: Some(tag.clone()),
-        ..Default::default()
-    };
-    let mut stream = docker.create_image(Some(options), None, None);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(message) = info.error_detail.and_then(|d| d.message) {
-                    return Err(message);
-                }
-            }
-            Err(e) => return Err(e.to_string()),
+    // `repo@sha256:...` pulls by digest; `repo:tag`, or `repo` for latest.
+    let (repo, tag) = if image.contains('@') {
+        (image.to_string(), None)
+    } else {
+        match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((r, t)) => (r.to_string(), Some(t.to_string())),
+            None => (image.to_string(), Some("latest".to_string())),
         }
+    };
+    let mut last = String::new();
+    for attempt in 1..=3u64 {
+        tracing::info!("pulling {image} (attempt {attempt})");
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(repo.clone()),
+            tag: tag.clone(),
+            ..Default::default()
+        };
+        let mut stream = docker.create_image(Some(options), None, None);
+        let mut failed = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                        failed = Some(message);
+                    }
+                }
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        match failed {
+            None => {
+                return docker
+                    .inspect_image(image)
+                    .await
+                    .map(|i| i.id.unwrap_or_default())
+                    .map_err(|e| e.to_string());
+            }
+            Some(e) => last = e,
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2 * attempt)).await;
     }
-    docker
-        .inspect_image(image)
-        .await
-        .map(|i| i.id.unwrap_or_default())
-        .map_err(|e| e.to_string())
+    Err(last)
 }
 
 async fn create(
