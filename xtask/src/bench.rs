@@ -25,10 +25,14 @@ pub enum BenchWhat {
         /// Boots of each kind (the median is reported)
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Guest memory in MiB
-        #[arg(long, default_value_t = 512)]
+        /// Guest memory in MiB for the timed boots and the floor (the floor unpacks the whole
+        /// engine into RAM, so it needs 1 GiB)
+        #[arg(long, default_value_t = 1024)]
         memory: u32,
-        /// Also try one boot with this little memory (0: skip)
+        /// Memory of the boot whose idle memory is measured (kernel + initrd)
+        #[arg(long, default_value_t = 512)]
+        small_memory: u32,
+        /// Memory of one boot from the ISO (0: skip)
         #[arg(long, default_value_t = 384)]
         low_memory: u32,
         /// Seconds to wait after User Docker is ready before reading idle memory
@@ -47,9 +51,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchWhat::Boot {
             runs,
             memory,
+            small_memory,
             low_memory,
             idle_after,
-        } => boot(*runs, *memory, *low_memory, *idle_after),
+        } => boot(*runs, *memory, *small_memory, *low_memory, *idle_after),
         BenchWhat::Config { runs } => config(*runs),
     }
 }
@@ -89,25 +94,53 @@ struct BerthRun {
     cloud_init_ms: Option<f64>,
 }
 
+enum Kind<'a> {
+    /// Kernel + initrd, optionally with a state disk.
+    Kernel(Option<&'a Path>),
+    /// The ISO as a CD (its OS image stays on the CD).
+    Iso,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn berth_boot(
     a: &build::Artifacts,
     dir: &Path,
     key: &Path,
     public: &str,
     memory: u32,
+    kind: Kind<'_>,
     idle: Option<u64>,
-    n: usize,
+    name: &str,
 ) -> Result<BerthRun> {
-    // The key goes on the kernel command line: no datasource is present, so the run also shows
-    // what probing for absent datasources costs.
-    let mut vm = Vm::new(Boot::Kernel {
-        vmlinuz: a.vmlinuz.clone(),
-        initrd: a.initrd.clone(),
-        append: format!("console=ttyS0,115200n8 panic=10 cc.ssh_authorized_keys=\"{public}\""),
-    });
+    let mut vm = match kind {
+        // The key goes on the kernel command line: no datasource is present, so the run also
+        // shows what probing for absent datasources costs.
+        Kind::Kernel(state) => {
+            let mut vm = Vm::new(Boot::Kernel {
+                vmlinuz: a.vmlinuz.clone(),
+                initrd: a.initrd.clone(),
+                append: format!("console=ttyS0,115200n8 panic=10 cc.ssh_authorized_keys=\"{public}\""),
+            });
+            vm.disks.extend(state.map(Path::to_path_buf));
+            vm
+        }
+        // The ISO's default entry has no place for a key: give it through NoCloud.
+        Kind::Iso => {
+            let mut vm = Vm::new(Boot::Cdrom(a.iso.clone()));
+            let seed = dir.join(format!("{name}-cidata.iso"));
+            qemu::make_cidata(
+                &dir.join(format!("{name}-cidata")),
+                &format!("#cloud-config\nssh_authorized_keys:\n  - {public}\n"),
+                "instance-id: bench\n",
+                &seed,
+            )?;
+            vm.cidata = Some(seed);
+            vm
+        }
+    };
     vm.memory_mib = memory;
-    let m = Machine::start(&format!("berth-{memory}-{n}"), vm, dir, key)?;
-    let limit = Duration::from_secs(600);
+    let m = Machine::start(name, vm, dir, key)?;
+    let limit = Duration::from_secs(300);
     let mut ssh = None;
     let mut system_docker = None;
     let deadline = Instant::now() + limit;
@@ -149,7 +182,12 @@ fn berth_boot(
     }
     let problems = berth_e2e::console_problems(&m.console());
     if !problems.is_empty() {
-        bail!("boot {n} showed problems on the console: {problems:?}");
+        bail!("boot {name} showed problems on the console: {problems:?}");
+    }
+    if user_docker.is_some() {
+        // A clean poweroff: a state disk must be consistent for the next boot.
+        let _ = m.ssh("sudo poweroff");
+        let _ = m.wait_exit(Duration::from_secs(120));
     }
     Ok(BerthRun {
         system_docker,
@@ -212,7 +250,11 @@ fn floor_initrd(a: &build::Artifacts, work: &Path) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn boot(runs: usize, memory: u32, low_memory: u32, idle_after: u64) -> Result<()> {
+fn secs(t: Option<f64>) -> Option<f64> {
+    t.map(|t| (t * 10.0).round() / 10.0)
+}
+
+fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after: u64) -> Result<()> {
     crate::host::ensure(&[crate::host::Purpose::Build, crate::host::Purpose::Boot])?;
     let a = build::run(&build::BuildArgs::default())?;
     let work = layout::work_dir();
@@ -221,15 +263,25 @@ fn boot(runs: usize, memory: u32, low_memory: u32, idle_after: u64) -> Result<()
     let (key, public) = qemu::ssh_key(&dir)?;
     let floor = floor_initrd(&a, &work)?;
 
+    // Timed boots from RAM (kernel + initrd, no disk: the images load at every boot).
     let mut berth = Vec::new();
     for n in 0..runs {
-        let r = berth_boot(&a, &dir, &key, &public, memory, (n == 0).then_some(idle_after), n)?;
+        let r = berth_boot(
+            &a,
+            &dir,
+            &key,
+            &public,
+            memory,
+            Kind::Kernel(None),
+            None,
+            &format!("berth-{memory}-{n}"),
+        )?;
         eprintln!(
             "berth run {}: System Docker {:?}s, ssh {:?}s, User Docker {:?}s",
             n + 1,
-            r.system_docker.map(|t| (t * 10.0).round() / 10.0),
-            r.ssh.map(|t| (t * 10.0).round() / 10.0),
-            r.user_docker.map(|t| (t * 10.0).round() / 10.0)
+            secs(r.system_docker),
+            secs(r.ssh),
+            secs(r.user_docker)
         );
         berth.push(r);
     }
@@ -240,22 +292,70 @@ fn boot(runs: usize, memory: u32, low_memory: u32, idle_after: u64) -> Result<()
             initrd: floor.clone(),
             append: "console=ttyS0,115200n8 panic=10 quiet".into(),
         });
-        // The floor unpacks the whole engine into RAM: give it room (it is a time reference).
         vm.memory_mib = memory.max(1024);
         let m = Machine::start(&format!("floor-{n}"), vm, &dir, &key)?;
-        let t = when_console(&m, "FLOOR-DOCKER-READY", Duration::from_secs(600));
-        eprintln!(
-            "floor run {}: docker info {:?}s",
-            n + 1,
-            t.map(|t| (t * 10.0).round() / 10.0)
-        );
-        if let Some(t) = t {
-            floor_times.push(t);
-        }
+        let t = when_console(&m, "FLOOR-DOCKER-READY", Duration::from_secs(300));
+        eprintln!("floor run {}: docker info {:?}s", n + 1, secs(t));
+        floor_times.extend(t);
     }
+    // An installed machine: a state disk that already holds the images (second boot).
+    let disk = dir.join("state.img");
+    let _ = std::fs::remove_file(&disk);
+    qemu::make_ext4_disk(&disk, 4096, "BERTH_STATE")?;
+    berth_boot(
+        &a,
+        &dir,
+        &key,
+        &public,
+        memory,
+        Kind::Kernel(Some(&disk)),
+        None,
+        "state-first",
+    )?;
+    let installed = berth_boot(
+        &a,
+        &dir,
+        &key,
+        &public,
+        memory,
+        Kind::Kernel(Some(&disk)),
+        None,
+        "state-second",
+    )?;
+    eprintln!(
+        "with a state disk (second boot): User Docker {:?}s",
+        secs(installed.user_docker)
+    );
+    // Small memory: does it come up, and what does it use when idle?
+    let small = berth_boot(
+        &a,
+        &dir,
+        &key,
+        &public,
+        small_memory,
+        Kind::Kernel(None),
+        Some(idle_after),
+        &format!("berth-{small_memory}"),
+    )?;
+    eprintln!(
+        "{small_memory} MiB: User Docker {:?}s, idle {:?} MiB used",
+        secs(small.user_docker),
+        small.idle_used_mib.map(|m| m.round())
+    );
     let low = if low_memory > 0 {
-        let r = berth_boot(&a, &dir, &key, &public, low_memory, None, 99)?;
-        Some((low_memory, r.user_docker))
+        let r = berth_boot(
+            &a,
+            &dir,
+            &key,
+            &public,
+            low_memory,
+            Kind::Iso,
+            None,
+            &format!("iso-{low_memory}"),
+        );
+        let t = r.ok().and_then(|r| r.user_docker);
+        eprintln!("{low_memory} MiB from the ISO: User Docker {:?}s", secs(t));
+        Some((low_memory, t))
     } else {
         None
     };
@@ -264,14 +364,13 @@ fn boot(runs: usize, memory: u32, low_memory: u32, idle_after: u64) -> Result<()
     let user_docker = pick(&|r| r.user_docker);
     let floor_median = median(floor_times.clone());
     let ratio = match (user_docker, floor_median) {
-        (Some(b), Some(f)) if f > 0.0 => Some(b / f),
+        (Some(b), Some(f)) if f > 0.0 => Some((b / f * 100.0).round() / 100.0),
         _ => None,
     };
     let mib = |b: u64| (b as f64 / 1048576.0 * 10.0).round() / 10.0;
     let result = json!({
         "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
-        "accelerator": "tcg",
-        "memory_mib": memory,
+        "accelerator": if qemu::use_kvm() { "kvm" } else { "tcg" },
         "runs": runs,
         "sizes_mib": {
             "iso": mib(size(&a.iso)),
@@ -281,17 +380,32 @@ fn boot(runs: usize, memory: u32, low_memory: u32, idle_after: u64) -> Result<()
             "os_image": mib(size(&a.os_img)),
             "system_images": mib(size(&a.images_img)),
         },
-        "berth_seconds": {
-            "system_docker_ready": pick(&|r| r.system_docker),
-            "ssh_ready": pick(&|r| r.ssh),
-            "user_docker_ready": user_docker,
-            "all_user_docker_ready": berth.iter().map(|r| r.user_docker).collect::<Vec<_>>(),
+        "from_ram_seconds": {
+            "memory_mib": memory,
+            "system_docker_ready": secs(pick(&|r| r.system_docker)),
+            "ssh_ready": secs(pick(&|r| r.ssh)),
+            "user_docker_ready": secs(user_docker),
+            "all_user_docker_ready": berth.iter().map(|r| secs(r.user_docker)).collect::<Vec<_>>(),
+            "cloud_init_without_datasource_ms": pick(&|r| r.cloud_init_ms),
         },
-        "floor_seconds": { "docker_ready": floor_median, "all": floor_times, "memory_mib": memory.max(1024) },
+        "floor_seconds": {
+            "memory_mib": memory.max(1024),
+            "docker_ready": secs(floor_median),
+            "all": floor_times.iter().map(|t| secs(Some(*t))).collect::<Vec<_>>(),
+        },
         "ratio_user_docker_to_floor": ratio,
-        "idle_memory_used_mib": pick(&|r| r.idle_used_mib),
-        "cloud_init_without_datasource_ms": pick(&|r| r.cloud_init_ms),
-        "low_memory": low.map(|(m, t)| json!({"memory_mib": m, "user_docker_ready": t})),
+        "with_state_disk_seconds": {
+            "system_docker_ready": secs(installed.system_docker),
+            "ssh_ready": secs(installed.ssh),
+            "user_docker_ready": secs(installed.user_docker),
+        },
+        "small_memory": {
+            "memory_mib": small_memory,
+            "user_docker_ready": secs(small.user_docker),
+            "idle_memory_used_mib": small.idle_used_mib.map(|m| m.round()),
+            "cloud_init_without_datasource_ms": small.cloud_init_ms,
+        },
+        "low_memory_iso": low.map(|(m, t)| json!({"memory_mib": m, "user_docker_ready": secs(t)})),
     });
     let path = layout::out_dir().join("bench.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&result)?)?;

@@ -85,24 +85,36 @@ fn services_of(loaded: &Loaded) -> (IndexMap<String, ServiceSpec>, IndexMap<Stri
         .partition(|(_, s)| graph::scope(s) == Scope::System)
 }
 
-/// The services marked `reloadconfig` and everything they wait for: brought up first, then
-/// the configuration is read again (cloud-init saved new user-data) for everything else.
+/// The first phase: every service that does not wait, directly or not, for a service marked
+/// `reloadconfig` (cloud-init). They start at once; after the reload point has run, the
+/// configuration is read again and the services after it start from the new one. A service
+/// of the first phase that reads configuration names those keys in `io.berth.restart-on-change`
+/// and is restarted when they changed.
 pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
     let graph = ServiceGraph::new(system);
-    let mut phase: BTreeSet<String> = BTreeSet::new();
-    let mut todo: Vec<String> = system
+    let points: BTreeSet<String> = system
         .iter()
         .filter(|(_, s)| graph::label_bool(s, "reloadconfig") == Some(true))
         .map(|(n, _)| n.clone())
         .collect();
+    if points.is_empty() {
+        return BTreeSet::new();
+    }
+    // Everything downstream of a reload point waits for the new configuration.
+    let mut downstream: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = points.iter().cloned().collect();
     while let Some(name) = todo.pop() {
-        if phase.insert(name.clone())
-            && let Some(deps) = graph.deps.get(&name)
-        {
-            todo.extend(deps.iter().cloned());
+        for dependant in graph.dependants(&name) {
+            if downstream.insert(dependant.clone()) {
+                todo.push(dependant);
+            }
         }
     }
-    phase
+    system
+        .keys()
+        .filter(|n| !downstream.contains(*n))
+        .cloned()
+        .collect()
 }
 
 /// Load the missing system images into System Docker, bring the system services up there,
