@@ -194,6 +194,15 @@ pub async fn run_with(
                     tracing::info!("{name}: restarted for the new configuration");
                 }
             }
+            // Files from the new configuration reach the containers already running.
+            let refreshed = make(&docker, &again, true);
+            for (name, result, _) in &phase_results {
+                if matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning))
+                    && let Err(e) = up::upload_files(&refreshed, name).await
+                {
+                    problem(&e.to_string());
+                }
+            }
             (system, user) = services_of(&again);
         }
         done.extend(first.iter().cloned());

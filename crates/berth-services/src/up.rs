@@ -157,19 +157,7 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     }
     // Not only into new containers: a kept one would otherwise hold the files of the boot
     // that created it.
-    if let Some(tar) = (engine.prestart)(name) {
-        docker
-            .upload_to_container(
-                name,
-                Some(UploadToContainerOptions {
-                    path: "/".to_string(),
-                    ..Default::default()
-                }),
-                bollard::body_full(tar.into()),
-            )
-            .await
-            .map_err(|e| engine_err("writing files into the container", e))?;
-    }
+    upload_files(engine, name).await?;
     if graph::create_only(service) {
         return Ok(Outcome::Created);
     }
@@ -204,6 +192,29 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         });
     }
     Ok(Outcome::Exited(code))
+}
+
+/// Write the `Prestart` files of `name` into its container (created or running).
+pub async fn upload_files(engine: &Engine, name: &str) -> Result<(), UpError> {
+    let Some(tar) = (engine.prestart)(name) else {
+        return Ok(());
+    };
+    engine
+        .docker
+        .upload_to_container(
+            name,
+            Some(UploadToContainerOptions {
+                path: "/".to_string(),
+                ..Default::default()
+            }),
+            bollard::body_full(tar.into()),
+        )
+        .await
+        .map_err(|e| UpError::Engine {
+            service: name.to_string(),
+            action: "writing files into the container",
+            message: e.to_string(),
+        })
 }
 
 /// Pull a missing image (services may name registry images); returns its ID. Tried three
