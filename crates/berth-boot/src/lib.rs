@@ -10,6 +10,7 @@ pub mod log;
 pub mod loopdev;
 pub mod medium;
 pub mod mounts;
+pub mod oem;
 pub mod power;
 pub mod problems;
 pub mod process;

@@ -1,7 +1,7 @@
 //! Stage 2, on the real root: the effective configuration, all kernel modules, hostname and
 //! sysctls, then System Docker and the services, and PID 1's supervision loop.
 
-use crate::{VERSION, log, problems, recovery, supervisor, system_docker};
+use crate::{VERSION, log, oem, problems, recovery, supervisor, system_docker};
 use berth_config::{ConfigPaths, KernelCmdline, Loaded, Severity};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,12 +14,25 @@ const MODPROBE: &str = "/usr/sbin/modprobe";
 pub fn run() -> ! {
     let result = std::panic::catch_unwind(|| {
         let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
+        // The kernel loads filesystem modules (the OEM partition's) through Berth's modprobe.
+        let _ = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE);
+        let oem = mount_oem(&cmdline);
         let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
         log::init("init", loaded.config.berth.debug);
         if let Err(e) = log::attach_file(Path::new("/var/log/boot/init.log")) {
             tracing::warn!("cannot write /var/log/boot/init.log: {e}");
         }
         tracing::info!("Berth {VERSION} init: stage 2 (real root)");
+        match oem {
+            Ok(Some(plan)) => tracing::info!(
+                "OEM partition {} ({}) mounted read-only on {}",
+                plan.device.path.display(),
+                plan.fstype,
+                oem::MOUNT_POINT
+            ),
+            Ok(None) => {}
+            Err(e) => problems::report(Path::new("/"), &e),
+        }
         report_config(&loaded);
         prepare_system(&loaded);
         if loaded.config.berth.system_docker.exec {
@@ -37,6 +50,15 @@ pub fn run() -> ! {
         Err(_) => "init panicked in stage 2 (a bug: please report it with the log above)".to_string(),
     };
     recovery::enter(&reason)
+}
+
+/// Mount the OEM partition before the configuration is computed: its `oem-config.yml` is a
+/// layer. Where to look comes from the layers that exist already (the built-in defaults, the
+/// state partition's, the kernel command line); their diagnostics are reported by the full load.
+fn mount_oem(cmdline: &KernelCmdline) -> Result<Option<oem::Plan>, String> {
+    let early = berth_config::load(&ConfigPaths::system(), cmdline);
+    let settings = &early.config.berth.oem;
+    oem::mount(settings.dev.as_str(), &settings.fstype)
 }
 
 /// Log every configuration diagnostic; errors also go to the console banner.
@@ -64,7 +86,6 @@ fn prepare_system(loaded: &Loaded) {
     ) {
         tracing::warn!("cannot make / a shared mount: {e}");
     }
-    let _ = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE);
     load_modules(config);
     let hostname = config.effective_hostname();
     if let Err(e) = nix::unistd::sethostname(hostname.as_str()) {

@@ -28,12 +28,18 @@ pub enum StateDecision {
 
 /// The references to look for: the configured one, and RancherOS's label as an alias of ours.
 pub fn candidates(configured: &str) -> Vec<DeviceSpec> {
+    with_rancher_alias(configured, "STATE")
+}
+
+/// `configured`, and when it is Berth's default label `BERTH_<KIND>`, RancherOS's
+/// `RANCHER_<KIND>` after it: disks prepared for RancherOS keep working.
+pub fn with_rancher_alias(configured: &str, kind: &str) -> Vec<DeviceSpec> {
     let mut specs = Vec::new();
     if let Some(spec) = DeviceSpec::parse(configured) {
         specs.push(spec);
     }
-    if configured == "LABEL=BERTH_STATE" {
-        specs.push(DeviceSpec::Label("RANCHER_STATE".into()));
+    if configured == format!("LABEL=BERTH_{kind}") {
+        specs.push(DeviceSpec::Label(format!("RANCHER_{kind}")));
     }
     specs
 }
@@ -95,11 +101,12 @@ pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn dev(name: &str) -> BlockDevice {
+    /// A whole disk named `name` (the OEM tests share it).
+    pub(crate) fn dev(name: &str) -> BlockDevice {
         BlockDevice {
             name: name.into(),
             path: PathBuf::from(format!("/dev/{name}")),

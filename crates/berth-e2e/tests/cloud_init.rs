@@ -1,7 +1,7 @@
 //! Issue #3 in the booted image: each datasource kind delivers a config that is applied, a
 //! broken configuration still boots to a reachable console with the error shown, a value set
 //! with `berth config set` survives a reboot, and `write_files` with `container:` lands in
-//! that container.
+//! that container. An OEM partition's layer reaches the machine and the CLI.
 
 mod common;
 
@@ -281,11 +281,42 @@ fn vm_file_datasource_with_broken_user_data() {
     let mut vm = env.kernel_vm(&format!(
         "berth.cloud_init.datasources=[file:/var/lib/berth/seed/user-data] cc.ssh_authorized_keys=\"{key}\""
     ));
+    // A vendor's OEM partition, labelled as RancherOS's were, with a RancherOS-style layer:
+    // with the user-data broken, its hostname is the one that applies.
+    let oem = vfat_with(
+        &env.dir,
+        "oem.img",
+        "RANCHER_OEM",
+        &[(
+            "oem-config.yml",
+            "#cloud-config\nhostname: oem-host\nrancher:\n  sysctl:\n    vm.max_map_count: 262145\n",
+        )],
+    );
     vm.disks.push(state);
+    vm.disks.push(oem);
     let m = env.start("file", vm);
     check(&m, "boot to ssh despite the broken user-data", m.wait_ssh(BOOT));
     let hostname = check(&m, "hostname", m.run("hostname"));
-    assert_ne!(hostname.trim(), "never", "the broken user-data was applied");
+    assert_eq!(
+        hostname.trim(),
+        "oem-host",
+        "the OEM layer's hostname is not applied (and the broken user-data's must not be)"
+    );
+    let sysctl = check(&m, "OEM sysctl", m.run("cat /proc/sys/vm/max_map_count"));
+    assert_eq!(
+        sysctl.trim(),
+        "262145",
+        "the OEM layer's rancher.sysctl is not applied"
+    );
+    let layer = check(
+        &m,
+        "OEM layer in the CLI",
+        m.run("sudo berth config get hostname; grep ' /run/berth/oem ' /proc/mounts"),
+    );
+    assert!(
+        layer.contains("oem-host") && layer.contains(" ro,"),
+        "the CLI does not see the OEM layer, or it is not mounted read-only:\n{layer}"
+    );
     let issue = check(&m, "banner", m.run("cat /etc/issue"));
     assert!(
         issue.contains("cloud-init:") && issue.contains(":3:"),
