@@ -41,6 +41,7 @@ mod interpolate;
 mod load;
 mod merge;
 mod node;
+mod pending;
 mod rancher;
 pub mod schema;
 mod yaml;

@@ -307,6 +307,7 @@ impl Layering {
         node: Node,
         mut findings: Vec<Finding>,
     ) -> LayerStatus {
+        findings.extend(crate::pending::findings(&node));
         let mut candidate = self.state.clone();
         merge(&mut candidate, node, Markers::Resolve, "", &mut findings);
         let mut ok = !findings.iter().any(|f| f.severity == Severity::Error);

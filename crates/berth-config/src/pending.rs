@@ -1,0 +1,169 @@
+//! Settings the schema accepts but Berth does not act on yet. A layer that sets one gets a
+//! warning with the key path and position, so nothing is dropped silently (RancherOS users'
+//! oldest complaint); the value is kept, and applies once Berth grows the feature.
+
+use crate::diagnostic::Finding;
+use crate::node::{Kind, Node};
+
+const STATIC_NETWORK: &str = "static network configuration is not applied yet: this interface \
+                              gets no address unless it also says `dhcp: true`";
+
+/// Key patterns (`*` matches any one map key) and why each is not applied.
+const NOT_APPLIED: &[(&str, &str)] = &[
+    ("berth.network.interfaces.*.address", STATIC_NETWORK),
+    ("berth.network.interfaces.*.addresses", STATIC_NETWORK),
+    ("berth.network.interfaces.*.gateway", STATIC_NETWORK),
+    ("berth.network.interfaces.*.gateway_ipv6", STATIC_NETWORK),
+    (
+        "berth.network.interfaces.*.mtu",
+        "setting the MTU is not supported yet: the interface keeps its driver's or the DHCP server's",
+    ),
+    (
+        "berth.state.autoformat",
+        "Berth never formats a disk yet: prepare the state disk with `mkfs.ext4 -L BERTH_STATE`",
+    ),
+    (
+        "berth.state.fstype",
+        "the state partition's filesystem is detected; this setting is not used yet",
+    ),
+    (
+        "berth.docker.tls",
+        "the user engine listens on its Unix socket only; TLS is not supported yet",
+    ),
+    (
+        "berth.ssh.keys",
+        "host keys are generated and kept in /var/lib/berth/ssh/ on the state disk; \
+         supplying them is not supported yet",
+    ),
+    (
+        "berth.registry_auths",
+        "registry credentials are not supported yet: pulls are anonymous",
+    ),
+];
+
+/// Whether a value says something beyond the defaults (the defaults layer sets some of these
+/// keys to their empty values).
+fn is_set(key: &str, node: &Node) -> bool {
+    match &node.kind {
+        Kind::Null => false,
+        Kind::Bool(b) => *b,
+        Kind::Str(s) => !(s.is_empty() || (key == "fstype" && s == "auto")),
+        Kind::Seq(items) => !items.is_empty(),
+        Kind::Map(map) => !map.is_empty(),
+        _ => true,
+    }
+}
+
+/// Warnings for the not-yet-applied settings a layer's tree sets, and for interfaces matched by
+/// MAC address.
+pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (pattern, why) in NOT_APPLIED {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        visit(layer, &segments, String::new(), &mut |path, node| {
+            let key = path.rsplit('.').next().unwrap_or_default();
+            if is_set(key, node) {
+                out.push(Finding::warning(node.report_loc(), path, *why));
+            }
+        });
+    }
+    let mac = |path: &str, name: &str, node: &Node| {
+        (name.starts_with("mac=")).then(|| {
+            Finding::warning(
+                node.report_loc(),
+                path,
+                format!(
+                    "matching interfaces by MAC address ({name}) is not supported yet: \
+                     the setting matches no interface; use the interface name"
+                ),
+            )
+        })
+    };
+    let interfaces = ["berth", "network", "interfaces", "*"];
+    visit(layer, &interfaces, String::new(), &mut |path, node| {
+        let name = path.rsplit('.').next().unwrap_or_default();
+        out.extend(mac(&path, name, node));
+        if let Some(m) = node.as_map().and_then(|m| m.get("match"))
+            && let Some(text) = m.as_str()
+        {
+            out.extend(mac(&format!("{path}.match"), text, m));
+        }
+    });
+    out
+}
+
+fn visit(node: &Node, segments: &[&str], path: String, found: &mut dyn FnMut(String, &Node)) {
+    let Some((first, rest)) = segments.split_first() else {
+        found(path, node);
+        return;
+    };
+    let Some(map) = node.as_map() else { return };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    if *first == "*" {
+        for (key, child) in map {
+            visit(child, rest, join(key), found);
+        }
+    } else if let Some(child) = map.get(*first) {
+        visit(child, rest, join(first), found);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Severity, validate_text};
+
+    fn warnings(text: &str) -> Vec<String> {
+        validate_text(text, "test.yml")
+            .into_iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn static_addresses_are_reported_where_they_are_written() {
+        let got = warnings(
+            "#cloud-config\nberth:\n  network:\n    interfaces:\n      eth0:\n        address: 192.0.2.10/24\n        gateway: 192.0.2.1\n",
+        );
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].contains("test.yml:6:") && got[0].contains("berth.network.interfaces.eth0.address"),
+            "{got:#?}"
+        );
+        assert!(got[0].contains("not applied yet"), "{got:#?}");
+        assert!(
+            got[1].contains("berth.network.interfaces.eth0.gateway"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn rancher_keys_are_reported_under_their_berth_path() {
+        let got = warnings(
+            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",
+        );
+        assert!(
+            got.iter()
+                .any(|w| w.contains("MAC address") && w.contains("mac=52:54:00:12:34:56")),
+            "{got:#?}"
+        );
+        assert!(got.iter().any(|w| w.contains("berth.ssh.keys")), "{got:#?}");
+        // The key's value is a secret: the warning names the key, never the value.
+        assert!(got.iter().all(|w| !w.contains(": x")), "{got:#?}");
+    }
+
+    #[test]
+    fn defaults_and_plain_dhcp_say_nothing() {
+        let defaults =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../os/defaults.yml")).unwrap();
+        assert_eq!(warnings(&defaults), Vec::<String>::new());
+        let dhcp = "berth:\n  network:\n    interfaces:\n      eth0: {dhcp: true}\n  state:\n    fstype: auto\n    autoformat: []\n";
+        assert_eq!(warnings(dhcp), Vec::<String>::new());
+    }
+}
