@@ -1,5 +1,7 @@
 //! The container part of the shutdown: user containers first (through User Docker), then the
-//! user engine, the other system services, and the console last.
+//! user engine, the other system services, and the console last. User containers are stopped
+//! by their engine as it shuts down, or one by one through its API first when the engine would
+//! leave them running (live-restore).
 
 use crate::{Sockets, client, graph};
 use bollard::Docker;
@@ -38,6 +40,14 @@ async fn answers(docker: &Docker) -> Result<(), String> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {}s", PING_LIMIT.as_secs())),
+    }
+}
+
+/// Whether the engine keeps its containers running when it stops (`--live-restore`).
+async fn live_restore(docker: &Docker) -> bool {
+    match tokio::time::timeout(PING_LIMIT, docker.info()).await {
+        Ok(Ok(info)) => info.live_restore_enabled.unwrap_or(false),
+        _ => false,
     }
 }
 
@@ -106,6 +116,22 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
             .into_iter()
             .partition(|(_, n)| n == graph::USER_ENGINE_SERVICE);
         let (console, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, n)| n == "console");
+        // 0. A user engine with live-restore (`berth.docker.extra_args`) leaves its
+        // containers running when it stops; they would only meet the final SIGKILL. Stop
+        // them through its API first, each with its own grace period.
+        if let Some(user) = &user
+            && live_restore(user).await
+        {
+            let containers = running(user).await;
+            if !containers.is_empty() {
+                report.push(format!(
+                    "User Docker runs with live-restore, which leaves containers running when it \
+                     stops: stopping its {} running containers first",
+                    containers.len()
+                ));
+                stop_set(user, &containers, &mut report).await;
+            }
+        }
         // 1. The user engine: dockerd stops its own containers as it shuts down. Stopped that
         // way (not one by one through the API, which marks them stopped by hand), containers
         // with `--restart unless-stopped` or `always` come back at the next boot.

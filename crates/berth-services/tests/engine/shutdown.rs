@@ -121,6 +121,40 @@ fn containers_stop_in_order_user_engine_services_console() {
 }
 
 #[test]
+fn a_live_restore_user_engine_has_its_containers_stopped_first() {
+    let system_engine = Dockerd::start();
+    let user_engine = Dockerd::start_with(&["--live-restore"]);
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        let user = engine_with_busybox(&user_engine).await;
+        bring_up(&system, &sleepers(&["docker", "console"], "system"), true).await;
+        bring_up(&user, &sleepers(&["web"], "user"), false).await;
+        let sockets = Sockets {
+            system: system_engine.socket(),
+            user: user_engine.socket(),
+        };
+        let report = stop_all_in(&sockets, Duration::from_secs(60), None).await;
+        assert!(!is_running(&user, "web").await, "{report:#?}");
+        let first = report
+            .iter()
+            .position(|l| l.contains("live-restore") && l.contains("stopping its 1 running containers first"))
+            .unwrap_or_else(|| panic!("the live-restore stop is not reported: {report:#?}"));
+        let web = position(&report, "stopped web");
+        let docker = position(&report, "stopped docker");
+        assert!(first < web && web < docker, "{report:#?}");
+        // Stopped with SIGTERM (the container traps it and exits 0), not killed.
+        let exit = user
+            .inspect_container("web", None)
+            .await
+            .unwrap()
+            .state
+            .unwrap()
+            .exit_code;
+        assert_eq!(exit, Some(0), "{report:#?}");
+    });
+}
+
+#[test]
 fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
     let system_engine = Dockerd::start();
     // PID 1 of the container ignores SIGTERM: only SIGKILL, after the grace period, stops it.

@@ -102,6 +102,11 @@ impl Dockerd {
     /// Start a private engine and wait until it answers. Panics, naming what is missing or
     /// what the daemon said, when it cannot.
     pub fn start() -> Dockerd {
+        Self::start_with(&[])
+    }
+
+    /// [`Dockerd::start`] with more daemon flags.
+    pub fn start_with(extra: &[&str]) -> Dockerd {
         let (containerd_bin, dockerd_bin) = require_engine();
         // containerd's shims outlive the processes that start them; as a subreaper the test
         // process becomes their parent and can reap them (PID 1 may not).
@@ -165,6 +170,10 @@ impl Dockerd {
             "--userland-proxy=false".into(),
             "--log-level=warn".into(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let dockerd_log = t.join("dockerd.log");
         let child = spawn(&dockerd_bin, &args, &dockerd_log)
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", dockerd_bin.display()));
