@@ -102,6 +102,34 @@ pub fn init(name: &'static str, debug: bool) {
 }
 
 /// Start writing to `path` too (appending), including what was logged so far.
+/// A boot log larger than this when init starts becomes `NAME.1` (replacing the one before)
+/// and a new one starts: the logs that grow at every boot keep at most about twice this.
+pub const ROTATE_AT: u64 = 4 << 20;
+
+/// Rotate the logs under `var_log` that are appended to at every boot (`boot/*.log` and
+/// `system-docker.log`), before anything writes to them. Returns the ones rotated.
+pub fn rotate_boot_logs(var_log: &Path, limit: u64) -> Vec<std::path::PathBuf> {
+    let mut files = vec![var_log.join("system-docker.log")];
+    if let Ok(entries) = std::fs::read_dir(var_log.join("boot")) {
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log")),
+        );
+    }
+    files.sort();
+    files
+        .into_iter()
+        .filter(|f| std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file() && m.len() > limit))
+        .filter(|f| {
+            let mut old = f.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(f, old).is_ok()
+        })
+        .collect()
+}
+
 pub fn attach_file(path: &Path) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -128,4 +156,35 @@ pub fn detach_file() {
 /// notice), bypassing the line format.
 pub fn raw(text: &str) {
     let _ = BootWriter.write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod rotate_tests {
+    use super::rotate_boot_logs;
+
+    #[test]
+    fn only_large_boot_logs_are_rotated_and_the_previous_copy_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let var_log = dir.path();
+        std::fs::create_dir_all(var_log.join("boot")).unwrap();
+        let write = |name: &str, len: usize| std::fs::write(var_log.join(name), vec![b'x'; len]).unwrap();
+        write("boot/init.log", 200);
+        write("boot/init.log.1", 5);
+        write("boot/sysinit.log", 50);
+        write("system-docker.log", 300);
+        write("boot/notes.txt", 500);
+        let rotated = rotate_boot_logs(var_log, 100);
+        assert_eq!(
+            rotated,
+            [var_log.join("boot/init.log"), var_log.join("system-docker.log")]
+        );
+        let len = |name: &str| std::fs::metadata(var_log.join(name)).map(|m| m.len()).ok();
+        assert_eq!(len("boot/init.log"), None);
+        assert_eq!(len("boot/init.log.1"), Some(200));
+        assert_eq!(len("system-docker.log.1"), Some(300));
+        assert_eq!(len("boot/sysinit.log"), Some(50));
+        assert_eq!(len("boot/notes.txt"), Some(500));
+        // Nothing there at all (a first boot): nothing to do.
+        assert!(rotate_boot_logs(&var_log.join("none"), 100).is_empty());
+    }
 }

@@ -87,8 +87,18 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
             );
         }
     }
+    let rotated = log::rotate_boot_logs(&newroot.join("var/log"), log::ROTATE_AT);
     if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {
         tracing::warn!("cannot write the boot log: {e}");
+    }
+    for file in rotated {
+        let file = file.strip_prefix(newroot).unwrap_or(&file);
+        tracing::info!(
+            "/{} was over {} MiB: kept as {}.1",
+            file.display(),
+            log::ROTATE_AT >> 20,
+            file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        );
     }
     tracing::info!(
         "stage 1 done in {:.2}s; switching to the real root",
