@@ -53,11 +53,15 @@ pub fn read_manifest(dir: &Path) -> Result<Vec<ManifestEntry>, ImageError> {
     })
 }
 
-/// The entries whose tags System Docker does not have at the expected ID.
+/// The entries whose tags System Docker does not have at the expected ID (an untagged entry:
+/// whose image ID it does not have).
 pub async fn missing(docker: &Docker, entries: &[ManifestEntry]) -> Vec<ManifestEntry> {
     let mut out = Vec::new();
     for entry in entries {
         let mut present = true;
+        if entry.repo_tags.is_empty() {
+            present = docker.inspect_image(&entry.image_id()).await.is_ok();
+        }
         for tag in &entry.repo_tags {
             match docker.inspect_image(tag).await {
                 Ok(image) if image.id.as_deref() == Some(entry.image_id().as_str()) => {}

@@ -83,6 +83,24 @@ fn missing_images_are_loaded_and_present_ones_are_not() {
 }
 
 #[test]
+fn an_untagged_image_is_missing_until_loaded() {
+    let dockerd = Dockerd::start();
+    let dir = dockerd.scratch("untagged");
+    let mut untagged = Image::busybox("");
+    untagged.label = "untagged".into();
+    let ids = archive::write(&dir, &[untagged]);
+    let id = &ids[0].1;
+    block_on(async {
+        let docker = dockerd.client();
+        let entries = images::read_manifest(&dir).unwrap();
+        assert_eq!(images::missing(&docker, &entries).await.len(), 1);
+        images::ensure(&docker, &dir).await.unwrap();
+        assert_eq!(image_id(&docker, id).await.as_ref(), Some(id));
+        assert!(images::missing(&docker, &entries).await.is_empty());
+    });
+}
+
+#[test]
 fn a_broken_archive_is_a_clear_error() {
     let dockerd = Dockerd::start();
     block_on(async {

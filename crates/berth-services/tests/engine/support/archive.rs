@@ -175,7 +175,8 @@ pub fn write(dir: &Path, images: &[Image]) -> Vec<(String, String)> {
         std::fs::write(dir.join(format!("{config_digest}.json")), &config).unwrap();
         manifest.push(serde_json::json!({
             "Config": format!("{config_digest}.json"),
-            "RepoTags": [image.tag],
+            // An empty tag: an untagged image.
+            "RepoTags": if image.tag.is_empty() { vec![] } else { vec![image.tag.clone()] },
             "Layers": layer_paths,
         }));
         ids.push((image.tag.clone(), format!("sha256:{config_digest}")));
