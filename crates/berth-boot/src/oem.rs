@@ -2,7 +2,9 @@
 //! (label `BERTH_OEM`, or RancherOS's `RANCHER_OEM`; `berth.oem.dev` names another). Stage 2
 //! mounts it read-only on `/run/berth/oem` before it computes the configuration, so its
 //! `oem-config.yml` is the layer just above the built-in defaults, at boot and for the CLI.
-//! No OEM partition costs nothing; one that cannot be mounted is reported and boot goes on.
+//! No OEM partition costs next to nothing; one that cannot be mounted is reported and boot
+//! goes on. `berth.oem.dev=none` turns the layer off: whoever can attach a disk labelled
+//! `BERTH_OEM` can otherwise add configuration (services, commands, keys) to the machine.
 
 use berth_blockdev::{BlockDevice, FsInfo};
 use nix::mount::MsFlags;
@@ -27,7 +29,17 @@ pub fn plan(
     devices: &[BlockDevice],
     probe: &dyn Fn(&BlockDevice) -> Option<FsInfo>,
 ) -> Result<Option<Plan>, String> {
-    for spec in crate::state::with_rancher_alias(dev, "OEM") {
+    if matches!(dev.trim(), "" | "none") {
+        return Ok(None);
+    }
+    let specs = crate::state::with_rancher_alias(dev, "OEM");
+    if specs.is_empty() {
+        return Err(format!(
+            "berth.oem.dev {dev:?} names no device Berth can find: use LABEL=, UUID= or a /dev \
+             path (or none to use no OEM partition)"
+        ));
+    }
+    for spec in specs {
         let Some(found) = berth_blockdev::resolve_with(&spec, devices, probe) else {
             continue;
         };
@@ -127,5 +139,15 @@ mod tests {
             plan("LABEL=BERTH_OEM", "auto", &[dev("vda")], &|_| None).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn none_turns_it_off_and_an_unusable_reference_is_an_error() {
+        let devices = [dev("vdb")];
+        let probe = labelled("vfat", "BERTH_OEM");
+        assert_eq!(plan("none", "auto", &devices, &probe).unwrap(), None);
+        assert_eq!(plan("", "auto", &devices, &probe).unwrap(), None);
+        let err = plan("PARTLABEL=oem", "auto", &devices, &probe).unwrap_err();
+        assert!(err.contains("PARTLABEL=oem") && err.contains("LABEL="), "{err}");
     }
 }

@@ -65,8 +65,9 @@ fn lookup<'a>(value: &'a Value, parts: &[String]) -> Option<&'a Value> {
 /// Set one key in the local file. `raw_value_yaml` is typed as YAML (`22`, `true`,
 /// `[a, b]`, `{dhcp: true}`); `null` or an empty value removes the key from the local file.
 /// A key ending in `+` appends (`ssh_authorized_keys+`). Nothing is written if the key is
-/// unknown or the result would be invalid.
-pub fn set(paths: &ConfigPaths, key: &str, raw_value_yaml: &str) -> Result<(), ConfigError> {
+/// unknown or the result would be invalid. Returns the warnings about settings the local file
+/// now holds that Berth accepts but does not apply yet.
+pub fn set(paths: &ConfigPaths, key: &str, raw_value_yaml: &str) -> Result<Vec<Diagnostic>, ConfigError> {
     let path = key_path(key)?;
     let value = if raw_value_yaml.trim().is_empty() {
         Node::new(Kind::Null, Loc::default())
@@ -109,18 +110,29 @@ pub fn set(paths: &ConfigPaths, key: &str, raw_value_yaml: &str) -> Result<(), C
             diagnostics: outcome.diagnostics,
         });
     }
-    if let Some(warning) = outcome.diagnostics.iter().find(|d| {
-        d.severity == Severity::Warning
-            && d.key
-                .as_deref()
-                .is_some_and(|k| k == set_key || k.starts_with(&format!("{set_key}.")))
+    // Settings accepted but not applied yet are written, with their warning; any other
+    // warning about the key being set is an unknown key, and nothing is written.
+    let not_applied: std::collections::BTreeSet<String> = crate::pending::findings(&local)
+        .into_iter()
+        .map(|f| f.key)
+        .collect();
+    let (pending, others): (Vec<Diagnostic>, Vec<Diagnostic>) = outcome
+        .diagnostics
+        .into_iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .partition(|d| d.key.as_ref().is_some_and(|k| not_applied.contains(k)));
+    if let Some(warning) = others.iter().find(|d| {
+        d.key
+            .as_deref()
+            .is_some_and(|k| k == set_key || k.starts_with(&format!("{set_key}.")))
     }) {
         return Err(ConfigError::UnknownKey {
             key: warning.key.clone().unwrap_or_default(),
             hint: warning.message.clone(),
         });
     }
-    write_local(paths, &local)
+    write_local(paths, &local)?;
+    Ok(pending)
 }
 
 /// Merge a cloud-config text (YAML, `rancher:` keys accepted) into the local file. The text

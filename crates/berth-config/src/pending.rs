@@ -8,6 +8,8 @@ use crate::node::{Kind, Node};
 const STATIC_NETWORK: &str = "static network configuration is not applied yet: this interface \
                               gets no address unless it also says `dhcp: true`";
 
+const DOCKER_TLS: &str = "the user engine listens on its Unix socket only; TLS is not supported yet";
+
 /// Key patterns (`*` matches any one map key) and why each is not applied.
 const NOT_APPLIED: &[(&str, &str)] = &[
     ("berth.network.interfaces.*.address", STATIC_NETWORK),
@@ -26,10 +28,11 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "berth.state.fstype",
         "the state partition's filesystem is detected; this setting is not used yet",
     ),
-    (
-        "berth.docker.tls",
-        "the user engine listens on its Unix socket only; TLS is not supported yet",
-    ),
+    ("berth.docker.tls", DOCKER_TLS),
+    ("berth.docker.ca_cert", DOCKER_TLS),
+    ("berth.docker.ca_key", DOCKER_TLS),
+    ("berth.docker.server_cert", DOCKER_TLS),
+    ("berth.docker.server_key", DOCKER_TLS),
     (
         "berth.ssh.keys",
         "host keys are generated and kept in /var/lib/berth/ssh/ on the state disk; \
@@ -79,6 +82,23 @@ pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
             )
         })
     };
+    for device in ["berth.state.dev", "berth.oem.dev"] {
+        let segments: Vec<&str> = device.split('.').collect();
+        visit(layer, &segments, String::new(), &mut |path, node| {
+            if let Some(text) = node.as_str()
+                && (text.starts_with("PARTLABEL=") || text.starts_with("PARTUUID="))
+            {
+                out.push(Finding::warning(
+                    node.report_loc(),
+                    path,
+                    format!(
+                        "{text} cannot be resolved yet: no device will match; use LABEL=, UUID= \
+                         or a /dev path"
+                    ),
+                ));
+            }
+        });
+    }
     let interfaces = ["berth", "network", "interfaces", "*"];
     visit(layer, &interfaces, String::new(), &mut |path, node| {
         let name = path.rsplit('.').next().unwrap_or_default();
@@ -156,6 +176,23 @@ mod tests {
         assert!(got.iter().any(|w| w.contains("berth.ssh.keys")), "{got:#?}");
         // The key's value is a secret: the warning names the key, never the value.
         assert!(got.iter().all(|w| !w.contains(": x")), "{got:#?}");
+    }
+
+    #[test]
+    fn partition_references_and_tls_files_are_reported() {
+        let got = warnings(
+            "berth:\n  state:\n    dev: PARTLABEL=state\n  oem:\n    dev: PARTUUID=0b1c-01\n  docker:\n    server_key: KEY\n",
+        );
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(
+            got[0].contains("berth.docker.server_key") && !got[0].contains("KEY"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].contains("berth.state.dev") && got[1].contains("PARTLABEL=state"),
+            "{got:#?}"
+        );
+        assert!(got[2].contains("berth.oem.dev"), "{got:#?}");
     }
 
     #[test]

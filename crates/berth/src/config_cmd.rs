@@ -179,7 +179,8 @@ fn run(args: ConfigArgs) -> Result<i32, String> {
             }
         }
         ConfigCommand::Set { key, value } => {
-            berth_config::set(&paths, &key, &value).map_err(|e| e.to_string())?;
+            let warnings = berth_config::set(&paths, &key, &value).map_err(|e| e.to_string())?;
+            report(&warnings);
             eprintln!("{key} written to {}", paths.local().display());
             Ok(0)
         }

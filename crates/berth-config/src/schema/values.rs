@@ -519,7 +519,8 @@ impl<'de> Deserialize<'de> for SysctlValue {
     }
 }
 
-/// A block device: a `/dev/...` path, or `LABEL=`, `UUID=`, `PARTLABEL=`, `PARTUUID=`.
+/// A block device: a `/dev/...` path, or `LABEL=`, `UUID=`, `PARTLABEL=`, `PARTUUID=`; `none`
+/// for no device at all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceRef(String);
 
@@ -541,11 +542,11 @@ impl FromStr for DeviceRef {
             .iter()
             .any(|p| t.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
         let path = t.starts_with("/dev/") && t.len() > 5 && !t.contains("..");
-        if (tagged || path) && !t.contains(char::is_whitespace) {
+        if (tagged || path || t == "none") && !t.contains(char::is_whitespace) {
             Ok(DeviceRef(t.to_string()))
         } else {
             Err(format!(
-                "{} is not a device (a /dev/... path, or LABEL=, UUID=, PARTLABEL=, PARTUUID=)",
+                "{} is not a device (a /dev/... path, LABEL=, UUID=, PARTLABEL=, PARTUUID=, or none)",
                 shown(s)
             ))
         }
