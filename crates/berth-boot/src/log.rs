@@ -101,7 +101,6 @@ pub fn init(name: &'static str, debug: bool) {
     let _ = name;
 }
 
-/// Start writing to `path` too (appending), including what was logged so far.
 /// A boot log larger than this when init starts becomes `NAME.1` (replacing the one before)
 /// and a new one starts: the logs that grow at every boot keep at most about twice this.
 pub const ROTATE_AT: u64 = 4 << 20;
@@ -130,6 +129,7 @@ pub fn rotate_boot_logs(var_log: &Path, limit: u64) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Start writing to `path` too (appending), including what was logged so far.
 pub fn attach_file(path: &Path) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;

@@ -101,7 +101,17 @@ pub async fn ensure(docker: &Docker, dir: &Path) -> Result<Vec<String>, ImageErr
 async fn verify(docker: &Docker, need: &[ManifestEntry]) -> Result<Vec<String>, ImageError> {
     let still = missing(docker, need).await;
     if !still.is_empty() {
-        let tags: Vec<String> = still.iter().flat_map(|e| e.repo_tags.clone()).collect();
+        // Tags, or the image ID of an untagged entry.
+        let tags: Vec<String> = still
+            .iter()
+            .flat_map(|e| {
+                if e.repo_tags.is_empty() {
+                    vec![e.image_id()]
+                } else {
+                    e.repo_tags.clone()
+                }
+            })
+            .collect();
         return Err(ImageError::Load(format!(
             "still missing after loading: {}",
             tags.join(", ")
