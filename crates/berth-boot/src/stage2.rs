@@ -16,8 +16,7 @@ pub fn run() -> ! {
         let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
         // The kernel loads filesystem modules (the OEM partition's) through Berth's modprobe.
         let _ = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE);
-        let oem = mount_oem(&cmdline);
-        let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
+        let (oem, loaded) = mount_oem_and_load(&cmdline);
         log::init("init", loaded.config.berth.debug);
         if let Err(e) = log::attach_file(Path::new("/var/log/boot/init.log")) {
             tracing::warn!("cannot write /var/log/boot/init.log: {e}");
@@ -52,13 +51,19 @@ pub fn run() -> ! {
     recovery::enter(&reason)
 }
 
-/// Mount the OEM partition before the configuration is computed: its `oem-config.yml` is a
-/// layer. Where to look comes from the layers that exist already (the built-in defaults, the
-/// state partition's, the kernel command line); their diagnostics are reported by the full load.
-fn mount_oem(cmdline: &KernelCmdline) -> Result<Option<oem::Plan>, String> {
+/// Mount the OEM partition, then compute the configuration: its `oem-config.yml` is a layer.
+/// Where to look comes from the layers that exist already (the built-in defaults, the state
+/// partition's, the kernel command line); the configuration is read again only when an OEM
+/// partition was mounted.
+fn mount_oem_and_load(cmdline: &KernelCmdline) -> (Result<Option<oem::Plan>, String>, Loaded) {
     let early = berth_config::load(&ConfigPaths::system(), cmdline);
     let settings = &early.config.berth.oem;
-    oem::mount(settings.dev.as_str(), &settings.fstype)
+    let oem = oem::mount(settings.dev.as_str(), &settings.fstype);
+    let loaded = match oem {
+        Ok(Some(_)) => berth_config::load(&ConfigPaths::system(), cmdline),
+        _ => early,
+    };
+    (oem, loaded)
 }
 
 /// Log every configuration diagnostic; errors also go to the console banner.
