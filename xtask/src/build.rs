@@ -25,42 +25,24 @@ pub struct BuildArgs {
     pub refresh: bool,
 }
 
-/// What a build produced.
-pub struct Artifacts {
-    pub vmlinuz: PathBuf,
-    pub initrd: PathBuf,
-    pub slim_initrd: PathBuf,
-    pub iso: PathBuf,
-    pub os_img: PathBuf,
-    pub images_img: PathBuf,
-    pub manifest: PathBuf,
+/// What a build produced: the same layout the test harness reads.
+pub use berth_e2e::Artifacts;
+
+/// The artifacts of the last build, if one completed.
+pub fn existing() -> Option<Artifacts> {
+    let out = layout::out_dir();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path(&out)).ok()?).ok()?;
+    manifest["kernel"]["release"].as_str()?;
+    let a = Artifacts::at(&out);
+    [&a.vmlinuz, &a.initrd, &a.iso, &a.os_img]
+        .iter()
+        .all(|p| p.exists())
+        .then_some(a)
 }
 
-impl Artifacts {
-    /// The artifacts of the last build, if one completed.
-    pub fn existing() -> Option<Self> {
-        let out = layout::out_dir();
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).ok()?).ok()?;
-        manifest["kernel"]["release"].as_str()?;
-        let a = Self::at(&out);
-        [&a.vmlinuz, &a.initrd, &a.iso, &a.os_img]
-            .iter()
-            .all(|p| p.exists())
-            .then_some(a)
-    }
-
-    fn at(out: &Path) -> Self {
-        Self {
-            vmlinuz: out.join("vmlinuz"),
-            initrd: out.join("initrd.img"),
-            slim_initrd: out.join("work/initrd-slim.img"),
-            iso: out.join("berth.iso"),
-            os_img: out.join("work/os.img"),
-            images_img: out.join("work/images.img"),
-            manifest: out.join("manifest.json"),
-        }
-    }
+fn manifest_path(out: &Path) -> PathBuf {
+    out.join("manifest.json")
 }
 
 pub fn musl_available() -> bool {
@@ -826,6 +808,6 @@ fn write_manifest(
         "images": images,
         "packages": packages,
     });
-    std::fs::write(&a.manifest, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::write(manifest_path(&a.out), serde_json::to_vec_pretty(&manifest)?)?;
     Ok(())
 }

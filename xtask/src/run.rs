@@ -53,7 +53,7 @@ pub fn default_append(extra: &str) -> String {
 pub fn run(args: &RunArgs) -> Result<()> {
     crate::host::ensure(&[crate::host::Purpose::Boot])?;
     let artifacts = if args.no_build {
-        build::Artifacts::existing().context("no previous build: run without --no-build")?
+        build::existing().context("no previous build: run without --no-build")?
     } else {
         build::run(&build::BuildArgs::default())?
     };

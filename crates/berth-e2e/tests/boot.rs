@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{BOOT, check, env};
-use std::time::Duration;
+use common::{BOOT, check, env, poweroff, reboot};
 
 /// Kernel + initrd with a state disk: PID 1, the services, a user container with a published
 /// port, `docker rm -f` of everything, killing System Docker, a reboot that keeps the data, and
@@ -130,14 +129,7 @@ fn vm_kernel_initrd_with_state_disk() {
     );
 
     // Reboot: the machine comes back with the data on the state disk.
-    let mark = m.console().len();
-    let _ = m.ssh("sudo reboot");
-    check(
-        &m,
-        "second boot",
-        m.wait_console("stage 1 (initramfs)", mark, BOOT),
-    );
-    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
+    reboot(&m);
     let kept = check(
         &m,
         "data after reboot",
@@ -155,12 +147,8 @@ fn vm_kernel_initrd_with_state_disk() {
     );
 
     // poweroff ends QEMU.
-    let _ = m.ssh("sudo poweroff");
-    let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    assert!(status.success(), "QEMU exited with {status}");
-    let console = m.console();
-    assert!(console.contains("poweroff"), "no poweroff in the console log");
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
+    assert!(m.console().contains("poweroff"), "no poweroff in the console log");
 }
 
 /// `berth.system_docker.exec=true`: System Docker is PID 1, and reboot and poweroff still work.
@@ -179,16 +167,6 @@ fn vm_exec_mode() {
         m.run("sudo system-docker ps --format '{{.Names}}'"),
     );
     assert!(services.lines().any(|l| l == "console"), "{services}");
-    let mark = m.console().len();
-    let _ = m.ssh("sudo reboot");
-    check(
-        &m,
-        "boot after reboot",
-        m.wait_console("stage 1 (initramfs)", mark, BOOT),
-    );
-    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
-    let _ = m.ssh("sudo poweroff");
-    let status = check(&m, "poweroff in exec mode", m.wait_exit(Duration::from_secs(180)));
-    assert!(status.success(), "QEMU exited with {status}");
-    check(&m, "console scan", m.assert_clean_console());
+    reboot(&m);
+    poweroff(&m);
 }

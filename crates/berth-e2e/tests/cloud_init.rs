@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BOOT, check, env};
+use common::{BOOT, check, env, poweroff, reboot};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -159,14 +159,7 @@ fn vm_config_drive_state_layers_and_config_set() {
         "config set",
         m.run("sudo berth config set hostname set-by-admin"),
     );
-    let mark = m.console().len();
-    let _ = m.ssh("sudo reboot");
-    check(
-        &m,
-        "second boot",
-        m.wait_console("stage 1 (initramfs)", mark, BOOT),
-    );
-    check(&m, "ssh after reboot", m.wait_ssh(BOOT));
+    reboot(&m);
     assert_eq!(
         check(&m, "hostname after reboot", m.run("hostname")).trim(),
         "set-by-admin"
@@ -182,9 +175,7 @@ fn vm_config_drive_state_layers_and_config_set() {
         1,
         "runcmd ran again on the same instance: {ran:?}"
     );
-    let _ = m.ssh("sudo poweroff");
-    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
 }
 
 #[test]
@@ -216,9 +207,7 @@ fn vm_cloud_config_url_gzip_multipart() {
     assert_eq!(ran.trim(), "script-ran");
     let requests = std::fs::read_to_string(env.dir.join("requests.log")).unwrap_or_default();
     assert!(requests.contains("GET /user-data.gz"), "{requests}");
-    let _ = m.ssh("sudo poweroff");
-    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
 }
 
 #[test]
@@ -255,9 +244,7 @@ fn vm_ec2_metadata_service() {
         requests.contains("PUT /latest/api/token"),
         "IMDSv2 was not used: {requests}"
     );
-    let _ = m.ssh("sudo poweroff");
-    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
 }
 
 #[test]
@@ -327,7 +314,5 @@ fn vm_file_datasource_with_broken_user_data() {
         report.contains("\"name\": \"file:/var/lib/berth/seed/user-data\""),
         "not from the file datasource: {report}"
     );
-    let _ = m.ssh("sudo poweroff");
-    check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
 }

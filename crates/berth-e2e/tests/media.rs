@@ -4,7 +4,7 @@
 mod common;
 
 use berth_e2e::qemu::{Boot, Vm};
-use common::{BOOT, check, env};
+use common::{BOOT, check, env, poweroff};
 use std::time::Duration;
 
 #[test]
@@ -31,10 +31,7 @@ fn vm_iso_as_cdrom_bios() {
         cmdline.contains("berth.autologin=ttyS0"),
         "the default entry autologs in: {cmdline}"
     );
-    let _ = m.ssh("sudo poweroff");
-    let status = check(&m, "poweroff", m.wait_exit(Duration::from_secs(180)));
-    assert!(status.success());
-    check(&m, "console scan", m.assert_clean_console());
+    poweroff(&m);
 }
 
 #[test]

@@ -89,3 +89,25 @@ pub fn check<T>(m: &Machine, what: &str, r: anyhow::Result<T>) -> T {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// `sudo reboot` over ssh; waits for the next boot's stage 1 and for ssh to answer again.
+#[allow(dead_code)] // not every test binary reboots
+pub fn reboot(m: &Machine) {
+    let mark = m.console().len();
+    let _ = m.ssh("sudo reboot");
+    check(
+        m,
+        "boot after reboot",
+        m.wait_console("stage 1 (initramfs)", mark, BOOT),
+    );
+    check(m, "ssh after reboot", m.wait_ssh(BOOT));
+}
+
+/// `sudo poweroff` over ssh: QEMU must exit successfully and the console log be clean.
+#[allow(dead_code)] // not every test binary powers off over ssh
+pub fn poweroff(m: &Machine) {
+    let _ = m.ssh("sudo poweroff");
+    let status = check(m, "poweroff", m.wait_exit(Duration::from_secs(180)));
+    assert!(status.success(), "QEMU exited with {status}");
+    check(m, "console scan", m.assert_clean_console());
+}

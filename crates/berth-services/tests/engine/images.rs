@@ -11,6 +11,17 @@ async fn image_id(docker: &Docker, tag: &str) -> Option<String> {
     docker.inspect_image(tag).await.ok().and_then(|i| i.id)
 }
 
+/// The `layer.tar` of an archive that holds one layer.
+fn only_layer(archive: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(archive)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().join("layer.tar").exists())
+        .unwrap()
+        .path()
+        .join("layer.tar")
+}
+
 fn two_images() -> Vec<Image> {
     let base = Image::busybox("berth-test/base:1");
     let mut app = Image::busybox("berth-test/app:1");
@@ -123,13 +134,7 @@ fn a_broken_archive_is_a_clear_error() {
         // engine's "unexpected EOF".
         let truncated = dockerd.scratch("truncated");
         archive::write(&truncated, &[Image::busybox("berth-test/truncated:1")]);
-        let layer = std::fs::read_dir(&truncated)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .find(|e| e.path().join("layer.tar").exists())
-            .unwrap()
-            .path()
-            .join("layer.tar");
+        let layer = only_layer(&truncated);
         std::fs::remove_file(&layer).unwrap();
         let err = images::ensure(&docker, &truncated).await.unwrap_err();
         assert!(matches!(err, ImageError::Load(_)), "{err:?}");
@@ -138,13 +143,7 @@ fn a_broken_archive_is_a_clear_error() {
         // A layer whose content does not match the config's diff ID: the engine refuses it.
         let corrupt = dockerd.scratch("corrupt");
         archive::write(&corrupt, &[Image::busybox("berth-test/corrupt:1")]);
-        let layer = std::fs::read_dir(&corrupt)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .find(|e| e.path().join("layer.tar").exists())
-            .unwrap()
-            .path()
-            .join("layer.tar");
+        let layer = only_layer(&corrupt);
         std::fs::write(&layer, archive::file_layer(&[("not/busybox", "x")])).unwrap();
         let err = images::ensure(&docker, &corrupt).await.unwrap_err();
         assert!(matches!(err, ImageError::Load(_)), "{err:?}");
