@@ -6,14 +6,12 @@
 //! that stops boot ends in a recovery shell on the console that says why.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod log;
+pub mod coldplug;
 pub mod loopdev;
 pub mod medium;
 pub mod mounts;
 pub mod oem;
 pub mod power;
-pub mod problems;
-pub mod process;
 pub mod recovery;
 pub mod root;
 pub mod shutdown;

@@ -127,7 +127,7 @@ pub fn helper_main(action: &str, timeout: Duration) -> i32 {
         eprintln!("shutdown-helper: unknown action {action}");
         return 2;
     };
-    crate::log::init("shutdown", false);
+    berth_runtime::log::init("shutdown", false);
     shutdown::arm_watchdog(action, timeout);
     let me = std::env::var("HOSTNAME").ok();
     shutdown::stop_containers(

@@ -2,7 +2,7 @@
 //! System Docker, then every remaining process; sync, unmount, `reboot(2)`. A watchdog forces
 //! the reboot if any step hangs past `berth.shutdown_timeout`.
 
-use crate::log;
+use berth_runtime::log;
 use nix::sys::reboot::{RebootMode, reboot};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -43,7 +43,23 @@ impl Action {
     }
 }
 
-/// Start the watchdog: after `timeout`, sync and reboot whatever is still running.
+/// `berth.shutdown_timeout`, never shorter than the containers need to stop (see
+/// [`berth_config::Config::shutdown_timeout`]); a shorter setting is reported.
+pub fn effective_timeout(loaded: &berth_config::Loaded) -> Duration {
+    let config = &loaded.config;
+    let timeout = config.shutdown_timeout();
+    if u64::from(config.berth.shutdown_timeout) < timeout.as_secs() {
+        tracing::warn!(
+            "berth.shutdown_timeout is {}s: {}s is used, so that the containers can stop",
+            config.berth.shutdown_timeout,
+            timeout.as_secs()
+        );
+    }
+    timeout
+}
+
+/// Start the watchdog: after `timeout`, make `/var` read-only (so the state partition's
+/// journal is clean), sync, and reboot whatever is still running.
 pub fn arm_watchdog(action: Action, timeout: Duration) {
     let _ = std::thread::Builder::new()
         .name("shutdown-watchdog".into())
@@ -54,9 +70,30 @@ pub fn arm_watchdog(action: Action, timeout: Duration) {
                 timeout.as_secs(),
                 action.name()
             );
+            log::detach_file();
+            nix::unistd::sync();
+            remount_var_read_only();
             nix::unistd::sync();
             let _ = reboot(action.mode());
         });
+}
+
+/// Stop writes to the state partition: a remount fails while files are open for writing, so
+/// the emergency remount (as SysRq-u does) is tried after the polite one.
+fn remount_var_read_only() {
+    use nix::mount::{MsFlags, mount};
+    let remount = |extra: MsFlags| {
+        mount(
+            None::<&str>,
+            "/var",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra,
+            None::<&str>,
+        )
+    };
+    if remount(MsFlags::empty()).is_err() && std::fs::write("/proc/sysrq-trigger", "u").is_err() {
+        tracing::warn!("/var could not be made read-only");
+    }
 }
 
 /// Stop every container through the engines' APIs (user containers first, console last).
@@ -155,13 +192,7 @@ pub fn finish(action: Action) -> ! {
         let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::empty());
     }
     // If /var is still busy, at least stop writes to it so the journal is clean.
-    let _ = nix::mount::mount(
-        None::<&str>,
-        "/var",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-        None::<&str>,
-    );
+    remount_var_read_only();
     nix::unistd::sync();
     tracing::info!("{}", action.name());
     let err = reboot(action.mode());

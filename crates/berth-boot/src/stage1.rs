@@ -3,8 +3,9 @@
 
 use crate::mounts::{self, MountSpec};
 use crate::state::StateDecision;
-use crate::{BootError, VERSION, log, loopdev, medium, problems, recovery, root, stage2};
+use crate::{BootError, VERSION, loopdev, medium, recovery, root, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
+use berth_runtime::{log, problems};
 use nix::mount::MsFlags;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

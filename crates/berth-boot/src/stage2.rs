@@ -1,8 +1,9 @@
 //! Stage 2, on the real root: the effective configuration, all kernel modules, hostname and
 //! sysctls, then System Docker and the services, and PID 1's supervision loop.
 
-use crate::{VERSION, log, oem, problems, recovery, supervisor, system_docker};
+use crate::{VERSION, oem, recovery, supervisor, system_docker};
 use berth_config::{ConfigPaths, KernelCmdline, Loaded, Severity};
+use berth_runtime::{log, problems};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
@@ -105,24 +106,7 @@ fn prepare_system(loaded: &Loaded) {
             h = hostname.as_str()
         ),
     );
-    for (key, value) in &config.berth.sysctl {
-        // `net.ipv4.ip_forward`, or the slash form for names with dots (`net/ipv4/conf/eth0.100/forwarding`).
-        let rel = if key.contains('/') {
-            key.to_string()
-        } else {
-            key.replace('.', "/")
-        };
-        let path = Path::new("/proc/sys").join(rel);
-        match std::fs::write(&path, value.to_string()) {
-            Ok(()) => {}
-            // Interface settings wait for their driver (coldplug runs later); cloud-init
-            // applies every sysctl again once the network is up, and reports what fails then.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!("sysctl {key}: not there yet; cloud-init applies it later");
-            }
-            Err(e) => problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}")),
-        }
-    }
+    apply_sysctls(Path::new("/proc/sys"), config);
     for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -138,27 +122,6 @@ fn prepare_system(loaded: &Loaded) {
     // Let PID 1 hear Ctrl-Alt-Del as SIGINT and reboot cleanly.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     raise_nofile_limit();
-}
-
-/// Drivers for the hardware present, in the background: System Docker does not need them,
-/// and the network service, the first that does, starts seconds later.
-pub fn start_coldplug() {
-    let spawned = std::thread::Builder::new().name("coldplug".into()).spawn(|| {
-        let step = log::uptime();
-        let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) else {
-            return;
-        };
-        let report = berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
-        tracing::info!(
-            "coldplug: {} modules for {} devices ({:.2}s)",
-            report.loaded.len(),
-            report.modaliases,
-            log::uptime() - step
-        );
-    });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start coldplug: {e}");
-    }
 }
 
 fn load_modules(config: &berth_config::Config) {
@@ -224,6 +187,29 @@ fn raise_nofile_limit() {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
 }
 
+/// Write `berth.sysctl` under `proc_sys`. Keys are [`berth_config::schema::values::SysctlKey`]s
+/// (no `..`, no absolute path: they name files below `/proc/sys` only), and files are never
+/// created: a setting the kernel does not have is a file that does not exist.
+pub fn apply_sysctls(proc_sys: &Path, config: &berth_config::Config) {
+    for (key, value) in &config.berth.sysctl {
+        let path = proc_sys.join(key.relative_path());
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.to_string().as_bytes()));
+        match written {
+            Ok(()) => {}
+            // Interface settings wait for their driver (coldplug runs later); cloud-init
+            // applies every sysctl again once the network is up, and reports what fails then.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!("sysctl {key}: not there yet; cloud-init applies it later");
+            }
+            Err(e) => problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}")),
+        }
+    }
+}
+
 /// `berth.system_docker.exec=true`: System Docker becomes PID 1, as in the original
 /// RancherOS. The service bring-up runs as its child, started first.
 fn exec_system_docker(loaded: &Loaded) -> ! {
@@ -231,12 +217,79 @@ fn exec_system_docker(loaded: &Loaded) -> ! {
     if let Err(e) = supervisor::spawn_sysinit(false) {
         problems::report(Path::new("/"), &format!("cannot start the service bring-up: {e}"));
     }
-    let args = system_docker::command_line(&loaded.config.berth.system_docker, loaded.config.berth.debug);
+    // System Docker's containerd starts first and stays this process's child across the
+    // exec (dockerd, now PID 1, reaps it); dockerd is pointed at it.
+    let pair = system_docker::engine_pair(&loaded.config.berth.system_docker, loaded.config.berth.debug);
+    let prepare = |cmd: &mut std::process::Command| {
+        cmd.env("PATH", system_docker::PATH);
+        berth_runtime::spawn::supervised(cmd);
+        berth_runtime::spawn::output_to(cmd, Path::new(system_docker::LOG));
+    };
+    if let Err(e) = berth_services::engine_pair::start_containerd(
+        &pair,
+        &prepare,
+        berth_services::engine_pair::CONTAINERD_WAIT,
+    ) {
+        recovery::enter(&format!("cannot start System Docker's containerd: {e}"));
+    }
+    let args = pair.dockerd_command_line();
     log::detach_file();
-    crate::process::unblock_all_signals();
+    berth_runtime::spawn::unblock_all_signals();
     let mut cmd = std::process::Command::new(&args[0]);
     cmd.args(&args[1..]).env("PATH", system_docker::PATH);
-    crate::process::output_to(&mut cmd, Path::new(system_docker::LOG));
+    berth_runtime::spawn::output_to(&mut cmd, Path::new(system_docker::LOG));
     let err = cmd.exec();
     recovery::enter(&format!("cannot exec System Docker ({}): {err}", args[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_config::{ConfigPaths, KernelCmdline};
+
+    fn from_cmdline(line: &str) -> berth_config::Loaded {
+        let root = tempfile::tempdir().unwrap();
+        berth_config::load(&ConfigPaths::under(root.path()), &KernelCmdline::parse(line))
+    }
+
+    #[test]
+    fn sysctl_keys_that_leave_proc_sys_are_refused_at_load() {
+        for bad in ["/etc/x", "a/../../etc/x", "net..ipv4", "../x"] {
+            let loaded = from_cmdline(&format!("berth.sysctl.{bad}=1 berth.sysctl.vm.swappiness=10"));
+            assert!(
+                loaded
+                    .config
+                    .berth
+                    .sysctl
+                    .keys()
+                    .all(|k| k.as_str() == "vm.swappiness"),
+                "{bad} was accepted: {:?}",
+                loaded.config.berth.sysctl
+            );
+            let said = loaded
+                .diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(said.contains("is not a sysctl name"), "{bad}: {said}");
+            // The good setting next to it is kept.
+            assert_eq!(loaded.config.berth.sysctl.len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sysctls_write_existing_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_sys = dir.path().join("proc/sys");
+        std::fs::create_dir_all(proc_sys.join("net/ipv4")).unwrap();
+        std::fs::write(proc_sys.join("net/ipv4/ip_forward"), "0").unwrap();
+        let loaded = from_cmdline("berth.sysctl.net.ipv4.ip_forward=1 berth.sysctl.kernel.made_up=1");
+        apply_sysctls(&proc_sys, &loaded.config);
+        assert_eq!(
+            std::fs::read_to_string(proc_sys.join("net/ipv4/ip_forward")).unwrap(),
+            "1"
+        );
+        assert!(!proc_sys.join("kernel").exists(), "a sysctl file was created");
+    }
 }

@@ -2,9 +2,10 @@
 //! with no bridge and no iptables (services use the host network).
 
 use berth_config::schema::berth::SystemDockerConfig;
+use berth_services::engine_pair::EnginePair;
 use std::path::Path;
 
-pub const SOCKET: &str = "/run/system-docker.sock";
+pub const SOCKET: &str = berth_runtime::paths::SYSTEM_DOCKER_SOCKET;
 pub const DATA_ROOT: &str = "/var/lib/system-docker";
 pub const EXEC_ROOT: &str = "/run/system-docker";
 pub const PIDFILE: &str = "/run/system-docker.pid";
@@ -13,10 +14,38 @@ pub const LOG: &str = "/var/log/system-docker.log";
 pub const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
 pub const PATH: &str = "/usr/lib/berth/engine/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The dockerd command line for System Docker (program first).
+/// System Docker as an engine unit: its own containerd, then dockerd pointed at it.
+pub fn engine_pair(config: &SystemDockerConfig, debug: bool) -> EnginePair {
+    EnginePair {
+        bin_dir: ENGINE_BIN.into(),
+        containerd_root: Path::new(DATA_ROOT).join("containerd/daemon"),
+        containerd_run: Path::new(EXEC_ROOT).join("containerd"),
+        dockerd_args: dockerd_flags(config, debug),
+        debug: config.debug || debug,
+    }
+}
+
+/// PID 1's child for System Docker: `berth engine`, which runs the unit (program first).
 pub fn command_line(config: &SystemDockerConfig, debug: bool) -> Vec<String> {
+    let pair = engine_pair(config, debug);
+    let mut args = vec![
+        "/usr/bin/berth".to_string(),
+        "engine".into(),
+        format!("--bin-dir={}", pair.bin_dir.display()),
+        format!("--containerd-root={}", pair.containerd_root.display()),
+        format!("--containerd-run={}", pair.containerd_run.display()),
+    ];
+    if pair.debug {
+        args.push("--debug".into());
+    }
+    args.push("--".into());
+    args.extend(pair.dockerd_args);
+    args
+}
+
+/// dockerd's flags for System Docker.
+pub fn dockerd_flags(config: &SystemDockerConfig, debug: bool) -> Vec<String> {
     let mut args: Vec<String> = vec![
-        format!("{ENGINE_BIN}/dockerd"),
         format!("--host=unix://{SOCKET}"),
         format!("--data-root={DATA_ROOT}"),
         format!("--exec-root={EXEC_ROOT}"),
@@ -57,7 +86,7 @@ mod tests {
     #[test]
     fn defaults_give_an_isolated_engine() {
         let config = berth_config::Config::default().berth.system_docker;
-        let args = command_line(&config, false);
+        let args = dockerd_flags(&config, false);
         for want in [
             "--host=unix:///run/system-docker.sock",
             "--data-root=/var/lib/system-docker",
@@ -69,7 +98,11 @@ mod tests {
             assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
         }
         assert!(!args.iter().any(|a| a == "--debug"));
-        assert_eq!(args[0], "/usr/lib/berth/engine/bin/dockerd");
+        // PID 1 runs the engine unit; dockerd gets the flags after `--`.
+        let unit = command_line(&config, false);
+        assert_eq!(&unit[..2], ["/usr/bin/berth", "engine"]);
+        let flags = unit.iter().position(|a| a == "--").unwrap();
+        assert_eq!(unit[flags + 1..], args[..]);
     }
 
     #[test]
@@ -77,7 +110,7 @@ mod tests {
         let mut config = berth_config::Config::default().berth.system_docker;
         config.extra_args = vec!["--max-concurrent-downloads=1".into()];
         config.live_restore = false;
-        let args = command_line(&config, true);
+        let args = dockerd_flags(&config, true);
         assert!(args.iter().any(|a| a == "--debug"));
         assert!(!args.iter().any(|a| a == "--live-restore"));
         assert_eq!(

@@ -318,6 +318,14 @@ impl Layering {
             findings.extend(warnings);
             match result {
                 Ok(c) => {
+                    // Only the layer that wrote the value is told: later layers inherit it.
+                    for (path, message) in c.semantic_warnings() {
+                        if let Some(loc) = node_at(&candidate, &path).map(Node::report_loc)
+                            && loc.source == id
+                        {
+                            findings.push(Finding::warning(loc, path, message));
+                        }
+                    }
                     for (path, message) in c.semantic_errors() {
                         let loc = node_at(&candidate, &path)
                             .map(Node::report_loc)

@@ -89,7 +89,11 @@ impl Node {
         let mut tokens: Vec<String> = Vec::new();
         for part in path.split('.') {
             let (name, rest) = part.split_once('[').unwrap_or((part, ""));
-            tokens.push(name.to_string());
+            // Empty parts are kept: keys may hold `..` (`berth.sysctl.a/../b` names the key
+            // `a/../b`); only a part that is an index alone (`[0]`) has no name.
+            if !(name.is_empty() && part.starts_with('[')) {
+                tokens.push(name.to_string());
+            }
             for index in rest.split('[') {
                 let index = index.trim_end_matches(']');
                 if !index.is_empty() {
@@ -97,7 +101,6 @@ impl Node {
                 }
             }
         }
-        tokens.retain(|t| !t.is_empty());
         self.remove_tokens(&tokens)
     }
 

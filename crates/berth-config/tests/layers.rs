@@ -63,23 +63,23 @@ fn nothing_at_all_gives_the_schema_defaults() {
 #[test]
 fn each_layer_overrides_the_one_below() {
     let m = Machine::new();
-    m.defaults("berth: {shutdown_timeout: 1, debug: false, environment: {A: defaults, B: defaults, C: defaults, D: defaults, E: defaults, F: defaults}}")
-        .oem("berth: {shutdown_timeout: 2, environment: {B: oem, C: oem, D: oem, E: oem, F: oem}}")
-        .conf_d("10-first.yml", "berth: {shutdown_timeout: 3, environment: {C: confd10, D: confd10, E: confd10, F: confd10}}")
-        .conf_d("20-second.yml", "berth: {shutdown_timeout: 4, environment: {D: confd20, E: confd20, F: confd20}}")
-        .conf_d(".hidden.yml", "berth: {shutdown_timeout: 99}")
-        .conf_d("30-not-yaml.txt", "berth: {shutdown_timeout: 98}")
-        .user_data("berth: {shutdown_timeout: 5, environment: {E: userdata, F: userdata}}")
-        .local("berth: {shutdown_timeout: 6, environment: {F: local}}");
+    m.defaults("berth: {shutdown_timeout: 101, debug: false, environment: {A: defaults, B: defaults, C: defaults, D: defaults, E: defaults, F: defaults}}")
+        .oem("berth: {shutdown_timeout: 102, environment: {B: oem, C: oem, D: oem, E: oem, F: oem}}")
+        .conf_d("10-first.yml", "berth: {shutdown_timeout: 103, environment: {C: confd10, D: confd10, E: confd10, F: confd10}}")
+        .conf_d("20-second.yml", "berth: {shutdown_timeout: 104, environment: {D: confd20, E: confd20, F: confd20}}")
+        .conf_d(".hidden.yml", "berth: {shutdown_timeout: 199}")
+        .conf_d("30-not-yaml.txt", "berth: {shutdown_timeout: 198}")
+        .user_data("berth: {shutdown_timeout: 105, environment: {E: userdata, F: userdata}}")
+        .local("berth: {shutdown_timeout: 106, environment: {F: local}}");
     let loaded = m.load("");
     let env = &loaded.config.berth.environment;
-    assert_eq!(loaded.config.berth.shutdown_timeout, 6);
+    assert_eq!(loaded.config.berth.shutdown_timeout, 106);
     assert_eq!(
         [&env["A"], &env["B"], &env["C"], &env["D"], &env["E"], &env["F"]],
         ["defaults", "oem", "confd10", "confd20", "userdata", "local"]
     );
-    let loaded = m.load("berth.shutdown_timeout=7 berth.environment.F=cmdline");
-    assert_eq!(loaded.config.berth.shutdown_timeout, 7);
+    let loaded = m.load("berth.shutdown_timeout=107 berth.environment.F=cmdline");
+    assert_eq!(loaded.config.berth.shutdown_timeout, 107);
     assert_eq!(loaded.config.berth.environment["F"], "cmdline");
     assert_eq!(
         status(&loaded, LayerKind::ConfD),

@@ -115,6 +115,12 @@ const CASES: &[(&str, &str)] = &[
         "berth: {docker: {registry_mirrors: [mirror.example]}}\n",
     ),
     ("sysctl list", "berth: {sysctl: {vm.swappiness: [1]}}\n"),
+    ("sysctl key: absolute", "berth: {sysctl: {/etc/shadow: x}}\n"),
+    (
+        "sysctl key: parent",
+        "berth:\n  sysctl:\n    net/../../../etc/x: 1\n",
+    ),
+    ("shutdown timeout too short", "berth: {shutdown_timeout: 0}\n"),
     ("unknown top-level key", "hostnme: web\n"),
     ("unknown berth key", "berth: {sshd: {port: 22}}\n"),
     ("cloud-init-only key", "package_upgrade: true\n"),

@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod client;
+pub mod engine_pair;
 pub mod graph;
 pub mod images;
 pub mod power;
@@ -17,9 +18,9 @@ pub mod user_engine;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// System Docker's socket.
-pub const SYSTEM_SOCKET: &str = "/run/system-docker.sock";
+pub const SYSTEM_SOCKET: &str = berth_runtime::paths::SYSTEM_DOCKER_SOCKET;
 /// User Docker's socket (the `docker` service mounts only this directory).
-pub const USER_SOCKET: &str = "/run/user-docker/docker.sock";
+pub const USER_SOCKET: &str = berth_runtime::paths::USER_DOCKER_SOCKET;
 /// Where init mounts the bundled system images.
 pub const IMAGES_DIR: &str = "/run/berth/images";
 

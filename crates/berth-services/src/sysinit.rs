@@ -16,21 +16,10 @@ use std::time::{Duration, Instant};
 const SYSTEM_DOCKER_WAIT: Duration = Duration::from_secs(120);
 const USER_DOCKER_WAIT: Duration = Duration::from_secs(180);
 
-fn uptime() -> f64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-        .unwrap_or(0.0)
-}
+use berth_runtime::uptime;
 
-/// A summary for the status file and the tests.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Report {
-    pub system_docker_ready: Option<f64>,
-    pub images_loaded: Vec<String>,
-    pub services: Vec<(String, String)>,
-    pub user_docker_ready: Option<f64>,
-    pub errors: Vec<String>,
-}
+/// What sysinit did: written to [`berth_runtime::paths::SYSINIT_REPORT`] for PID 1 and the CLI.
+pub type Report = berth_runtime::SysinitReport;
 
 /// Where sysinit finds the engines and the bundled images, and how long it waits for each
 /// engine. `Endpoints::default()` is a running Berth's.
@@ -322,14 +311,19 @@ fn image_order(loaded: &Loaded) -> Vec<String> {
 }
 
 fn record(report: &mut Report, results: up::Results, problem: &dyn Fn(&str)) {
-    for (name, result, _) in results {
-        match result {
-            Ok(outcome) => report.services.push((name, format!("{outcome:?}"))),
+    for (name, result, seconds) in results {
+        let outcome = match result {
+            Ok(outcome) => outcome.into(),
             Err(e) => {
                 problem(&e.to_string());
                 report.errors.push(e.to_string());
-                report.services.push((name, "failed".to_string()));
+                berth_runtime::ServiceOutcome::Failed { error: e.to_string() }
             }
-        }
+        };
+        report.services.push(berth_runtime::ServiceRecord {
+            name,
+            outcome,
+            seconds,
+        });
     }
 }

@@ -29,6 +29,17 @@ pub enum Outcome {
     Exited(i64),
 }
 
+impl From<Outcome> for berth_runtime::ServiceOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Created => Self::Created,
+            Outcome::Started => Self::Started,
+            Outcome::AlreadyRunning => Self::AlreadyRunning,
+            Outcome::Exited(code) => Self::Exited { code },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
     #[error(transparent)]

@@ -1,15 +1,26 @@
 //! `berth user-docker`: the `docker` system service's entry point. Turns `berth.docker` into
 //! dockerd's command line and execs the release's engine (mounted from the OS image).
 
+use crate::engine_pair::{self, EnginePair};
 use berth_config::schema::berth::DockerConfig;
 
 pub const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
 pub const SOCKET_DIR: &str = "/run/user-docker";
 
-/// dockerd's command line for User Docker (program first).
-pub fn command_line(config: &DockerConfig, debug: bool) -> Vec<String> {
+/// User Docker as an engine unit: its own containerd, then dockerd pointed at it.
+pub fn engine_pair(config: &DockerConfig, debug: bool) -> EnginePair {
+    EnginePair {
+        bin_dir: ENGINE_BIN.into(),
+        containerd_root: "/var/lib/docker/containerd/daemon".into(),
+        containerd_run: "/run/docker/containerd".into(),
+        dockerd_args: dockerd_flags(config, debug),
+        debug: config.debug || debug,
+    }
+}
+
+/// dockerd's flags for User Docker.
+pub fn dockerd_flags(config: &DockerConfig, debug: bool) -> Vec<String> {
     let mut args = vec![
-        format!("{ENGINE_BIN}/dockerd"),
         format!("--host=unix://{SOCKET_DIR}/docker.sock"),
         "--group=docker".into(),
         "--data-root=/var/lib/docker".into(),
@@ -37,29 +48,25 @@ pub fn command_line(config: &DockerConfig, debug: bool) -> Vec<String> {
     args
 }
 
-/// Exec dockerd; returns only on failure (with the exit code to use).
+/// Run User Docker (containerd, then dockerd) until it stops; returns the exit code.
 pub fn main(loaded: &berth_config::Loaded) -> i32 {
-    use std::os::unix::process::CommandExt;
     let config = &loaded.config.berth.docker;
-    let args = command_line(config, loaded.config.berth.debug);
+    let pair = engine_pair(config, loaded.config.berth.debug);
     if let Err(e) = std::fs::create_dir_all(SOCKET_DIR) {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");
         return 1;
     }
     let _ = std::fs::remove_file(format!("{SOCKET_DIR}/docker.sock"));
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
-    let mut cmd = std::process::Command::new(&args[0]);
-    cmd.args(&args[1..]).env(
-        "PATH",
-        format!("{ENGINE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-    );
-    for (k, v) in &config.environment {
-        cmd.env(k, v);
-    }
-    eprintln!("user-docker: {}", args.join(" "));
-    let err = cmd.exec();
-    eprintln!("user-docker: cannot run {}: {err}", args[0]);
-    127
+    let path = format!("{ENGINE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let environment = config.environment.clone();
+    eprintln!("user-docker: {}", pair.dockerd_command_line().join(" "));
+    engine_pair::run(&pair, &move |cmd| {
+        cmd.env("PATH", &path);
+        for (k, v) in &environment {
+            cmd.env(k, v);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -71,8 +78,9 @@ mod tests {
         let mut config = berth_config::Config::default().berth.docker;
         config.insecure_registries = vec!["registry.local:5000".into()];
         config.extra_args = vec!["--max-concurrent-uploads=2".into()];
-        let args = command_line(&config, false);
+        let args = engine_pair(&config, false).dockerd_command_line();
         assert_eq!(args[0], "/usr/lib/berth/engine/bin/dockerd");
+        assert_eq!(args[1], "--containerd=/run/docker/containerd/containerd.sock");
         for want in [
             "--host=unix:///run/user-docker/docker.sock",
             "--group=docker",

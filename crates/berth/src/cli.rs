@@ -43,6 +43,26 @@ enum Command {
     /// The docker service's entry point: run User Docker
     #[command(hide = true, name = "user-docker")]
     UserDocker,
+    /// Run an engine as one unit: its containerd, then dockerd pointed at it (PID 1 runs
+    /// System Docker this way)
+    #[command(hide = true)]
+    Engine {
+        /// Where containerd, dockerd and the shims are
+        #[arg(long)]
+        bin_dir: std::path::PathBuf,
+        /// containerd's persistent root
+        #[arg(long)]
+        containerd_root: std::path::PathBuf,
+        /// containerd's state, configuration and socket
+        #[arg(long)]
+        containerd_run: std::path::PathBuf,
+        /// containerd logs at debug level
+        #[arg(long)]
+        debug: bool,
+        /// dockerd's flags
+        #[arg(last = true)]
+        dockerd_args: Vec<String>,
+    },
     /// The network service's entry point
     #[command(hide = true)]
     Netconf,
@@ -77,17 +97,33 @@ pub fn main(args: &[String]) -> i32 {
         Command::ConsoleInit => {
             let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
             let loaded = berth_config::load(&ConfigPaths::system(), &cmdline);
-            let mut problems = berth_boot::problems::read(Path::new("/"));
+            let mut problems = berth_runtime::problems::read(Path::new("/"));
             problems.extend(cloud_init_problems());
             problems.dedup();
             berth_console::console_init(&loaded, &cmdline, &problems, berth_boot::VERSION)
         }
         Command::UserDocker => berth_services::user_engine::main(&load_config()),
+        Command::Engine {
+            bin_dir,
+            containerd_root,
+            containerd_run,
+            debug,
+            dockerd_args,
+        } => {
+            let pair = berth_services::engine_pair::EnginePair {
+                bin_dir,
+                containerd_root,
+                containerd_run,
+                dockerd_args,
+                debug,
+            };
+            berth_services::engine_pair::run(&pair, &|_| {})
+        }
         Command::Netconf => berth_netconf::main(&load_config()),
         Command::CloudInit { args } => berth_cloudinit::main_cloud_init(&args),
         Command::ShutdownHelper { action } => {
             let loaded = load_config();
-            let timeout = std::time::Duration::from_secs(loaded.config.berth.shutdown_timeout.into());
+            let timeout = berth_boot::shutdown::effective_timeout(&loaded);
             berth_boot::power::helper_main(&action, timeout)
         }
     }
@@ -181,8 +217,8 @@ fn version(format: &str) -> i32 {
 
 fn sysinit(after_engine_restart: bool) -> i32 {
     let loaded = load_config();
-    berth_boot::log::init("sysinit", loaded.config.berth.debug);
-    if let Err(e) = berth_boot::log::attach_file(Path::new("/var/log/boot/sysinit.log")) {
+    berth_runtime::log::init("sysinit", loaded.config.berth.debug);
+    if let Err(e) = berth_runtime::log::attach_file(Path::new("/var/log/boot/sysinit.log")) {
         tracing::warn!("cannot write /var/log/boot/sysinit.log: {e}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -213,7 +249,7 @@ fn sysinit(after_engine_restart: bool) -> i32 {
         match berth_cloudinit::write_files_tar(&files) {
             Ok(tar) => Some(tar),
             Err(e) => {
-                berth_boot::problems::report(Path::new("/"), &format!("write_files for {name}: {e}"));
+                berth_runtime::problems::report(Path::new("/"), &format!("write_files for {name}: {e}"));
                 None
             }
         }
@@ -230,10 +266,10 @@ fn sysinit(after_engine_restart: bool) -> i32 {
         !after_engine_restart,
         &reload,
         prestart,
-        &|problem| berth_boot::problems::report(Path::new("/"), problem),
+        &|problem| berth_runtime::problems::report(Path::new("/"), problem),
     ));
-    if let Ok(json) = serde_json::to_vec_pretty(&report) {
-        let _ = std::fs::write("/run/berth/sysinit.json", json);
+    if let Err(e) = report.write(Path::new(berth_runtime::paths::SYSINIT_REPORT)) {
+        tracing::error!("cannot write {}: {e}", berth_runtime::paths::SYSINIT_REPORT);
     }
     if report.errors.is_empty() { 0 } else { 1 }
 }

@@ -64,8 +64,8 @@ pub fn plan_host(config: &Config, meta: Option<&MetaData>) -> HostPlan {
             .sysctl
             .iter()
             .map(|(key, value)| SysctlWrite {
-                key: key.clone(),
-                path: sysctl_path(key),
+                key: key.to_string(),
+                path: Ok(key.relative_path()),
                 value: value.as_str().to_string(),
             })
             .collect(),
@@ -91,22 +91,11 @@ fn short_name(name: &Hostname) -> Hostname {
 }
 
 /// `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/forwarding` (slashes when a part has
-/// dots) as a path under `/proc/sys`.
+/// dots) as a path under `/proc/sys` (the check is [`berth_config::schema::values::SysctlKey`]'s,
+/// shared with PID 1).
 pub fn sysctl_path(key: &str) -> Result<PathBuf, String> {
-    let parts: Vec<&str> = if key.contains('/') {
-        key.split('/').collect()
-    } else {
-        key.split('.').collect()
-    };
-    if parts
-        .iter()
-        .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
-    {
-        return Err(format!(
-            "{key:?} is not a sysctl name (like net.ipv4.ip_forward, or net/ipv4/conf/eth0.100/forwarding)"
-        ));
-    }
-    Ok(parts.iter().collect())
+    key.parse::<berth_config::schema::values::SysctlKey>()
+        .map(|k| k.relative_path())
 }
 
 /// What touches the host itself. The real one is [`SystemHost`].

@@ -4,8 +4,8 @@ use super::forms::string_map;
 use super::network::NetworkConfig;
 use super::service::ServiceSpec;
 use super::values::{
-    Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName, SysctlValue,
-    TtyName,
+    Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName, SysctlKey,
+    SysctlValue, TtyName,
 };
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub struct BerthConfig {
     /// Kernel modules to load: `"name"` or `"name param=value"`.
     pub modules: Vec<ModuleSpec>,
     /// `net.ipv4.ip_forward: 1`; booleans are written as 1/0.
-    pub sysctl: IndexMap<String, SysctlValue>,
+    pub sysctl: IndexMap<SysctlKey, SysctlValue>,
     pub ssh: SshConfig,
     pub cloud_init: CloudInitConfig,
     pub network: NetworkConfig,

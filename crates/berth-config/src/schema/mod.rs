@@ -42,6 +42,45 @@ impl Config {
         self.hostname.as_ref().unwrap_or(&self.berth.defaults.hostname)
     }
 
+    /// The shortest `berth.shutdown_timeout` that leaves the containers time to stop: the
+    /// `docker` service's `stop_grace_period` (the user's containers stop within it) plus 20 s
+    /// for the system services, System Docker and the unmounts.
+    pub fn shutdown_timeout_floor(&self) -> std::time::Duration {
+        let grace = self
+            .berth
+            .services
+            .iter()
+            .find(|(name, _)| name.as_str() == "docker")
+            .and_then(|(_, spec)| spec.stop_grace_period)
+            .map(|t| t.get())
+            .unwrap_or(std::time::Duration::from_secs(10));
+        grace + std::time::Duration::from_secs(20)
+    }
+
+    /// `berth.shutdown_timeout`, raised to [`Config::shutdown_timeout_floor`] when shorter: a
+    /// shutdown that forces the reboot before anything stopped loses data.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.berth.shutdown_timeout.into()).max(self.shutdown_timeout_floor())
+    }
+
+    /// Settings that are valid but will not be used as written: `(key path, message)` pairs.
+    pub(crate) fn semantic_warnings(&self) -> Vec<(String, String)> {
+        let mut warnings = Vec::new();
+        let floor = self.shutdown_timeout_floor();
+        if u64::from(self.berth.shutdown_timeout) < floor.as_secs() {
+            warnings.push((
+                "berth.shutdown_timeout".to_string(),
+                format!(
+                    "{}s leaves the containers no time to stop: {}s is used (the docker service's \
+                     stop_grace_period + 20s)",
+                    self.berth.shutdown_timeout,
+                    floor.as_secs()
+                ),
+            ));
+        }
+        warnings
+    }
+
     /// Checks that span several values, or decode content: `(key path, message)` pairs.
     pub(crate) fn semantic_errors(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();

@@ -409,6 +409,59 @@ impl std::borrow::Borrow<str> for ServiceName {
 
 text_value!(ServiceName, "a service name");
 
+/// A kernel setting under `/proc/sys`: `net.ipv4.ip_forward`, or with slashes when a part has
+/// dots (`net/ipv4/conf/eth0.100/forwarding`). It can only name a file below `/proc/sys`:
+/// no empty part (so no leading `/`), no `.` or `..`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SysctlKey(String);
+
+impl SysctlKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path below `/proc/sys`.
+    pub fn relative_path(&self) -> std::path::PathBuf {
+        self.parts().collect()
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        let sep = if self.0.contains('/') { '/' } else { '.' };
+        self.0.split(sep)
+    }
+}
+
+impl FromStr for SysctlKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let key = SysctlKey(s.to_string());
+        let bad_part = |p: &str| {
+            p.is_empty() || p == "." || p == ".." || p.chars().any(|c| c.is_control() || c.is_whitespace())
+        };
+        if s.len() > 256 || key.parts().any(bad_part) {
+            return Err(format!(
+                "{} is not a sysctl name (like net.ipv4.ip_forward, or net/ipv4/conf/eth0.100/forwarding)",
+                shown(s)
+            ));
+        }
+        Ok(key)
+    }
+}
+
+impl fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for SysctlKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+text_value!(SysctlKey, "a sysctl name");
+
 /// A kernel module to load, with optional parameters: `"bonding mode=4 miimon=100"`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModuleSpec {

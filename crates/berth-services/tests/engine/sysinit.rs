@@ -3,6 +3,7 @@
 
 use crate::support::archive::{self, Image};
 use crate::support::{BUSYBOX, Dockerd, block_on, engine_with_busybox, is_running, loaded, no_prestart};
+use berth_runtime::ServiceOutcome;
 use berth_services::Sockets;
 use berth_services::sysinit::{Endpoints, Report, run_with};
 use std::sync::Mutex;
@@ -40,12 +41,9 @@ async fn sysinit(endpoints: &Endpoints, loaded: &berth_config::Loaded) -> (Repor
     (report, problems.into_inner().unwrap())
 }
 
-fn status<'a>(report: &'a Report, service: &str) -> &'a str {
+fn status<'a>(report: &'a Report, service: &str) -> &'a ServiceOutcome {
     report
-        .services
-        .iter()
-        .find(|(n, _)| n == service)
-        .map(|(_, s)| s.as_str())
+        .service(service)
         .unwrap_or_else(|| panic!("{service} is not in {report:#?}"))
 }
 
@@ -76,10 +74,10 @@ fn system_services_then_user_services_in_their_engines() {
         assert!(problems.is_empty(), "{problems:#?}");
         assert!(report.system_docker_ready.is_some() && report.user_docker_ready.is_some());
         assert_eq!(report.images_loaded, [BUSYBOX]);
-        assert_eq!(status(&report, "network"), "Exited(0)");
-        assert_eq!(status(&report, "docker"), "Started");
-        assert_eq!(status(&report, "console"), "Started");
-        assert_eq!(status(&report, "web"), "Started");
+        assert_eq!(status(&report, "network"), &ServiceOutcome::Exited { code: 0 });
+        assert_eq!(status(&report, "docker"), &ServiceOutcome::Started);
+        assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
+        assert_eq!(status(&report, "web"), &ServiceOutcome::Started);
         for name in ["docker", "console"] {
             assert!(is_running(&system, name).await, "{name}");
         }
@@ -97,9 +95,9 @@ fn system_services_then_user_services_in_their_engines() {
         let (again, problems) = sysinit(&endpoints, &loaded).await;
         assert!(again.errors.is_empty() && problems.is_empty(), "{again:#?}");
         assert!(again.images_loaded.is_empty(), "{again:#?}");
-        assert_eq!(status(&again, "network"), "Exited(0)");
+        assert_eq!(status(&again, "network"), &ServiceOutcome::Exited { code: 0 });
         for name in ["docker", "console", "web"] {
-            assert_eq!(status(&again, name), "AlreadyRunning", "{name}");
+            assert_eq!(status(&again, name), &ServiceOutcome::AlreadyRunning, "{name}");
         }
     });
 }
@@ -128,9 +126,9 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
     let loaded = config("berth-test/no-engine:1");
     block_on(async {
         let (report, problems) = sysinit(&endpoints, &loaded).await;
-        assert_eq!(status(&report, "docker"), "failed");
-        assert_eq!(status(&report, "console"), "Started");
-        assert!(report.services.iter().all(|(n, _)| n != "web"), "{report:#?}");
+        assert!(matches!(status(&report, "docker"), ServiceOutcome::Failed { .. }));
+        assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
+        assert!(report.service("web").is_none(), "{report:#?}");
         assert!(report.user_docker_ready.is_none());
         assert_eq!(report.errors.len(), 1, "{report:#?}");
         assert!(report.errors[0].contains("berth-test/no-engine:1"), "{report:#?}");

@@ -17,12 +17,14 @@ const BUFFER_LIMIT: usize = 1 << 20;
 struct Sink {
     console: bool,
     file: Option<File>,
+    path: Option<std::path::PathBuf>,
     buffer: Vec<u8>,
 }
 
 static SINK: Mutex<Sink> = Mutex::new(Sink {
     console: true,
     file: None,
+    path: None,
     buffer: Vec::new(),
 });
 
@@ -129,6 +131,43 @@ pub fn rotate_boot_logs(var_log: &Path, limit: u64) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Rotate a log another process keeps open with `O_APPEND` (System Docker's): copy it to
+/// `NAME.1` and empty it in place, so the writer goes on at the start of the same file.
+/// Lines written between the copy and the truncation are lost; that window is short and the
+/// alternative (signalling dockerd to reopen) does not exist. Returns whether it rotated.
+pub fn rotate_by_truncation(path: &Path, limit: u64) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() > limit => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    std::fs::copy(path, &old)?;
+    OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
+}
+
+/// Rotate the file this process logs to once it is over `limit`: it becomes `NAME.1` and a
+/// new file is opened under the old name. Returns whether it rotated.
+pub fn rotate_attached(limit: u64) -> std::io::Result<bool> {
+    let Ok(mut sink) = SINK.lock() else {
+        return Ok(false);
+    };
+    let Some((file, path)) = sink.file.as_ref().zip(sink.path.clone()) else {
+        return Ok(false);
+    };
+    if file.metadata()?.len() <= limit {
+        return Ok(false);
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    std::fs::rename(&path, &old)?;
+    sink.file = Some(OpenOptions::new().create(true).append(true).open(&path)?);
+    Ok(true)
+}
+
 /// Start writing to `path` too (appending), including what was logged so far.
 pub fn attach_file(path: &Path) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
@@ -139,6 +178,7 @@ pub fn attach_file(path: &Path) -> std::io::Result<()> {
         let buffered = std::mem::take(&mut sink.buffer);
         file.write_all(&buffered)?;
         sink.file = Some(file);
+        sink.path = Some(path.to_path_buf());
     }
     Ok(())
 }
@@ -148,6 +188,7 @@ pub fn detach_file() {
     if let Ok(mut sink) = SINK.lock()
         && let Some(file) = sink.file.take()
     {
+        sink.path = None;
         let _ = file.sync_all();
     }
 }
@@ -160,7 +201,32 @@ pub fn raw(text: &str) {
 
 #[cfg(test)]
 mod rotate_tests {
-    use super::rotate_boot_logs;
+    use super::{rotate_boot_logs, rotate_by_truncation};
+    use std::io::Write;
+
+    #[test]
+    fn a_log_kept_open_by_its_writer_is_copied_and_emptied_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("system-docker.log");
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writer.write_all(&[b'x'; 300]).unwrap();
+        assert!(!rotate_by_truncation(&path, 1000).unwrap());
+        assert!(rotate_by_truncation(&path, 100).unwrap());
+        assert_eq!(
+            std::fs::metadata(dir.path().join("system-docker.log.1"))
+                .unwrap()
+                .len(),
+            300
+        );
+        // The writer goes on at the start of the emptied file, not at its old offset.
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        assert!(!rotate_by_truncation(&dir.path().join("missing.log"), 0).unwrap());
+    }
 
     #[test]
     fn only_large_boot_logs_are_rotated_and_the_previous_copy_is_replaced() {

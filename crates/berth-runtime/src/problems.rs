@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-pub const FILE: &str = "/run/berth/boot-problems";
+pub const FILE: &str = crate::paths::BOOT_PROBLEMS;
 
 /// Record a problem: log it as a warning and append it to the problems file under `root`.
 pub fn report(root: &Path, message: &str) {

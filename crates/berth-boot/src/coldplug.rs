@@ -1,0 +1,26 @@
+//! Coldplug: load the drivers of the hardware present, in a thread of PID 1, while System
+//! Docker starts.
+
+use berth_runtime::log;
+use std::path::Path;
+
+/// Drivers for the hardware present, in the background: System Docker does not need them,
+/// and the network service, the first that does, starts seconds later.
+pub fn start_in_background() {
+    let spawned = std::thread::Builder::new().name("coldplug".into()).spawn(|| {
+        let step = log::uptime();
+        let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) else {
+            return;
+        };
+        let report = berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
+        tracing::info!(
+            "coldplug: {} modules for {} devices ({:.2}s)",
+            report.loaded.len(),
+            report.modaliases,
+            log::uptime() - step
+        );
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start coldplug: {e}");
+    }
+}

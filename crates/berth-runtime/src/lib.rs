@@ -1,0 +1,15 @@
+//! What Berth's processes share at run time: the boot log (`/var/log/boot/`), the boot
+//! problems shown on the console banner, the typed reports one process writes and another
+//! reads (sysinit → PID 1 and the CLI), the paths of the engines' sockets and of the run
+//! files, and how a supervisor starts a child. PID 1, sysinit, cloud-init, the console and
+//! the CLI all link this crate; none of them links another's.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod log;
+pub mod paths;
+pub mod problems;
+pub mod report;
+pub mod spawn;
+
+pub use log::uptime;
+pub use report::{ServiceOutcome, ServiceRecord, SysinitReport};

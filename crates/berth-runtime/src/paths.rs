@@ -1,0 +1,15 @@
+//! Where the running system keeps its sockets and run files. One definition each: the
+//! engines, PID 1, sysinit, the console and the CLI all use these.
+
+/// System Docker's API socket (root only).
+pub const SYSTEM_DOCKER_SOCKET: &str = "/run/system-docker.sock";
+/// User Docker's API socket, in a directory of its own that the `docker` service mounts.
+pub const USER_DOCKER_SOCKET: &str = "/run/user-docker/docker.sock";
+/// What sysinit brought up, written when it finishes ([`crate::SysinitReport`]).
+pub const SYSINIT_REPORT: &str = "/run/berth/sysinit.json";
+/// What cloud-init did this boot.
+pub const CLOUD_INIT_REPORT: &str = "/run/berth/cloud-init.json";
+/// The problems found during boot, one per line (the console banner lists them).
+pub const BOOT_PROBLEMS: &str = "/run/berth/boot-problems";
+/// The boot logs, on the state partition when there is one.
+pub const BOOT_LOG_DIR: &str = "/var/log/boot";
