@@ -294,15 +294,25 @@ pub fn resolve_with(
     devices: &[BlockDevice],
     probe: &dyn Fn(&BlockDevice) -> Option<FsInfo>,
 ) -> Option<Found> {
+    resolve_all_with(spec, devices, probe).into_iter().next()
+}
+
+/// Every device that matches `spec`, in the order of `devices`. A label or UUID that more
+/// than one device carries is ambiguous: callers that trust what they mount refuse it.
+pub fn resolve_all_with(
+    spec: &DeviceSpec,
+    devices: &[BlockDevice],
+    probe: &dyn Fn(&BlockDevice) -> Option<FsInfo>,
+) -> Vec<Found> {
+    let mut found = Vec::new();
     for device in devices {
-        let matches_path = matches!(spec, DeviceSpec::Path(p) if *p == device.path);
-        if matches_path {
-            return Some(Found {
-                device: device.clone(),
-                fs: probe(device),
-            });
-        }
-        if matches!(spec, DeviceSpec::Path(_)) {
+        if let DeviceSpec::Path(p) = spec {
+            if *p == device.path {
+                found.push(Found {
+                    device: device.clone(),
+                    fs: probe(device),
+                });
+            }
             continue;
         }
         let Some(fs) = probe(device) else { continue };
@@ -312,13 +322,13 @@ pub fn resolve_with(
             DeviceSpec::Path(_) => false,
         };
         if hit {
-            return Some(Found {
+            found.push(Found {
                 device: device.clone(),
                 fs: Some(fs),
             });
         }
     }
-    None
+    found
 }
 
 #[cfg(test)]

@@ -39,27 +39,44 @@ pub fn plan(
              path (or none to use no OEM partition)"
         ));
     }
-    for spec in specs {
-        let Some(found) = berth_blockdev::resolve_with(&spec, devices, probe) else {
-            continue;
-        };
-        let fstype = match (fstype, &found.fs) {
-            ("auto" | "", Some(fs)) => fs.fstype.to_string(),
-            ("auto" | "", None) => {
-                return Err(format!(
-                    "the OEM partition {} ({spec}) holds no filesystem Berth recognises; \
-                     set berth.oem.fstype to mount it anyway",
-                    found.device.path.display()
-                ));
+    let mut matches: Vec<berth_blockdev::Found> = Vec::new();
+    for spec in &specs {
+        for found in berth_blockdev::resolve_all_with(spec, devices, probe) {
+            if !matches.iter().any(|m| m.device.path == found.device.path) {
+                matches.push(found);
             }
-            (given, _) => given.to_string(),
-        };
-        return Ok(Some(Plan {
-            device: found.device,
-            fstype,
-        }));
+        }
     }
-    Ok(None)
+    if matches.len() > 1 {
+        return Err(format!(
+            "{} devices match the OEM partition's {dev} ({}): none is used, so that an attached \
+             disk cannot add configuration in the real one's place",
+            matches.len(),
+            matches
+                .iter()
+                .map(|m| m.device.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let Some(found) = matches.pop() else {
+        return Ok(None);
+    };
+    let fstype = match (fstype, &found.fs) {
+        ("auto" | "", Some(fs)) => fs.fstype.to_string(),
+        ("auto" | "", None) => {
+            return Err(format!(
+                "the OEM partition {} ({dev}) holds no filesystem Berth recognises; \
+                 set berth.oem.fstype to mount it anyway",
+                found.device.path.display()
+            ));
+        }
+        (given, _) => given.to_string(),
+    };
+    Ok(Some(Plan {
+        device: found.device,
+        fstype,
+    }))
 }
 
 /// Mount the OEM partition named by `dev` read-only on [`MOUNT_POINT`]. `Ok(None)`: there is
@@ -112,6 +129,30 @@ mod tests {
                 "{label}"
             );
         }
+    }
+
+    #[test]
+    fn two_oem_partitions_are_refused_both() {
+        let devices = [dev("vda"), dev("vdb")];
+        let both = |d: &BlockDevice| {
+            Some(FsInfo {
+                fstype: "vfat",
+                label: Some(
+                    if d.name == "vda" {
+                        "BERTH_OEM"
+                    } else {
+                        "RANCHER_OEM"
+                    }
+                    .into(),
+                ),
+                uuid: None,
+            })
+        };
+        let err = plan("LABEL=BERTH_OEM", "auto", &devices, &both).unwrap_err();
+        assert!(
+            err.contains("/dev/vda") && err.contains("/dev/vdb") && err.contains("none is used"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -182,6 +182,20 @@ fn mount_state(newroot: &Path, dev: &str, wait: u32, required: bool) -> Result<(
             ),
             required,
         ),
+        StateDecision::Ambiguous { devices } => ram_or_fail(
+            &format!(
+                "{} devices match {dev} ({}): Berth uses none of them, so that an attached disk \
+                 cannot take the place of the real one. Keep one, or name it by UUID \
+                 (berth.state.dev=UUID=...)",
+                devices.len(),
+                devices
+                    .iter()
+                    .map(|d| d.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            required,
+        ),
         StateDecision::Absent => {
             if required {
                 return Err(BootError::StateRequired(format!("no device matches {dev}")));

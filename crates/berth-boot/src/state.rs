@@ -22,6 +22,8 @@ pub enum StateDecision {
         device: BlockDevice,
         found: Option<String>,
     },
+    /// More than one device matched: none is used.
+    Ambiguous { devices: Vec<BlockDevice> },
     /// Nothing matched.
     Absent,
 }
@@ -44,27 +46,40 @@ pub fn with_rancher_alias(configured: &str, kind: &str) -> Vec<DeviceSpec> {
     specs
 }
 
-/// Decide from the devices present (pure: the probe is supplied).
+/// Decide from the devices present (pure: the probe is supplied). Several devices matching
+/// (two disks labelled `BERTH_STATE`, or one `BERTH_STATE` and one `RANCHER_STATE`) is
+/// ambiguous: neither is used, since a disk slipped in by anyone would otherwise win by name.
 pub fn decide(
     specs: &[DeviceSpec],
     devices: &[BlockDevice],
     probe: &dyn Fn(&BlockDevice) -> Option<FsInfo>,
 ) -> StateDecision {
+    let mut matches: Vec<berth_blockdev::Found> = Vec::new();
     for spec in specs {
-        if let Some(found) = berth_blockdev::resolve_with(spec, devices, probe) {
-            return match found.fs {
-                Some(fs) if SUPPORTED.contains(&fs.fstype) => StateDecision::Mount {
-                    device: found.device,
-                    fstype: fs.fstype,
-                },
-                other => StateDecision::WrongFilesystem {
-                    device: found.device,
-                    found: other.map(|f| f.fstype.to_string()),
-                },
-            };
+        for found in berth_blockdev::resolve_all_with(spec, devices, probe) {
+            if !matches.iter().any(|m| m.device.path == found.device.path) {
+                matches.push(found);
+            }
         }
     }
-    StateDecision::Absent
+    if matches.len() > 1 {
+        return StateDecision::Ambiguous {
+            devices: matches.into_iter().map(|m| m.device).collect(),
+        };
+    }
+    let Some(found) = matches.pop() else {
+        return StateDecision::Absent;
+    };
+    match found.fs {
+        Some(fs) if SUPPORTED.contains(&fs.fstype) => StateDecision::Mount {
+            device: found.device,
+            fstype: fs.fstype,
+        },
+        other => StateDecision::WrongFilesystem {
+            device: found.device,
+            found: other.map(|f| f.fstype.to_string()),
+        },
+    }
 }
 
 /// Stop waiting once the set of block devices has not changed for this long: the drivers have
@@ -92,8 +107,14 @@ pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
         let decision = decide(&specs, &devices, &|d: &BlockDevice| {
             berth_blockdev::probe(&d.path)
         });
-        let settled = !required && last_change.elapsed() >= SETTLED;
-        if decision != StateDecision::Absent || started.elapsed() >= wait || settled {
+        let settled = last_change.elapsed() >= SETTLED;
+        let done = match decision {
+            // A second disk with the same label may still be appearing: decide on a settled set.
+            StateDecision::Mount { .. } | StateDecision::Ambiguous { .. } => settled,
+            StateDecision::WrongFilesystem { .. } => true,
+            StateDecision::Absent => settled && !required,
+        };
+        if done || started.elapsed() >= wait {
             return decision;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -175,6 +196,24 @@ pub(crate) mod tests {
                 "no disk: RAM",
                 Box::new(|_: &BlockDevice| None),
                 StateDecision::Absent,
+            ),
+            (
+                "two disks labelled BERTH_STATE: neither is used",
+                Box::new(|d: &BlockDevice| (d.name != "sr0").then(|| fs("ext4", "BERTH_STATE")).flatten()),
+                StateDecision::Ambiguous {
+                    devices: vec![dev("vda"), dev("vdb")],
+                },
+            ),
+            (
+                "BERTH_STATE and RANCHER_STATE: neither is used",
+                Box::new(|d: &BlockDevice| match d.name.as_str() {
+                    "vda" => fs("ext4", "RANCHER_STATE"),
+                    "vdb" => fs("xfs", "BERTH_STATE"),
+                    _ => None,
+                }),
+                StateDecision::Ambiguous {
+                    devices: vec![dev("vdb"), dev("vda")],
+                },
             ),
         ];
         let specs = candidates("LABEL=BERTH_STATE");

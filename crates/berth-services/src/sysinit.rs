@@ -65,14 +65,27 @@ pub async fn run(
 }
 
 fn services_of(loaded: &Loaded) -> (IndexMap<String, ServiceSpec>, IndexMap<String, ServiceSpec>) {
+    let cloud_init_timeout = format!("{}s", loaded.config.berth.cloud_init.timeout);
     loaded
         .config
         .berth
         .services
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+        .map(|(k, v)| {
+            let mut spec = v.clone();
+            // cloud-init's deadline is a setting of its own (berth.cloud_init.timeout), unless
+            // its definition names one.
+            if k.as_str() == CLOUD_INIT_SERVICE && spec.berth_label("timeout").is_none() {
+                spec.labels
+                    .insert("io.berth.timeout".to_string(), cloud_init_timeout.clone());
+            }
+            (k.as_str().to_string(), spec)
+        })
         .partition(|(_, s)| graph::scope(s) == Scope::System)
 }
+
+/// The service that runs cloud-init (its deadline is `berth.cloud_init.timeout`).
+pub const CLOUD_INIT_SERVICE: &str = "cloud-init";
 
 /// The first phase: every service that does not wait, directly or not, for a service marked
 /// `reloadconfig` (cloud-init). They start at once; after the reload point has run, the

@@ -60,6 +60,36 @@ pub enum UpError {
     },
     #[error("service {service} exited with code {code}; see `system-docker logs {service}`")]
     Failed { service: String, code: i64 },
+    #[error(
+        "service {service} did not finish within {}s (its io.berth.timeout) and was stopped; \
+         the services after it start anyway. See `system-docker logs {service}`",
+        after.as_secs()
+    )]
+    TimedOut {
+        service: String,
+        after: std::time::Duration,
+    },
+    #[error("service {service}: {label} {value:?} is not a duration (like 300s or 5m)")]
+    BadLabel {
+        service: String,
+        label: &'static str,
+        value: String,
+    },
+}
+
+/// How long a one-shot service may run (`io.berth.timeout`), if it says.
+pub fn deadline(name: &str, service: &ServiceSpec) -> Result<Option<std::time::Duration>, UpError> {
+    let Some(value) = service.berth_label("timeout") else {
+        return Ok(None);
+    };
+    value
+        .parse::<berth_config::schema::values::TimeSpan>()
+        .map(|t| Some(t.get()))
+        .map_err(|_| UpError::BadLabel {
+            service: name.to_string(),
+            label: "io.berth.timeout",
+            value: value.to_string(),
+        })
 }
 
 /// Files to put into a container before it starts (a tar), such as cloud-config `write_files`
@@ -88,6 +118,7 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         message: e.to_string(),
     };
     let (mut body, _) = spec::container_body(name, service, &engine.env, engine.system_scope)?;
+    let limit = deadline(name, service)?;
     let image = body.image.clone().unwrap_or_default();
     if let Some(gate) = &engine.images
         && gate.is_pending(&image)
@@ -190,7 +221,21 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
             condition: "not-running".to_string(),
         }),
     );
-    let code = match wait.next().await {
+    let waited = match limit {
+        None => wait.next().await,
+        Some(limit) => match tokio::time::timeout(limit, wait.next()).await {
+            Ok(done) => done,
+            Err(_) => {
+                // A hung one-shot must not hold the boot (the console waits for cloud-init).
+                let _ = docker.kill_container(name, None).await;
+                return Err(UpError::TimedOut {
+                    service: name.to_string(),
+                    after: limit,
+                });
+            }
+        },
+    };
+    let code = match waited {
         Some(Ok(r)) => r.status_code,
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
         Some(Err(e)) => return Err(engine_err("waiting for it to finish", e)),

@@ -233,12 +233,16 @@ impl Default for SshConfig {
 pub struct CloudInitConfig {
     /// Probed in parallel; the first that answers wins.
     pub datasources: Vec<Datasource>,
+    /// Seconds the whole cloud-init run may take; then it is stopped and the boot goes on
+    /// (the console starts regardless).
+    pub timeout: u32,
 }
 
 impl Default for CloudInitConfig {
     fn default() -> Self {
         CloudInitConfig {
             datasources: vec![Datasource::NoCloud, Datasource::ConfigDrive],
+            timeout: 300,
         }
     }
 }

@@ -501,3 +501,52 @@ fn a_run_once_service_found_running_is_waited_for() {
         assert_eq!(logs(&docker, "job").await, "run\n");
     });
 }
+
+/// A one-shot that hangs past its `io.berth.timeout` is stopped and reported, and what waits
+/// for it starts anyway (cloud-init hanging must not keep the console from starting).
+#[test]
+fn a_hung_oneshot_is_stopped_at_its_deadline_and_its_dependants_start() {
+    let dockerd = Dockerd::start();
+    let yaml = format!(
+        "    hangs:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [sleep, '600']\n\
+         \x20     labels: {{io.berth.detach: 'false', io.berth.timeout: 3s}}\n\
+         \x20   after-it:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.after: hangs}}\n"
+    );
+    block_on(async {
+        let docker = engine_with_busybox(&dockerd).await;
+        let started = std::time::Instant::now();
+        let results = up(&docker, &yaml).await;
+        let took = started.elapsed();
+        match results.get("hangs") {
+            Some(Err(e @ UpError::TimedOut { .. })) => {
+                let text = e.to_string();
+                assert!(text.contains("within 3s") && text.contains("hangs"), "{text}");
+            }
+            other => panic!("the hung one-shot was not timed out: {other:?}"),
+        }
+        assert!(
+            !is_running(&docker, "hangs").await,
+            "the hung container was left running"
+        );
+        assert_eq!(ok(&results, "after-it"), Outcome::Started);
+        assert!(took < std::time::Duration::from_secs(300), "waited {took:?}");
+
+        // A deadline that is not a duration is an error naming the label, not a hang.
+        let bad = format!(
+            "    bad:\n\
+             \x20     image: {BUSYBOX}\n\
+             \x20     command: ['true']\n\
+             \x20     labels: {{io.berth.detach: 'false', io.berth.timeout: soon}}\n"
+        );
+        let results = up(&docker, &bad).await;
+        match results.get("bad") {
+            Some(Err(e)) => assert!(e.to_string().contains("io.berth.timeout"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
