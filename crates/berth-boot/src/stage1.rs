@@ -28,7 +28,7 @@ pub fn run() -> ! {
         let debug = ["berth.debug", "rancher.debug"]
             .iter()
             .filter_map(|k| cmdline.get(k))
-            .any(|v| matches!(v, "" | "true" | "yes" | "on" | "1"));
+            .any(|v| v.is_empty() || berth_config::parse_bool(v) == Some(true));
         log::init("init", debug);
         boot(&cmdline)
     });

@@ -71,6 +71,10 @@ fn mount_oem_and_load(cmdline: &KernelCmdline) -> (Result<Option<oem::Plan>, Str
 fn report_config(loaded: &Loaded) {
     for d in &loaded.diagnostics {
         match d.severity {
+            // Stage 1 reported the kernel command line's already.
+            Severity::Error if d.source == berth_config::CMDLINE_SOURCE => {
+                tracing::warn!("configuration: {d}")
+            }
             Severity::Error => problems::report(Path::new("/"), &format!("configuration: {d}")),
             Severity::Warning => tracing::warn!("configuration: {d}"),
         }
@@ -98,14 +102,9 @@ fn prepare_system(loaded: &Loaded) {
         tracing::warn!("cannot set the hostname to {}: {e}", hostname.as_str());
     }
     let _ = std::fs::write("/etc/hostname", format!("{}\n", hostname.as_str()));
-    let _ = std::fs::write(
-        "/etc/hosts",
-        format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{h}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
-             ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n",
-            h = hostname.as_str()
-        ),
-    );
+    if let Err(e) = berth_runtime::hosts::write(Path::new("/etc/hosts"), hostname.as_str()) {
+        tracing::warn!("cannot write /etc/hosts: {e}");
+    }
     apply_sysctls(Path::new("/proc/sys"), config);
     for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {
         let _ = std::fs::create_dir_all(dir);

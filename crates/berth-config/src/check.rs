@@ -327,13 +327,7 @@ macro_rules! forward_via {
     };
 }
 
-fn parse_bool_word(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "y" => Some(true),
-        "false" | "no" | "off" | "n" => Some(false),
-        _ => None,
-    }
-}
+use crate::schema::values::parse_bool as parse_bool_word;
 
 impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = CheckError;
@@ -365,6 +359,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CheckError> {
         let word = match &self.node.kind {
             Kind::Str(s) => parse_bool_word(s),
+            Kind::Int(0) | Kind::UInt(0) => Some(false),
+            Kind::Int(1) | Kind::UInt(1) => Some(true),
             _ => None,
         };
         match word {

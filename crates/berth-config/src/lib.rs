@@ -55,3 +55,4 @@ pub use load::{ConfigPaths, LayerInfo, LayerKind, LayerStatus, Loaded, load};
 pub use schema::Config;
 pub use schema::berth::BerthConfig;
 pub use schema::service::ServiceSpec;
+pub use schema::values::parse_bool;

@@ -446,11 +446,7 @@ fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'stat
     let wait = match &value.kind {
         Kind::Bool(true) => Some(10),
         Kind::Bool(false) => Some(0),
-        Kind::Str(s) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" => Some(10),
-            "false" | "no" | "off" => Some(0),
-            _ => None,
-        },
+        Kind::Str(s) => crate::parse_bool(s).map(|wait| if wait { 10 } else { 0 }),
         _ => None,
     };
     let node = match wait {

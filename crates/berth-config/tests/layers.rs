@@ -352,3 +352,25 @@ fn a_bad_first_kernel_parameter_keeps_everything_else() {
         );
     }
 }
+
+/// Stage 1 (which reads the raw kernel command line) and the configuration read booleans the
+/// same way: `1` and `y` are true in both, `0` and `n` false.
+#[test]
+fn one_reading_of_yes_and_no_everywhere() {
+    let m = Machine::new();
+    for (word, want) in [
+        ("1", true),
+        ("y", true),
+        ("yes", true),
+        ("On", true),
+        ("0", false),
+        ("n", false),
+        ("off", false),
+    ] {
+        let loaded = m.load(&format!("berth.debug={word}"));
+        assert!(loaded.diagnostics.is_empty(), "{word}: {:?}", loaded.diagnostics);
+        assert_eq!(loaded.config.berth.debug, want, "berth.debug={word}");
+        assert_eq!(berth_config::parse_bool(word), Some(want), "{word}");
+    }
+    assert_eq!(berth_config::parse_bool("maybe"), None);
+}

@@ -5,6 +5,7 @@
 //! the CLI all link this crate; none of them links another's.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod hosts;
 pub mod log;
 pub mod paths;
 pub mod problems;

@@ -26,7 +26,7 @@ pub fn scope(spec: &ServiceSpec) -> Scope {
 
 pub fn label_bool(spec: &ServiceSpec, suffix: &str) -> Option<bool> {
     spec.berth_label(suffix)
-        .map(|v| matches!(v.trim(), "true" | "yes" | "1"))
+        .map(|v| berth_config::parse_bool(v).unwrap_or(false))
 }
 
 /// `detach: "false"` makes dependants wait until the service has exited.

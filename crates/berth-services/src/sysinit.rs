@@ -55,7 +55,7 @@ pub async fn run(
     rerun_oneshots: bool,
     reload: Reload<'_>,
     prestart: Arc<Prestart>,
-    problem: &dyn Fn(&str),
+    problem: &(dyn Fn(&str) + Sync),
 ) -> Report {
     let endpoints = Endpoints {
         rerun_oneshots,
@@ -126,10 +126,11 @@ pub async fn run_with(
     loaded: &Loaded,
     reload: Option<Reload<'_>>,
     prestart: Arc<Prestart>,
-    problem: &dyn Fn(&str),
+    problem: &(dyn Fn(&str) + Sync),
 ) -> Report {
     let mut report = Report::default();
     let started = Instant::now();
+    let report_failure = |e: &up::UpError| problem(&e.to_string());
     let docker = match client::wait_ready(&endpoints.sockets.system, endpoints.system_docker_wait).await {
         Ok(d) => d,
         Err(e) => {
@@ -169,7 +170,13 @@ pub async fn run_with(
             .filter(|(n, _)| first.contains(*n))
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
-        let phase_results = up::up_all(make(&docker, loaded, true), &phase).await;
+        let phase_results = up::up_all_reporting(
+            make(&docker, loaded, true),
+            &phase,
+            &BTreeSet::new(),
+            &report_failure,
+        )
+        .await;
         let again = reload();
         if again.tree != loaded.tree {
             tracing::info!(
@@ -217,11 +224,11 @@ pub async fn run_with(
         .filter(|(n, _)| !done.contains(*n))
         .map(|(n, s)| (n.clone(), s.clone()))
         .collect();
-    results.extend(up::up_all_after(make(&docker, loaded, true), &rest, &done).await);
+    results.extend(up::up_all_reporting(make(&docker, loaded, true), &rest, &done, &report_failure).await);
     let engine_started = results.iter().any(|(n, r, _)| {
         n == graph::USER_ENGINE_SERVICE && matches!(r, Ok(Outcome::Started | Outcome::AlreadyRunning))
     });
-    record(&mut report, results, problem);
+    record(&mut report, results);
     tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
     if let Some(loading) = loading {
         let step = Instant::now();
@@ -256,8 +263,8 @@ pub async fn run_with(
                 tracing::info!("User Docker is ready ({ready:.2}s since boot)");
                 if !user.is_empty() {
                     let engine = make(&user_docker, loaded, false);
-                    let results = up::up_all_after(engine, &user, &system_names).await;
-                    record(&mut report, results, problem);
+                    let results = up::up_all_reporting(engine, &user, &system_names, &report_failure).await;
+                    record(&mut report, results);
                 }
             }
             Err(e) => {
@@ -280,7 +287,7 @@ async fn start_loading(
     docker: &bollard::Docker,
     dir: &std::path::Path,
     loaded: &Loaded,
-    problem: &dyn Fn(&str),
+    problem: &(dyn Fn(&str) + Sync),
 ) -> (Arc<images::ImageGate>, Option<Loading>) {
     if !dir.join("manifest.json").exists() {
         return (Arc::new(images::ImageGate::new([])), None);
@@ -323,12 +330,12 @@ fn image_order(loaded: &Loaded) -> Vec<String> {
         .collect()
 }
 
-fn record(report: &mut Report, results: up::Results, problem: &dyn Fn(&str)) {
+/// Put the results in the report (failures were reported as problems when they happened).
+fn record(report: &mut Report, results: up::Results) {
     for (name, result, seconds) in results {
         let outcome = match result {
             Ok(outcome) => outcome.into(),
             Err(e) => {
-                problem(&e.to_string());
                 report.errors.push(e.to_string());
                 berth_runtime::ServiceOutcome::Failed { error: e.to_string() }
             }

@@ -358,6 +358,17 @@ pub async fn up_all_after(
     services: &IndexMap<String, ServiceSpec>,
     done: &std::collections::BTreeSet<String>,
 ) -> Results {
+    up_all_reporting(engine, services, done, &|_| {}).await
+}
+
+/// [`up_all_after`], telling `on_failure` about each service that fails the moment it does
+/// (the console's banner must not miss a failure that ends before the bring-up does).
+pub async fn up_all_reporting(
+    engine: Arc<Engine>,
+    services: &IndexMap<String, ServiceSpec>,
+    done: &std::collections::BTreeSet<String>,
+    on_failure: &(dyn Fn(&UpError) + Sync),
+) -> Results {
     let mut graph = ServiceGraph::new(services);
     graph.unknown.retain(|(_, to)| !done.contains(to));
     for (from, to) in &graph.unknown {
@@ -420,7 +431,10 @@ pub async fn up_all_after(
         };
         match &result {
             Ok(outcome) => tracing::info!("{name}: {outcome:?} ({secs:.2}s)"),
-            Err(e) => tracing::error!("{e}"),
+            Err(e) => {
+                tracing::error!("{e}");
+                on_failure(e);
+            }
         }
         for deps in pending.values_mut() {
             deps.remove(&name);

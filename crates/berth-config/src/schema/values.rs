@@ -8,6 +8,16 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+/// The one reading of a yes/no word, for configuration values, kernel parameters and service
+/// labels alike: `true yes on y 1` and `false no off n 0`, in any case.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "1" => Some(true),
+        "false" | "no" | "off" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// Deserialize from text through `FromStr`, serialize through `Display`.
 macro_rules! text_value {
     ($ty:ident, $expecting:literal) => {
