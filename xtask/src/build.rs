@@ -4,6 +4,7 @@
 use crate::apt::{Apt, Package};
 use crate::docker_archive::{self, ImageSpec, ManifestEntry};
 use crate::recipe::{self, ImageRecipe, OsRecipe};
+use crate::toolchain::{MUSL_TARGET, musl_available};
 use crate::{deb, initramfs, iso, kernel, layout, tree, ui};
 use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
@@ -13,10 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Bump to invalidate every cached step when the builder's output format changes.
-const BUILDER_REVISION: &str = "2";
+const BUILDER_REVISION: &str = "3";
 
 #[derive(clap::Args, Default, Clone)]
 pub struct BuildArgs {
@@ -43,14 +43,6 @@ pub fn existing() -> Option<Artifacts> {
 
 fn manifest_path(out: &Path) -> PathBuf {
     out.join("manifest.json")
-}
-
-pub fn musl_available() -> bool {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(MUSL_TARGET).is_dir()
 }
 
 fn fingerprint(parts: &[&[u8]]) -> String {
@@ -390,7 +382,13 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         std::fs::read_to_string(work.join("images.stamp"))?.as_bytes(),
     ]);
     let fresh = cached(&work.join("initrd.stamp"), &i_print, &[&slim, &initrd], || {
-        build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &slim)?;
+        // The slim initrd boots only from a medium holding these very images.
+        let digests = format!(
+            "{}  os.img\n{}  images.img\n",
+            crate::apt::sha256_file(&os_img)?,
+            crate::apt::sha256_file(&images_img)?
+        );
+        build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &digests, &slim)?;
         let mut out = std::fs::File::create(&initrd)?;
         std::io::copy(&mut std::fs::File::open(&slim)?, &mut out)?;
         // The compressed segment must end on a 4-byte boundary for the next archive.
@@ -736,11 +734,14 @@ fn build_initramfs(
     kernel: &kernel::Kernel,
     berth: &Path,
     work: &Path,
+    medium_digests: &str,
     dest: &Path,
 ) -> Result<()> {
     let root = work.join("initramfs");
     fresh_dir(&root)?;
     tree::skeleton(&root)?;
+    std::fs::create_dir_all(root.join("berth"))?;
+    std::fs::write(root.join("berth/medium.sha256"), medium_digests)?;
     std::fs::copy(berth, root.join("usr/bin/berth"))?;
     std::os::unix::fs::symlink("usr/bin/berth", root.join("init"))?;
     deb::unpack(&apt.archives().join(&busybox.filename), &root, &|p| {

@@ -4,7 +4,6 @@
 //! hostname, System Docker, the service bring-up (`berth sysinit`, a child), then supervision:
 //! reaping, restarting System Docker, and the ordered shutdown. PID 1 never panics: a failure
 //! that stops boot ends in a recovery shell on the console that says why.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod coldplug;
 pub mod loopdev;
@@ -39,11 +38,17 @@ pub enum BootError {
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
     #[error(
-        "the OS image (berth/os.img) is neither in the initramfs nor on any boot medium{}; \
-         boot with Berth's full initrd.img or attach the Berth ISO",
-        if *scanned { " that was scanned" } else { "" }
+        "the OS image (berth/os.img) is neither in the initramfs nor on any boot medium{}{}; \
+         boot with Berth's full initrd.img or attach the Berth ISO of this build",
+        if *scanned { " that was scanned" } else { "" },
+        if refused.is_empty() { String::new() } else { format!(" (refused: {})", refused.join("; ")) }
     )]
-    NoOsImage { waited: Duration, scanned: bool },
+    NoOsImage {
+        waited: Duration,
+        scanned: bool,
+        /// Media holding an OS image of another build, each with the reason.
+        refused: Vec<String>,
+    },
     #[error("the state partition is required (berth.state.required) but {0}")]
     StateRequired(String),
     #[error("{0}")]

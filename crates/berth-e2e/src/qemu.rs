@@ -36,6 +36,9 @@ pub struct Vm {
     pub uefi: bool,
     /// Extra raw disks (virtio), in order: vda, vdb, ...
     pub disks: Vec<PathBuf>,
+    /// Extra raw disks on the machine's AHCI controller (sda, sdb, ...): Linux names them
+    /// before the CD (sr0) and the virtio disks.
+    pub ahci_disks: Vec<PathBuf>,
     /// A NoCloud seed image (read-only virtio disk).
     pub cidata: Option<PathBuf>,
     pub ssh_port: Option<u16>,
@@ -57,6 +60,7 @@ impl Vm {
             cpus: 2,
             uefi: false,
             disks: Vec::new(),
+            ahci_disks: Vec::new(),
             cidata: None,
             ssh_port: None,
             serial: Serial::Stdio,
@@ -148,6 +152,17 @@ impl Vm {
                 ),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
+        }
+        for (i, disk) in self.ahci_disks.iter().enumerate() {
+            a.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=ahci{i},cache=unsafe",
+                    disk.display()
+                ),
+                "-device".into(),
+                format!("ide-hd,drive=ahci{i}"),
             ]);
         }
         if let Some(seed) = &self.cidata {
@@ -246,14 +261,20 @@ pub fn ssh_key(dir: &Path) -> Result<(PathBuf, String)> {
 
 /// A raw disk image holding an empty ext4 filesystem labelled `label`.
 pub fn make_ext4_disk(path: &Path, size_mib: u64, label: &str) -> Result<()> {
+    make_ext4_disk_from(path, size_mib, label, None)
+}
+
+/// A raw disk image holding an ext4 filesystem labelled `label`, with the files of `content`.
+pub fn make_ext4_disk_from(path: &Path, size_mib: u64, label: &str, content: Option<&Path>) -> Result<()> {
     let file = std::fs::File::create(path)?;
     file.set_len(size_mib << 20)?;
     drop(file);
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label])
-        .arg(path)
-        .output()
-        .context("running mkfs.ext4")?;
+    let mut mkfs = Command::new("mkfs.ext4");
+    mkfs.args(["-q", "-F", "-L", label]);
+    if let Some(dir) = content {
+        mkfs.arg("-d").arg(dir);
+    }
+    let out = mkfs.arg(path).output().context("running mkfs.ext4")?;
     if !out.status.success() {
         bail!("mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
     }
