@@ -164,18 +164,18 @@ fn add_backports() -> Result<()> {
 
 /// The static `berth` binary is built for musl when rustup can install the target.
 fn ensure_musl_target() -> Result<()> {
-    if crate::build::musl_available() {
+    if crate::toolchain::musl_available() {
         return Ok(());
     }
     let status = Command::new("rustup")
-        .args(["target", "add", crate::build::MUSL_TARGET])
+        .args(["target", "add", crate::toolchain::MUSL_TARGET])
         .status();
     match status {
         Ok(s) if s.success() => Ok(()),
         _ => {
             eprintln!(
                 "note: could not install the {} target; Berth will be linked statically against glibc",
-                crate::build::MUSL_TARGET
+                crate::toolchain::MUSL_TARGET
             );
             Ok(())
         }

@@ -19,6 +19,7 @@ mod layout;
 mod recipe;
 mod run;
 mod test;
+mod toolchain;
 mod tree;
 mod ui;
 

@@ -93,23 +93,7 @@ pub fn pseudo_filesystems(root: &Path) -> Vec<MountSpec> {
     ]
 }
 
-/// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
-pub fn is_mountpoint(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.display().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape(mp) == want)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
+pub use berth_runtime::mountinfo::is_mountpoint;
 
 /// Mount one spec, creating its target; an already mounted target is left as it is.
 pub fn apply(spec: &MountSpec) -> Result<(), BootError> {
@@ -160,10 +144,5 @@ mod tests {
         assert!(pos("/dev") < pos("/dev/shm"));
         assert!(pos("/sys") < pos("/sys/fs/cgroup"));
         assert_eq!(plan[pos("/sys/fs/cgroup")].fstype.as_deref(), Some("cgroup2"));
-    }
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape("/run/my\\040disk"), "/run/my disk");
     }
 }

@@ -171,12 +171,7 @@ fn kill_everything() {
 
 /// Mount points, deepest first, from /proc/self/mountinfo.
 fn mount_points() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| p.replace("\\040", " "))
-        .collect();
+    let mut points = berth_runtime::mountinfo::current();
     points.reverse();
     points
 }

@@ -1,7 +1,7 @@
 //! The console container: `berth console-init` prepares it (engine and power commands, ssh host
 //! keys kept on the state partition, sshd's configuration, the login user's keys, the login
 //! banner) and then becomes `respawn`, keeping a getty on each console and sshd running.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![forbid(unsafe_code)]
 
 pub mod respawn;
 
@@ -202,7 +202,7 @@ pub fn motd(problems: &[String], notes: &[String]) -> String {
     text.lines().skip(2).collect::<Vec<_>>().join("\n") + "\n"
 }
 
-const USER_DOCKER_SOCKET: &str = "/run/user-docker/docker.sock";
+use berth_runtime::paths::USER_DOCKER_SOCKET;
 
 fn wait_for_socket(path: &Path, seconds: u64) -> bool {
     for _ in 0..seconds * 5 {
@@ -212,14 +212,6 @@ fn wait_for_socket(path: &Path, seconds: u64) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     false
-}
-
-/// /etc/hosts naming this machine.
-pub fn hosts(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
-         ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
-    )
 }
 
 /// The login user's home lives on the state partition (or in RAM): create it when missing.
@@ -299,7 +291,8 @@ pub fn console_init(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "berth".into());
-    let _ = std::fs::write("/etc/hosts", hosts(&hostname));
+    // Docker bind-mounts the container's /etc/hosts: it is rewritten in place, not renamed over.
+    let _ = std::fs::write("/etc/hosts", berth_runtime::hosts::render(&hostname));
     // Users, ssh keys and write_files before anyone can log in; runcmd and scripts beside
     // the gettys and sshd, since they may take long.
     let ctx = berth_cloudinit::ConsoleContext::new("/", USER);

@@ -5,7 +5,6 @@
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SigSet, SignalFd};
 use nix::unistd::Pid;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,19 +88,7 @@ fn supervise(entry: Entry, stopping: &AtomicBool, children: &Mutex<Vec<i32>>) {
         };
         let mut cmd = Command::new(program);
         cmd.args(args);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let _ = nix::sys::signal::sigprocmask(
-                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                    Some(&SigSet::empty()),
-                    None,
-                );
-                let _ = nix::unistd::setsid();
-                Ok(())
-            });
-        }
-        match cmd.spawn() {
+        match berth_runtime::spawn::supervised(&mut cmd).spawn() {
             Ok(mut child) => {
                 let pid = child.id() as i32;
                 if let Ok(mut list) = children.lock() {

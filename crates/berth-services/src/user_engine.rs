@@ -5,6 +5,8 @@ use crate::engine_pair::{self, EnginePair};
 use berth_config::schema::berth::DockerConfig;
 
 pub const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
+use berth_runtime::paths::USER_DOCKER_SOCKET;
+/// The directory of User Docker's socket (the `docker` service mounts it, not the socket).
 pub const SOCKET_DIR: &str = "/run/user-docker";
 
 /// User Docker as an engine unit: its own containerd, then dockerd pointed at it.
@@ -21,7 +23,7 @@ pub fn engine_pair(config: &DockerConfig, debug: bool) -> EnginePair {
 /// dockerd's flags for User Docker.
 pub fn dockerd_flags(config: &DockerConfig, debug: bool) -> Vec<String> {
     let mut args = vec![
-        format!("--host=unix://{SOCKET_DIR}/docker.sock"),
+        format!("--host=unix://{USER_DOCKER_SOCKET}"),
         "--group=docker".into(),
         "--data-root=/var/lib/docker".into(),
         "--exec-root=/run/docker".into(),
@@ -56,7 +58,7 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");
         return 1;
     }
-    let _ = std::fs::remove_file(format!("{SOCKET_DIR}/docker.sock"));
+    let _ = std::fs::remove_file(USER_DOCKER_SOCKET);
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     let path = format!("{ENGINE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let environment = config.environment.clone();

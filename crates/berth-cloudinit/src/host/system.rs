@@ -134,34 +134,11 @@ fn is_mounted(target: &str) -> bool {
     let target = if trimmed.is_empty() { "/" } else { trimmed };
     std::fs::read_to_string("/proc/thread-self/mountinfo")
         .map(|info| {
-            info.lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .any(|mp| unescape_mountinfo(mp) == target)
+            berth_runtime::mountinfo::mount_points(&info)
+                .iter()
+                .any(|mp| mp == target)
         })
         .unwrap_or(false)
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\040`-style octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && let Some(digits) = bytes.get(i + 1..i + 4)
-            && digits.iter().all(|b| (b'0'..=b'7').contains(b))
-        {
-            let code = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-            if let Ok(byte) = u8::try_from(code) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -170,9 +147,6 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/mnt/my\\040disk"), "/mnt/my disk");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo("/odd\\"), "/odd\\");
         assert!(is_mounted("/"));
     }
 
