@@ -4,7 +4,7 @@
 //! before udev (a later system container) exists, so it reads the on-disk formats directly:
 //! the ext2/3/4 superblock, the FAT boot sector, the ISO 9660 primary volume descriptor and
 //! the magic numbers of squashfs, XFS, btrfs and swap.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

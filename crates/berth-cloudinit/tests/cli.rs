@@ -1,6 +1,7 @@
 //! `berth cloud-init` end to end under a temporary root: probe, save, apply (file side
 //! only: with `--root` other than `/` the running host is not changed), report, offline
 //! reboot. HTTP sources are served on 127.0.0.1 by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_cloudinit::main_cloud_init;
 use serde_json::Value;

@@ -1,4 +1,5 @@
 //! The log file: one run per process, so the run's logging set-up is the process's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_cloudinit::main_cloud_init;
 

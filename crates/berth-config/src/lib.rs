@@ -30,7 +30,7 @@
 //! `yes`/`no`/`on`/`off` are booleans where a boolean is expected, `"22"` is a number where
 //! a number is expected, a single value is a one-item list where a list is expected, and
 //! `0644` stays the text `0644` (a file mode is never decimal).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![forbid(unsafe_code)]
 
 mod check;
 mod cmdline;

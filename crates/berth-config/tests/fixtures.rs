@@ -1,5 +1,6 @@
 //! Real-world cloud-configs, several written for RancherOS: each loads without errors, and
 //! what Berth makes of it (effective changes and warnings) is pinned by a snapshot.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_config::{ConfigPaths, KernelCmdline, LayerStatus, export, load, validate_text};
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Merge order across every layer, the append syntax, and "never brick": a broken layer is
 //! skipped with its error while every other layer still applies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_config::{ConfigPaths, KernelCmdline, LayerKind, LayerStatus, Loaded, Severity, load};
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! Property tests: the parsers of untrusted input never panic, whatever they are given.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_config::{ConfigPaths, KernelCmdline, interpolate, load, validate_text};
 use proptest::prelude::*;

@@ -1,5 +1,6 @@
 //! Every kind of validation message, pinned by one snapshot: what the user sees for each
 //! mistake (file:line:column, key path, what is allowed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_config::validate_text;
 

@@ -1,6 +1,7 @@
 //! End-to-end testing of Berth: boot the built image in QEMU and drive it like a user does,
 //! over ssh and the serial console. Every console log is scanned for kernel panics, oopses,
 //! `BUG:` lines and init failures. Also used by `cargo xtask run` and the boot benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 pub mod machine;
 pub mod qemu;

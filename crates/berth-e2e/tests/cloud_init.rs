@@ -2,6 +2,7 @@
 //! broken configuration still boots to a reachable console with the error shown, a value set
 //! with `berth config set` survives a reboot, and `write_files` with `container:` lands in
 //! that container. An OEM partition's layer reaches the machine and the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! aliases resolve through the index `depmod` wrote in `/lib/modules/<release>`
 //! ([`ModuleIndex`]) into a [`LoadPlan`] (pure), which a [`ModuleLoader`] executes
 //! (`finit_module` with in-kernel decompression of `.ko.xz`).
+#![forbid(unsafe_code)]
 
 mod alias_table;
 mod cli;

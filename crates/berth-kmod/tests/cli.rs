@@ -1,4 +1,5 @@
 //! The modprobe command, without touching the host kernel: -n, -D, -R and errors only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
 

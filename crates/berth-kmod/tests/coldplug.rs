@@ -1,4 +1,5 @@
 //! Coldplug over a fake sysfs tree.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
 

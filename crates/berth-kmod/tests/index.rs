@@ -1,4 +1,5 @@
 //! Resolution and load plans over a hand-written module tree.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! modprobe and modprobe -r against the fake loader.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
 

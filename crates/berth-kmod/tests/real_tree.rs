@@ -4,6 +4,7 @@
 //! has a `modules.dep` (Debian's package ships none: run `depmod -b ROOT RELEASE` on a copy),
 //! or leave it unset to look under `/tmp/kt/k/usr/lib/modules/`, then
 //! `cargo test -p berth-kmod --test real_tree -- --ignored --nocapture`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! mode and keeps `/run/berth/resolv.conf` (which the host's `/etc/resolv.conf` points to) from
 //! the leases and `berth.network.dns`. Static addresses, bonds, bridges and VLANs over netlink
 //! are the network issue's work.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![forbid(unsafe_code)]
 
 use berth_config::Config;
 use std::fmt::Write as _;

@@ -3,7 +3,7 @@
 //! `berth.services` up in dependency order: system services in System Docker, user services in
 //! User Docker once the `docker` service answers. It also holds the container side of the
 //! shutdown and the `docker` service's entry point (`berth user-docker`).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod engine_pair;

@@ -1,6 +1,7 @@
 //! `berth`: one static binary for the whole OS. Dispatches on the name it was started under,
 //! like busybox: `init` (PID 1), `modprobe`, `reboot`/`poweroff`/`halt`/`shutdown`,
 //! `system-docker`, the dhcpcd hook; under any other name it is the `berth` CLI.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod config_cmd;

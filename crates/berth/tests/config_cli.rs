@@ -1,5 +1,6 @@
 //! `berth config` as a user runs it: the real binary over a root holding the real built-in
 //! defaults (`os/defaults.yml`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

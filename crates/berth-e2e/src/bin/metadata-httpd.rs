@@ -5,6 +5,7 @@
 //! Usage: `metadata-httpd DIR`. `GET /a/b` answers the file `DIR/a/b` (a directory: its
 //! entries, one per line, as EC2 lists them); `PUT /latest/api/token` answers a session token
 //! (IMDSv2). Every request is appended to `DIR/../requests.log`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
