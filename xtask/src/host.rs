@@ -29,6 +29,8 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("xorriso", "xorriso", Purpose::Build),
     ("mformat", "mtools", Purpose::Build),
     ("grub-mkrescue", "grub-common", Purpose::Build),
+    // ring (rustls' crypto) has C and assembly that cc builds with musl-gcc for the musl target.
+    ("musl-gcc", "musl-tools", Purpose::Build),
     (
         "/usr/lib/grub/i386-pc/eltorito.img",
         "grub-pc-bin",

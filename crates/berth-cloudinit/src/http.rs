@@ -1,17 +1,15 @@
-//! A small HTTP/1.1 client for the network datasources: GET with redirects and PUT (the
-//! EC2 session token), a time limit per request, a size limit per body, and https through
-//! rustls with a pure-Rust crypto provider and the system's trusted certificates
-//! (`/etc/ssl/certs/ca-certificates.crt`). Errors say whether retrying can help.
+//! HTTP(S) for the network datasources, through `reqwest` (hyper + rustls with the `ring`
+//! provider, which runs on every x86-64 and arm64 CPU): GET with redirects and PUT (the EC2
+//! session token), a time limit per request, a size limit per body. URLs are parsed and
+//! redirects resolved by the `url` crate (RFC 3986). Custom headers (the IMDSv2 token) are
+//! sent only to the origin they were meant for: a redirect to another scheme, host or port
+//! drops them. https trusts [`TrustAnchors`]. Errors say whether retrying can help.
 
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper::body::Bytes;
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A response body larger than this is refused.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -43,128 +41,204 @@ pub struct Response {
     pub url: String,
 }
 
-/// Where a URL points.
+/// An `http://` or `https://` URL with a host: what the datasources may fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub https: bool,
-    /// Without the brackets of an IPv6 literal.
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
+pub struct Target(url::Url);
 
 impl Target {
-    pub fn parse(url: &str) -> Result<Target, FetchError> {
-        let bad = |why: &str| FetchError::Permanent(format!("{url:?} is not a usable URL: {why}"));
-        let uri: Uri = url.trim().parse().map_err(|_| bad("it cannot be parsed"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(bad("only http:// and https:// are supported")),
-        };
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("it has no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/".to_string());
-        Ok(Target {
-            https,
-            host,
-            port,
-            path,
-        })
+    pub fn parse(text: &str) -> Result<Target, FetchError> {
+        let bad = |why: &str| FetchError::Permanent(format!("{text:?} is not a usable URL: {why}"));
+        let url = url::Url::parse(text.trim()).map_err(|e| bad(&e.to_string()))?;
+        Target::from_url(url).map_err(|why| bad(&why))
+    }
+
+    fn from_url(url: url::Url) -> Result<Target, String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("only http:// and https:// are supported".to_string());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("it has no host".to_string());
+        }
+        Ok(Target(url))
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
     }
 
     /// Whether the host is this machine (no network needed to reach it).
     pub fn is_loopback(&self) -> bool {
-        self.host.eq_ignore_ascii_case("localhost")
-            || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-
-    fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default_port = if self.https { 443 } else { 80 };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
+        match self.0.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            None => false,
         }
     }
 
-    fn url(&self) -> String {
-        format!(
-            "{}://{}{}",
-            if self.https { "https" } else { "http" },
-            self.host_header(),
-            self.path
-        )
+    /// The target a `Location` header points to, resolved against this one (RFC 3986:
+    /// `//host/path` is another host, `../` climbs, `?q` keeps the path).
+    pub fn redirect(&self, location: &str) -> Result<Target, FetchError> {
+        let refused =
+            |why: String| FetchError::Permanent(format!("{} redirects to {location:?}: {why}", self.0));
+        let next = self.0.join(location).map_err(|e| refused(e.to_string()))?;
+        let next = Target::from_url(next).map_err(refused)?;
+        if self.is_https() && !next.is_https() {
+            return Err(refused("from https to http; refused".to_string()));
+        }
+        Ok(next)
     }
 
-    /// The target a `Location` header points to, from this one.
-    fn redirect(&self, location: &str) -> Result<Target, FetchError> {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            return Target::parse(location);
-        }
-        let path = if location.starts_with('/') {
-            location.to_string()
-        } else {
-            let dir = self
-                .path
-                .split('?')
-                .next()
-                .and_then(|p| p.rsplit_once('/'))
-                .map(|(d, _)| d)
-                .unwrap_or("");
-            format!("{dir}/{location}")
-        };
-        Ok(Target { path, ..self.clone() })
+    /// Whether `other` is the same origin (scheme, host, port): where credentials may go.
+    fn same_origin(&self, other: &Target) -> bool {
+        self.0.origin() == other.0.origin()
     }
 }
 
-/// The client. Cheap to share; the TLS configuration is built on first https use.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// The certificates https trusts: the system's bundle (Debian's `ca-certificates`) plus the
+/// PEM files (`*.pem`, `*.crt`) in a few directories where a user or vendor adds their own
+/// certificate authorities.
+#[derive(Clone, Debug)]
+pub struct TrustAnchors {
+    pub bundle: PathBuf,
+    pub extra_dirs: Vec<PathBuf>,
+}
+
+/// Where user-supplied certificate authorities live, on the state partition.
+pub const USER_CA_DIR: &str = "var/lib/berth/ca-certificates";
+/// The OEM partition's certificate authorities (it is mounted on `/run/berth/oem`).
+pub const OEM_CA_DIR: &str = "run/berth/oem/ca-certificates";
+
+impl TrustAnchors {
+    /// The machine under `root`: `/etc/ssl/certs/ca-certificates.crt`,
+    /// `/var/lib/berth/ca-certificates/` and the OEM partition's `ca-certificates/`.
+    pub fn under(root: &Path) -> Self {
+        TrustAnchors {
+            bundle: root.join("etc/ssl/certs/ca-certificates.crt"),
+            extra_dirs: vec![root.join(USER_CA_DIR), root.join(OEM_CA_DIR)],
+        }
+    }
+
+    /// Only the certificates in `bundle`.
+    #[cfg(test)]
+    pub fn bundle(bundle: impl Into<PathBuf>) -> Self {
+        TrustAnchors {
+            bundle: bundle.into(),
+            extra_dirs: Vec::new(),
+        }
+    }
+
+    /// Read them all. A missing bundle or directory is fine as long as something is
+    /// trusted; a file in a directory that holds no certificate is an error naming it.
+    fn load(&self) -> Result<rustls::RootCertStore, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let mut sources = Vec::new();
+        match read_certificates(&self.bundle) {
+            Ok(certs) => {
+                roots.add_parsable_certificates(certs);
+                sources.push(self.bundle.clone());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the trusted certificates {}: {e}",
+                    self.bundle.display()
+                ));
+            }
+        }
+        for dir in &self.extra_dirs {
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+                Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+            };
+            files.retain(|f| f.extension().is_some_and(|x| x == "pem" || x == "crt"));
+            files.sort();
+            for file in files {
+                let certs = read_certificates(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(format!(
+                        "{}: no usable PEM certificate (BEGIN CERTIFICATE) in it; fix or remove it",
+                        file.display()
+                    ));
+                }
+                sources.push(file);
+            }
+        }
+        if roots.is_empty() {
+            return Err(format!(
+                "no trusted certificate: {} is missing and no *.pem in {}; https cannot be verified",
+                self.bundle.display(),
+                self.extra_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        }
+        tracing::debug!("https trusts {} certificates from {sources:?}", roots.len());
+        Ok(roots)
+    }
+}
+
+fn read_certificates(path: &Path) -> std::io::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let bytes = std::fs::read(path)?;
+    Ok(CertificateDer::pem_slice_iter(&bytes)
+        .filter_map(Result::ok)
+        .collect())
+}
+
+/// The HTTP clients: one that trusts [`TrustAnchors`], and one for plain http that works
+/// even when nothing is trusted.
+struct Clients {
+    plain: reqwest::Client,
+    https: Result<reqwest::Client, String>,
+}
+
+/// The client. Cheap to share; the clients are built on first use.
 pub struct HttpClient {
-    ca_file: PathBuf,
-    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    trust: TrustAnchors,
+    clients: OnceLock<Result<Clients, String>>,
 }
 
 impl HttpClient {
-    /// `ca_file`: the PEM bundle of trusted certificates for https.
-    pub fn new(ca_file: impl Into<PathBuf>) -> Self {
+    pub fn new(trust: TrustAnchors) -> Self {
         HttpClient {
-            ca_file: ca_file.into(),
-            tls: OnceLock::new(),
+            trust,
+            clients: OnceLock::new(),
         }
     }
 
-    /// GET `url`, following up to five redirects. Any status is a response.
+    /// GET `url`, following up to five redirects. Any status is a response. `headers` go
+    /// only to `url`'s origin: a redirect elsewhere drops them.
     pub async fn get(
         &self,
         url: &str,
         headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Response, FetchError> {
-        let mut target = Target::parse(url)?;
+        let first = Target::parse(url)?;
+        let mut target = first.clone();
+        let mut headers = header_map(headers)?;
         for _ in 0..=MAX_REDIRECTS {
-            let (response, location) = self.request(Method::GET, &target, headers, timeout).await?;
+            let (response, location) = self
+                .request(reqwest::Method::GET, &target, &headers, timeout)
+                .await?;
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => {
                     let next = target.redirect(&location)?;
-                    if target.https && !next.https {
-                        return Err(FetchError::Permanent(format!(
-                            "{} redirects from https to http ({}); refused",
-                            target.url(),
-                            next.url()
-                        )));
+                    if !headers.is_empty() && !next.same_origin(&target) {
+                        tracing::debug!("{target} redirects to {next}: its headers are not sent there");
+                        headers.clear();
                     }
                     target = next;
                 }
@@ -172,7 +246,7 @@ impl HttpClient {
             }
         }
         Err(FetchError::Permanent(format!(
-            "{url}: more than {MAX_REDIRECTS} redirects"
+            "{first}: more than {MAX_REDIRECTS} redirects"
         )))
     }
 
@@ -184,21 +258,45 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response, FetchError> {
         let target = Target::parse(url)?;
-        Ok(self.request(Method::PUT, &target, headers, timeout).await?.0)
+        let headers = header_map(headers)?;
+        Ok(self
+            .request(reqwest::Method::PUT, &target, &headers, timeout)
+            .await?
+            .0)
     }
 
     async fn request(
         &self,
-        method: Method,
+        method: reqwest::Method,
         target: &Target,
-        headers: &[(&str, &str)],
+        headers: &HeaderMap,
         timeout: Duration,
     ) -> Result<(Response, Option<String>), FetchError> {
-        let url = target.url();
-        match tokio::time::timeout(timeout, self.exchange(method, target, headers)).await {
+        let url = target.to_string();
+        let with_url = |e: FetchError| match e {
+            FetchError::Transient(m) => FetchError::Transient(format!("{url}: {m}")),
+            FetchError::Permanent(m) => FetchError::Permanent(format!("{url}: {m}")),
+        };
+        let client = self.client_for(target).map_err(with_url)?;
+        let exchange = async {
+            let response = client
+                .request(method, target.0.clone())
+                .headers(headers.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = read_limited(response).await?;
+            Ok((status, body, location))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok((status, body, location))) => Ok((Response { status, body, url }, location)),
-            Ok(Err(FetchError::Transient(m))) => Err(FetchError::Transient(format!("{url}: {m}"))),
-            Ok(Err(FetchError::Permanent(m))) => Err(FetchError::Permanent(format!("{url}: {m}"))),
+            Ok(Err(e)) => Err(with_url(e)),
             Err(_) => Err(FetchError::Transient(format!(
                 "{url}: no answer within {} ms",
                 timeout.as_millis()
@@ -206,417 +304,133 @@ impl HttpClient {
         }
     }
 
-    async fn exchange(
-        &self,
-        method: Method,
-        target: &Target,
-        headers: &[(&str, &str)],
-    ) -> Result<(u16, Vec<u8>, Option<String>), FetchError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(target.path.as_str())
-            .header(hyper::header::HOST, target.host_header())
-            .header(hyper::header::USER_AGENT, USER_AGENT)
-            .header(hyper::header::CONNECTION, "close");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| FetchError::Permanent(format!("cannot build the request: {e}")))?;
-        let tcp = connect(&target.host, target.port).await?;
-        if target.https {
-            let config = self.tls_config().map_err(FetchError::Permanent)?;
-            let name = rustls_pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| FetchError::Permanent(format!("bad server name: {e}")))?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    let message = format!("TLS handshake failed: {e}");
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        FetchError::Permanent(message)
-                    } else {
-                        FetchError::Transient(message)
-                    }
-                })?;
-            send(tls, request).await
+    fn client_for(&self, target: &Target) -> Result<&reqwest::Client, FetchError> {
+        let clients = self
+            .clients
+            .get_or_init(|| build_clients(&self.trust))
+            .as_ref()
+            .map_err(|e| FetchError::Permanent(e.clone()))?;
+        if target.is_https() {
+            clients
+                .https
+                .as_ref()
+                .map_err(|e| FetchError::Permanent(e.clone()))
         } else {
-            send(tcp, request).await
+            Ok(&clients.plain)
         }
     }
-
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        self.tls.get_or_init(|| tls_config(&self.ca_file)).clone()
-    }
 }
 
-async fn connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, FetchError> {
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| FetchError::Transient(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    let mut last = format!("{host} has no address");
-    for addr in addrs {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
-        }
+fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, FetchError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let bad = |e: String| FetchError::Permanent(format!("bad request header {name}: {e}"));
+        let name = HeaderName::try_from(*name).map_err(|e| bad(e.to_string()))?;
+        let mut value = HeaderValue::try_from(*value).map_err(|e| bad(e.to_string()))?;
+        // Kept out of debug output.
+        value.set_sensitive(true);
+        map.insert(name, value);
     }
-    Err(FetchError::Transient(last))
+    Ok(map)
 }
 
-async fn send<IO>(
-    io: IO,
-    request: Request<Empty<Bytes>>,
-) -> Result<(u16, Vec<u8>, Option<String>), FetchError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let transient = |e: hyper::Error| FetchError::Transient(e.to_string());
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(transient)?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender.send_request(request).await.map_err(transient)?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get(hyper::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                FetchError::Permanent(format!(
-                    "the answer is larger than {} MiB",
-                    MAX_BODY / 1024 / 1024
-                ))
-            } else {
-                FetchError::Transient(format!("reading the answer: {e}"))
-            }
-        })?
-        .to_bytes();
-    Ok((status, body.to_vec(), location))
-}
-
-/// Whether this CPU can run the pure-Rust crypto provider (graviola asserts on these).
-fn cpu_supports_tls() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("bmi2")
-            && std::arch::is_x86_feature_detected!("adx")
-            && std::arch::is_x86_feature_detected!("avx")
-            && std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("sha2")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-            && std::arch::is_aarch64_feature_detected!("neon")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
-fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject as _;
-    if !cpu_supports_tls() {
-        return Err(
-            "https is not available on this CPU (Berth's TLS needs AES-NI, PCLMULQDQ, AVX2, \
-             BMI1/2 and ADX); use an http:// URL"
-                .to_string(),
-        );
-    }
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| {
-        format!(
-            "cannot read the trusted certificates {}: {e} (is ca-certificates installed?)",
-            ca_file.display()
-        )
-    })?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs.filter_map(Result::ok));
-    if added == 0 {
-        return Err(format!(
-            "no trusted certificate in {}; https cannot be verified",
-            ca_file.display()
-        ));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_no_client_auth())
+}
+
+fn build_clients(trust: &TrustAnchors) -> Result<Clients, String> {
+    let client = |tls: rustls::ClientConfig| {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(USER_AGENT)
+            // Redirects are followed by `HttpClient::get`, which decides about headers.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+    };
+    let plain = client(tls_config(rustls::RootCertStore::empty())?)?;
+    let https = trust.load().and_then(tls_config).and_then(client);
+    Ok(Clients { plain, https })
+}
+
+/// The error and its causes, `: `-separated (reqwest's own message alone says little).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = e.source();
+    }
+    message
+}
+
+/// A failed exchange: certificate and protocol problems are permanent, the rest (refused,
+/// reset, unreachable) may be a network still coming up.
+fn classify(error: reqwest::Error) -> FetchError {
+    // The URL is already at the front of every message.
+    let error = error.without_url();
+    let message = error_chain(&error);
+    if is_tls_failure(&error) {
+        return FetchError::Permanent(format!("TLS: {message}"));
+    }
+    if error.is_builder() {
+        FetchError::Permanent(message)
+    } else if error.is_connect() {
+        FetchError::Transient(format!("cannot connect: {message}"))
+    } else {
+        FetchError::Transient(message)
+    }
+}
+
+/// Whether a TLS problem (a certificate, a protocol error) is in the error's chain. An
+/// `io::Error` hides the error it wraps from `source()`, so it is opened explicitly.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    if let Some(io) = error.downcast_ref::<std::io::Error>()
+        && (io.kind() == std::io::ErrorKind::InvalidData
+            || io.get_ref().is_some_and(|inner| is_tls_failure(inner)))
+    {
+        return true;
+    }
+    error.source().is_some_and(is_tls_failure)
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+    let too_large = || {
+        FetchError::Permanent(format!(
+            "the answer is larger than {} MiB",
+            MAX_BODY / 1024 / 1024
+        ))
+    };
+    if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Transient(format!("reading the answer: {}", error_chain(&e))))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testserver::{Reply, TestServer};
-
-    #[test]
-    fn targets() {
-        let t = Target::parse("http://169.254.169.254/latest/user-data").unwrap();
-        assert_eq!(
-            (t.https, t.host.as_str(), t.port, t.path.as_str()),
-            (false, "169.254.169.254", 80, "/latest/user-data")
-        );
-        let t = Target::parse("https://[::1]:8443/a?b=c").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("::1", 8443, "/a?b=c")
-        );
-        assert!(t.is_loopback());
-        assert_eq!(t.url(), "https://[::1]:8443/a?b=c");
-        assert_eq!(Target::parse("http://h").unwrap().path, "/");
-        for bad in ["ftp://x/y", "http://", "not a url", "/relative"] {
-            assert!(
-                matches!(Target::parse(bad), Err(FetchError::Permanent(_))),
-                "{bad}"
-            );
-        }
-        let t = Target::parse("http://h:81/dir/file?x").unwrap();
-        assert_eq!(t.redirect("/abs").unwrap().path, "/abs");
-        assert_eq!(t.redirect("rel").unwrap().path, "/dir/rel");
-        assert_eq!(t.redirect("https://o/p").unwrap().host, "o");
-    }
-
-    #[tokio::test]
-    async fn get_follows_redirects_and_reports_status() {
-        let server = TestServer::start(|req| match req.path.as_str() {
-            "/start" => Reply::redirect("/next"),
-            "/next" => Reply::redirect("final"),
-            "/final" => Reply::ok(b"#cloud-config\n".to_vec()),
-            "/loop" => Reply::redirect("/loop"),
-            _ => Reply::status(404),
-        })
-        .await;
-        let client = HttpClient::new("/nonexistent");
-        let t = Duration::from_secs(5);
-        let r = client.get(&server.url("/start"), &[], t).await.unwrap();
-        assert_eq!(
-            (r.status, r.body.as_slice()),
-            (200, b"#cloud-config\n".as_slice())
-        );
-        assert!(r.url.ends_with("/final"));
-        let r = client.get(&server.url("/missing"), &[], t).await.unwrap();
-        assert_eq!(r.status, 404);
-        assert!(matches!(
-            client.get(&server.url("/loop"), &[], t).await,
-            Err(FetchError::Permanent(_))
-        ));
-        let requests = server.requests();
-        assert!(
-            requests[0]
-                .headers
-                .iter()
-                .any(|(k, v)| k == "user-agent" && v.starts_with("berth-cloud-init"))
-        );
-    }
-
-    #[tokio::test]
-    async fn connection_refused_is_transient() {
-        // A port nothing listens on: bind, note the port, close.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let client = HttpClient::new("/nonexistent");
-        let err = client
-            .get(&format!("http://127.0.0.1:{port}/x"), &[], Duration::from_secs(2))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, FetchError::Transient(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn slow_server_times_out() {
-        let server = TestServer::start(|_| Reply::ok(b"late".to_vec()).delayed(Duration::from_secs(3))).await;
-        let client = HttpClient::new("/nonexistent");
-        let started = std::time::Instant::now();
-        let err = client
-            .get(&server.url("/"), &[], Duration::from_millis(200))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, FetchError::Transient(ref m) if m.contains("no answer")),
-            "{err:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(2));
-    }
-
-    /// A CA and a certificate for `localhost` made by the openssl tool (`None` when it is
-    /// not installed): (ca.pem, cert.pem, key.pem).
-    fn openssl_certificates(dir: &std::path::Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
-        let run = |args: &[&str]| {
-            std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .map(|o| assert!(o.status.success(), "openssl {args:?}: {o:?}"))
-                .is_ok()
-        };
-        let ok = run(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ca.key",
-        ]) && run(&[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=Berth test CA",
-            "-days",
-            "2",
-            "-out",
-            "ca.pem",
-        ]) && run(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ec.key",
-        ]) && run(&["pkcs8", "-topk8", "-nocrypt", "-in", "ec.key", "-out", "key.pem"])
-            && run(&[
-                "req",
-                "-new",
-                "-key",
-                "key.pem",
-                "-subj",
-                "/CN=localhost",
-                "-out",
-                "req.csr",
-            ])
-            && {
-                std::fs::write(
-                    dir.join("ext.cnf"),
-                    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-                )
-                .unwrap();
-                run(&[
-                    "x509",
-                    "-req",
-                    "-in",
-                    "req.csr",
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    "ext.cnf",
-                    "-out",
-                    "cert.pem",
-                ])
-            };
-        if !ok {
-            eprintln!("skipped: openssl is not installed");
-            return None;
-        }
-        Some((dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem")))
-    }
-
-    #[tokio::test]
-    async fn https_with_a_trusted_certificate() {
-        use rustls_pki_types::pem::PemObject as _;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        if !cpu_supports_tls() {
-            eprintln!("skipped: this CPU cannot run the TLS provider");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let Some((ca, cert, key)) = openssl_certificates(dir.path()) else {
-            return;
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
-        let config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            for _ in 0..2 {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    continue;
-                };
-                let mut buf = vec![0u8; 4096];
-                let _ = tls.read(&mut buf).await;
-                let body = "#cloud-config\nhostname: tls\n";
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                tls.write_all(reply.as_bytes()).await.unwrap();
-                tls.shutdown().await.unwrap();
-            }
-        });
-        let t = Duration::from_secs(5);
-        let r = HttpClient::new(&ca)
-            .get(&format!("https://localhost:{port}/user-data"), &[], t)
-            .await
-            .unwrap();
-        assert_eq!(r.body, b"#cloud-config\nhostname: tls\n");
-        // Trusting nothing that signed it: a permanent error.
-        let err = HttpClient::new(&cert)
-            .get(&format!("https://127.0.0.1:{port}/user-data"), &[], t)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, FetchError::Permanent(ref m) if m.contains("certificate")),
-            "{err:?}"
-        );
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn https_without_trusted_certificates_is_a_clear_error() {
-        let client = HttpClient::new("/nonexistent/ca.crt");
-        // Nothing listens on this port either; the TLS setup fails before connecting
-        // would matter, but connecting comes first, so use a live server.
-        let server = TestServer::start(|_| Reply::ok(Vec::new())).await;
-        let url = server.url("/").replace("http://", "https://");
-        let err = client.get(&url, &[], Duration::from_secs(2)).await.unwrap_err();
-        match err {
-            FetchError::Permanent(m) => {
-                assert!(
-                    m.contains("trusted certificates") || m.contains("not available on this CPU"),
-                    "{m}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;

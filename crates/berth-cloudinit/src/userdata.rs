@@ -9,7 +9,9 @@
 
 use std::io::Read as _;
 
-/// Decompressed user-data larger than this is refused (a gzip bomb would fill RAM).
+/// User-data larger than this is refused, and so is a document whose gzip parts together
+/// decompress to more than this: one budget for the whole document, so that a MIME
+/// document of many small gzip bombs cannot fill RAM either.
 pub const MAX_USER_DATA: usize = 16 * 1024 * 1024;
 
 /// How deep gzip and MIME may nest inside each other.
@@ -66,14 +68,35 @@ pub fn parse_user_data(bytes: &[u8]) -> UserData {
     let mut sorter = Sorter {
         out: &mut out,
         part_count: 0,
+        decompress_budget: MAX_USER_DATA,
+        over_budget: false,
     };
     sorter.content(bytes, "user-data", None, 0);
+    if sorter.over_budget {
+        // Nothing of a document that was cut short is applied.
+        return UserData {
+            findings: vec![UserDataFinding {
+                is_error: true,
+                origin: "user-data".to_string(),
+                message: format!(
+                    "it decompresses to more than {} MiB (all gzip parts together); the \
+                     whole user-data is refused",
+                    MAX_USER_DATA / 1024 / 1024
+                ),
+            }],
+            ..UserData::default()
+        };
+    }
     out
 }
 
 struct Sorter<'a> {
     out: &'a mut UserData,
     part_count: usize,
+    /// Bytes that gzip may still produce, for the whole document.
+    decompress_budget: usize,
+    /// Set when the budget ran out: sorting stops and the document is refused.
+    over_budget: bool,
 }
 
 /// What the first line of a text says it is.
@@ -157,18 +180,23 @@ fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
-/// gunzip with a size limit (concatenated gzip members included, as `gzip -d` does).
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Why gunzip gave nothing.
+enum GunzipError {
+    Corrupt(std::io::Error),
+    /// It would produce more than the budget left.
+    OverBudget,
+}
+
+/// gunzip producing at most `budget` bytes (concatenated gzip members included, as
+/// `gzip -d` does).
+fn gunzip(bytes: &[u8], budget: usize) -> Result<Vec<u8>, GunzipError> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_USER_DATA as u64 + 1)
+        .take(budget as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("the gzip data is corrupt: {e}"))?;
-    if out.len() > MAX_USER_DATA {
-        return Err(format!(
-            "decompresses to more than {} MiB; refused",
-            MAX_USER_DATA / 1024 / 1024
-        ));
+        .map_err(GunzipError::Corrupt)?;
+    if out.len() > budget {
+        return Err(GunzipError::OverBudget);
     }
     Ok(out)
 }
@@ -182,8 +210,30 @@ impl Sorter<'_> {
         });
     }
 
+    /// gunzip against the document's budget; `None` (with a finding, or the document
+    /// marked over budget) when there is nothing to use.
+    fn gunzip(&mut self, bytes: &[u8], origin: &str) -> Option<Vec<u8>> {
+        match gunzip(bytes, self.decompress_budget) {
+            Ok(inner) => {
+                self.decompress_budget -= inner.len();
+                Some(inner)
+            }
+            Err(GunzipError::Corrupt(e)) => {
+                self.finding(true, origin, format!("the gzip data is corrupt: {e}; ignored"));
+                None
+            }
+            Err(GunzipError::OverBudget) => {
+                self.over_budget = true;
+                None
+            }
+        }
+    }
+
     /// Sort one piece of content, whatever it is. `name` is the MIME file name, if any.
     fn content(&mut self, bytes: &[u8], origin: &str, name: Option<&str>, depth: u8) {
+        if self.over_budget {
+            return;
+        }
         if bytes.len() > MAX_USER_DATA {
             self.finding(
                 true,
@@ -197,9 +247,8 @@ impl Sorter<'_> {
                 self.finding(true, origin, "gzip and MIME are nested too deeply; ignored");
                 return;
             }
-            match gunzip(bytes) {
-                Ok(inner) => self.content(&inner, origin, name, depth + 1),
-                Err(e) => self.finding(true, origin, format!("{e}; ignored")),
+            if let Some(inner) = self.gunzip(bytes, origin) {
+                self.content(&inner, origin, name, depth + 1);
             }
             return;
         }
@@ -276,6 +325,9 @@ impl Sorter<'_> {
     }
 
     fn mime_part(&mut self, part: &mailparse::ParsedMail<'_>, origin: &str, depth: u8) {
+        if self.over_budget {
+            return;
+        }
         if !part.subparts.is_empty() {
             for sub in &part.subparts {
                 self.mime_part(sub, origin, depth);
@@ -310,12 +362,9 @@ impl Sorter<'_> {
             }
         };
         let body = if is_gzip(&body) {
-            match gunzip(&body) {
-                Ok(inner) => inner,
-                Err(e) => {
-                    self.finding(true, &part_origin, format!("{e}; ignored"));
-                    return;
-                }
+            match self.gunzip(&body, &part_origin) {
+                Some(inner) => inner,
+                None => return,
             }
         } else {
             body
@@ -592,6 +641,42 @@ mod tests {
         let ud = parse_user_data(&gzip(&big));
         assert!(ud.is_empty());
         assert!(ud.findings[0].message.contains("refused"), "{:?}", ud.findings);
+    }
+
+    /// Three gzip parts of 6 MiB each: every part is within the limit, the document is not.
+    #[test]
+    fn mime_parts_together_over_the_budget_are_refused() {
+        let part = |n: usize| {
+            let mut text = format!("#cloud-config\n# part {n}\n").into_bytes();
+            text.resize(6 * 1024 * 1024, b'#');
+            b64(&gzip(&text))
+        };
+        let (p1, p2, p3) = (part(1), part(2), part(3));
+        let mime = multipart(&[
+            ("text/x-shellscript", Some("first.sh"), None, SCRIPT),
+            ("application/gzip", Some("a.gz"), Some("base64"), &p1),
+            ("application/gzip", Some("b.gz"), Some("base64"), &p2),
+            ("application/gzip", Some("c.gz"), Some("base64"), &p3),
+        ]);
+        assert!(mime.len() < 1024 * 1024, "the document itself is small");
+        let ud = parse_user_data(mime.as_bytes());
+        assert!(ud.is_empty(), "nothing of it is applied: {:?}", ud.scripts);
+        assert_eq!(ud.findings.len(), 1, "{:?}", ud.findings);
+        assert!(ud.findings[0].is_error);
+        assert!(
+            ud.findings[0]
+                .message
+                .contains("decompresses to more than 16 MiB (all gzip parts together)"),
+            "{:?}",
+            ud.findings
+        );
+        // Two of them fit.
+        let mime = multipart(&[
+            ("application/gzip", Some("a.gz"), Some("base64"), &p1),
+            ("application/gzip", Some("b.gz"), Some("base64"), &p2),
+        ]);
+        let ud = parse_user_data(mime.as_bytes());
+        assert_eq!(ud.cloud_configs.len(), 2, "{:?}", ud.findings);
     }
 
     #[test]

@@ -6,20 +6,11 @@
 
 mod common;
 
-use common::{BOOT, check, env, poweroff, reboot};
+use common::{BOOT, check, env, http_forward, poweroff, reboot, run, vfat_with};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("running a disk tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An ext4 disk labelled `label` holding `files` (paths relative to the filesystem's root).
 fn ext4_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -38,34 +29,6 @@ fn ext4_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> Pat
     img
 }
 
-/// A FAT disk labelled `label` holding `files`.
-fn vfat_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
-    let img = dir.join(name);
-    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
-    run(Command::new("mkfs.vfat").args(["-n", label]).arg(&img));
-    for (path, content) in files {
-        let mut parent = String::new();
-        for part in Path::new(path).parent().unwrap().components() {
-            parent.push('/');
-            parent.push_str(&part.as_os_str().to_string_lossy());
-            let _ = Command::new("mmd")
-                .arg("-i")
-                .arg(&img)
-                .arg(format!("::{parent}"))
-                .output();
-        }
-        let local = dir.join(format!("{name}.tmp"));
-        std::fs::write(&local, content).unwrap();
-        run(Command::new("mcopy")
-            .arg("-o")
-            .arg("-i")
-            .arg(&img)
-            .arg(&local)
-            .arg(format!("::/{path}")));
-    }
-    img
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut child = Command::new("gzip")
         .arg("-c")
@@ -75,15 +38,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     child.wait_with_output().unwrap().stdout
-}
-
-/// QEMU starts this for each connection the guest makes to `ip:port`, serving `root`.
-fn http_forward(ip: &str, port: u16, root: &Path) -> String {
-    format!(
-        "tcp:{ip}:{port}-cmd:{} {}",
-        env!("CARGO_BIN_EXE_metadata-httpd"),
-        root.display()
-    )
 }
 
 #[test]

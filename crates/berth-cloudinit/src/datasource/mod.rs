@@ -17,7 +17,7 @@ mod url;
 pub use routes::RouteTable;
 
 use crate::blockdev::{BlockDevice, BlockScan};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, TrustAnchors};
 use crate::metadata::MetaData;
 use crate::report::{ProbeRecord, ProbeStatus};
 use crate::volume::{Mounter, SystemMounter};
@@ -99,7 +99,7 @@ pub struct ProbeEnv {
 
 impl ProbeEnv {
     /// The machine under `root`: its `/sys/class/block`, `/dev`, `/proc/net`, trusted
-    /// certificates, and `mount(2)`.
+    /// certificates ([`TrustAnchors::under`]), and `mount(2)`.
     pub fn under(root: &Path, cmdline: KernelCmdline) -> Self {
         ProbeEnv {
             root: root.to_path_buf(),
@@ -110,7 +110,7 @@ impl ProbeEnv {
             ec2_endpoint: EC2_ENDPOINT.to_string(),
             scratch: std::env::temp_dir(),
             budget: DEFAULT_BUDGET,
-            http: HttpClient::new(root.join("etc/ssl/certs/ca-certificates.crt")),
+            http: HttpClient::new(TrustAnchors::under(root)),
         }
     }
 }

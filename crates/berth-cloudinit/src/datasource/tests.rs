@@ -252,6 +252,54 @@ async fn cmdline_url_with_retries() {
 }
 
 #[tokio::test]
+async fn plain_http_url_is_used_with_a_warning_and_https_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(|_| Reply::ok("#cloud-config\n")).await;
+    let ds = Datasource::Url(server.url("/cc.yml"));
+    let found = probe_datasources(&[ds], env(tmp.path(), "")).await.found.unwrap();
+    assert_eq!(found.user_data.as_deref(), Some(b"#cloud-config\n".as_slice()));
+    assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
+    assert!(
+        found.warnings[0].contains("plain http://") && found.warnings[0].contains("/cc.yml"),
+        "{:?}",
+        found.warnings
+    );
+
+    // https with the CA in /var/lib/berth/ca-certificates under the root: no warning.
+    let pki = crate::testserver::TestPki::new("Berth test CA", &["127.0.0.1"]);
+    let tls = TestServer::start_tls(&pki, |_| Reply::ok("#cloud-config\n")).await;
+    let ca_dir = tmp.path().join(crate::http::USER_CA_DIR);
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::write(ca_dir.join("site.pem"), &pki.ca_pem).unwrap();
+    let cmdline = format!("cloud-config-url={}", tls.url("/cc.yml"));
+    let found = probe_datasources(&[Datasource::Cmdline], env(tmp.path(), &cmdline))
+        .await
+        .found
+        .unwrap();
+    assert_eq!(found.user_data.as_deref(), Some(b"#cloud-config\n".as_slice()));
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+}
+
+#[tokio::test]
+async fn https_url_signed_by_an_unknown_ca_fails_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = crate::testserver::TestPki::new("Nobody trusts me", &["127.0.0.1"]);
+    let tls = TestServer::start_tls(&pki, |_| Reply::ok("#cloud-config\n")).await;
+    let bundle = tmp.path().join("etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    let trusted = crate::testserver::TestPki::new("A trusted CA", &["127.0.0.1"]);
+    std::fs::write(&bundle, &trusted.ca_pem).unwrap();
+    let outcome = probe_datasources(&[Datasource::Url(tls.url("/cc.yml"))], env(tmp.path(), "")).await;
+    let record = &outcome.records[0];
+    assert_eq!(
+        (record.status, record.attempts),
+        (ProbeStatus::Failed, 1),
+        "{record}"
+    );
+    assert!(record.detail.contains("UnknownIssuer"), "{record}");
+}
+
+#[tokio::test]
 async fn url_not_found_fails_without_retrying() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start(|_| Reply::status(404)).await;

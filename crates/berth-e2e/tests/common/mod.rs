@@ -6,6 +6,7 @@ use berth_e2e::Artifacts;
 use berth_e2e::machine::Machine;
 use berth_e2e::qemu::{self, Boot, Vm};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// Boot to ssh under emulation, with margin for a busy CI machine.
@@ -110,4 +111,57 @@ pub fn poweroff(m: &Machine) {
     let status = check(m, "poweroff", m.wait_exit(Duration::from_secs(180)));
     assert!(status.success(), "QEMU exited with {status}");
     check(m, "console scan", m.assert_clean_console());
+}
+
+/// Run a disk tool; fail with its stderr.
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("running a disk tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A FAT disk labelled `label` holding `files`.
+pub fn vfat_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
+    let img = dir.join(name);
+    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+    run(Command::new("mkfs.vfat").args(["-n", label]).arg(&img));
+    for (path, content) in files {
+        let mut parent = String::new();
+        for part in Path::new(path).parent().unwrap().components() {
+            parent.push('/');
+            parent.push_str(&part.as_os_str().to_string_lossy());
+            let _ = Command::new("mmd")
+                .arg("-i")
+                .arg(&img)
+                .arg(format!("::{parent}"))
+                .output();
+        }
+        let local = dir.join(format!("{name}.tmp"));
+        std::fs::write(&local, content).unwrap();
+        run(Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(&img)
+            .arg(&local)
+            .arg(format!("::/{path}")));
+    }
+    img
+}
+
+/// QEMU starts the test metadata server for each connection the guest makes to `ip:port`,
+/// serving `root` over http.
+pub fn http_forward(ip: &str, port: u16, root: &Path) -> String {
+    metadata_forward(ip, port, "", root)
+}
+
+/// The same with `args` for `metadata-httpd` (`--tls CERT KEY`, `--after TEXT`; no commas).
+pub fn metadata_forward(ip: &str, port: u16, args: &str, root: &Path) -> String {
+    format!(
+        "tcp:{ip}:{port}-cmd:{} {args} {}",
+        env!("CARGO_BIN_EXE_metadata-httpd"),
+        root.display()
+    )
 }
