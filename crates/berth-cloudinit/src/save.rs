@@ -122,7 +122,7 @@ pub fn load_saved(dirs: &StateDirs) -> Option<SavedInstance> {
 
 /// Save everything `fetched` holds. Each failure is reported; nothing here stops boot.
 pub fn save_fetched(fetched: &Fetched, dirs: &StateDirs, report: &mut Report) -> SavedInstance {
-    let meta_source = format!("{} meta-data", fetched.datasource);
+    let meta_source = format!("datasource {}", fetched.datasource);
     for warning in &fetched.warnings {
         report.warning(&meta_source, "", warning.clone());
     }
