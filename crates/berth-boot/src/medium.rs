@@ -46,7 +46,9 @@ impl Expected {
     /// Check the images in `dir` (a medium's `berth/`): every listed file must be there
     /// and hash to its digest.
     pub fn verify(&self, dir: &Path) -> Result<(), String> {
-        for (name, want) in &self.0 {
+        // The OS image first: a medium of another build fails on it, the clearest reason.
+        let os_first = self.0.iter().filter(|(n, _)| *n == "os.img");
+        for (name, want) in os_first.chain(self.0.iter().filter(|(n, _)| *n != "os.img")) {
             let path = dir.join(name);
             let got = sha256_file(&path).map_err(|e| format!("{name}: {e}"))?;
             if &got != want {
@@ -119,7 +121,6 @@ pub fn find(initramfs_root: &Path, mount_dir: &Path, wait: Duration) -> Result<M
                         "the OS image on {} was refused: {why}; it is not used",
                         device.path.display()
                     );
-                    tracing::warn!("{message}");
                     problems::report(Path::new("/"), &message);
                     refused.insert(device.path.clone(), why);
                 }
@@ -214,6 +215,14 @@ mod tests {
         );
         let expected = Expected::parse(&text).unwrap();
         expected.verify(dir.path()).unwrap();
+
+        // Another OS image is named first, even when the system images are missing too.
+        std::fs::write(dir.path().join("os.img"), b"another os image").unwrap();
+        std::fs::remove_file(dir.path().join("images.img")).unwrap();
+        let err = expected.verify(dir.path()).unwrap_err();
+        assert!(err.starts_with("os.img is not this build's"), "{err}");
+        std::fs::write(dir.path().join("os.img"), b"the os image").unwrap();
+        std::fs::write(dir.path().join("images.img"), b"the system images").unwrap();
 
         // One byte changed in either image, or an image missing: refused, naming the file.
         std::fs::write(dir.path().join("images.img"), b"the system imageS").unwrap();

@@ -162,7 +162,8 @@ impl Vm {
                     disk.display()
                 ),
                 "-device".into(),
-                format!("ide-hd,drive=ahci{i}"),
+                // Port 0 holds the CD when there is one; these take ports 2 and up.
+                format!("ide-hd,drive=ahci{i},bus=ide.{}", i + 2),
             ]);
         }
         if let Some(seed) = &self.cidata {
