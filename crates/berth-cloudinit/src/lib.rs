@@ -20,6 +20,7 @@
 //! `berth-blockdev`, the same superblock probe init uses.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod beneath;
 pub mod blockdev;
 mod cli;
 mod commands;
