@@ -3,6 +3,7 @@
 //! Every struct has sane defaults (`Config::default()` is a bootable configuration) and
 //! every value that can be invalid is a validated type from [`values`].
 
+pub mod account;
 pub mod berth;
 pub mod cloud;
 pub mod forms;
