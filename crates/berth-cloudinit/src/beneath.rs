@@ -233,6 +233,16 @@ impl Dir {
         Ok(stat)
     }
 
+    /// Whether `name` here is a symbolic link (which [`Dir::replace`] replaces as a name).
+    pub(crate) fn is_symlink(&self, name: &OsStr) -> io::Result<bool> {
+        let name = single_name(name)?;
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(FileType::from_raw_mode(st.st_mode) == FileType::Symlink),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(with_path(&self.path.join(name), errno(e))),
+        }
+    }
+
     /// The file `name` (at most `limit` bytes), `None` when there is none.
     pub(crate) fn read(&self, name: &OsStr, limit: u64) -> io::Result<Option<Existing>> {
         let name = single_name(name)?;

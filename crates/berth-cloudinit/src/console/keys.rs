@@ -19,8 +19,9 @@ const LIMIT: u64 = 1 << 20;
 /// Write the user's managed keys. Returns what was done.
 ///
 /// The user owns `~/.ssh` and may have planted links or hard links there: nothing is
-/// followed (see [`crate::beneath`]), an `authorized_keys` the user does not own is left
-/// alone, and the new file replaces the old one through a random temporary name.
+/// followed (see [`crate::beneath`]), a link at `authorized_keys` is replaced by the file,
+/// an `authorized_keys` the user does not own is left alone, and the new file replaces the
+/// old one through a random temporary name.
 pub(crate) fn write_authorized_keys(
     root: &Path,
     user: &PasswdEntry,
@@ -38,12 +39,14 @@ pub(crate) fn write_authorized_keys(
     };
     let existing = match &home {
         Some(home) if home.has_subdir(ssh_name).map_err(io)? => {
-            match home
-                .subdir(ssh_name, None, None)
-                .map_err(io)?
-                .read(name, LIMIT)
-                .map_err(io)?
-            {
+            let ssh = home.subdir(ssh_name, None, None).map_err(io)?;
+            // A link the user put there is not read; the new file replaces it.
+            let found = if ssh.is_symlink(name).map_err(io)? {
+                None
+            } else {
+                ssh.read(name, LIMIT).map_err(io)?
+            };
+            match found {
                 Some(found) if found.uid != user.uid => {
                     return Err(Error::Other(format!(
                         "{} belongs to uid {}, not to {}; not read or written",

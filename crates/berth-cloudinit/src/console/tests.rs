@@ -375,7 +375,22 @@ write_files:
     assert_eq!(status(&report, "write_files[1]"), ItemStatus::Done);
     assert_eq!(std::fs::read_to_string(home.join("motto")).unwrap(), "hello\n");
 
-    // authorized_keys made a link or a hard link to root's file: not read, not written.
+    // authorized_keys made a link to root's file: not followed, replaced by the keys.
+    std::fs::remove_file(&keys).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/victim"), &keys).unwrap();
+    let report = prepare_console(&config, &ctx);
+    assert_eq!(
+        status(&report, "users.mallory.ssh_authorized_keys"),
+        ItemStatus::Done
+    );
+    assert!(std::fs::symlink_metadata(&keys).unwrap().file_type().is_file());
+    assert!(std::fs::read_to_string(&keys).unwrap().contains(KEY_A));
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/victim")).unwrap(),
+        "precious\n"
+    );
+
+    // A hard link to root's file: not read, not written.
     std::fs::remove_file(&keys).unwrap();
     std::fs::hard_link(root.join("etc/victim"), &keys).unwrap();
     let report = prepare_console(&config, &ctx);
