@@ -91,6 +91,10 @@ const CASES: &[(&str, &str)] = &[
         "users:\n  - name: a\n    groups: \"docker, adm\\nroot\"\n",
     ),
     (
+        "users: empty password",
+        "users:\n  - name: a\n    passwd: \"\"\n    lock_passwd: false\n",
+    ),
+    (
         "users: primary_group",
         "users:\n  - name: a\n    primary_group: \"x:0\"\n",
     ),

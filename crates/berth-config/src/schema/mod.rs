@@ -79,6 +79,18 @@ impl Config {
                 ),
             ));
         }
+        for (i, user) in self.users.iter().enumerate() {
+            for (key, value) in [("passwd", &user.passwd), ("hashed_passwd", &user.hashed_passwd)] {
+                if value.as_deref() == Some("") {
+                    warnings.push((
+                        format!("users[{i}].{key}"),
+                        "an empty password is no password: login and su refuse it; the account \
+                         logs in with ssh keys only"
+                            .to_string(),
+                    ));
+                }
+            }
+        }
         warnings
     }
 
