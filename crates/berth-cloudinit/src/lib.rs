@@ -19,6 +19,7 @@
 //! (file, line, column) and key, and the next item goes on. Block devices are found with
 //! `berth-blockdev`, the same superblock probe init uses.
 
+mod beneath;
 pub mod blockdev;
 mod cli;
 mod commands;

@@ -89,7 +89,8 @@ fn typed_values_from_fixtures() {
     let config = load(&paths, &KernelCmdline::default()).config;
     assert_eq!(config.effective_hostname().as_str(), "web-01");
     assert_eq!(config.users[0].name.as_str(), "default");
-    assert_eq!(config.users[1].groups, ["docker", "adm"]);
+    let groups: Vec<&str> = config.users[1].groups.iter().map(|g| g.as_str()).collect();
+    assert_eq!(groups, ["docker", "adm"]);
     assert_eq!(config.users[1].sudo, ["ALL=(ALL) NOPASSWD:ALL"]);
     assert_eq!(
         config.write_files[0].decoded_content().unwrap(),

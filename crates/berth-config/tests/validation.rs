@@ -63,6 +63,42 @@ const CASES: &[(&str, &str)] = &[
     ("users: name", "users:\n  - name: Bad Name\n"),
     ("users: sudo true", "users:\n  - name: a\n    sudo: true\n"),
     ("users: twice", "users: [a, b, a]\n"),
+    (
+        "users: gecos with a colon",
+        "users:\n  - name: a\n    gecos: \"x:0:0\"\n",
+    ),
+    (
+        "users: gecos with a newline",
+        "users:\n  - name: a\n    gecos: \"A\\nroot::0:0::/root:/bin/sh\"\n",
+    ),
+    (
+        "users: homedir",
+        "users:\n  - name: a\n    homedir: \"/home/a:/bin/sh\"\n",
+    ),
+    (
+        "users: relative homedir",
+        "users:\n  - name: a\n    homedir: home/a\n",
+    ),
+    (
+        "users: shell with a newline",
+        "users:\n  - name: a\n    shell: \"/bin/sh\\nb::0:0::/:/bin/sh\"\n",
+    ),
+    (
+        "users: groups list",
+        "users:\n  - name: a\n    groups: [docker, \"wheel:x:0:a\"]\n",
+    ),
+    (
+        "users: groups string",
+        "users:\n  - name: a\n    groups: \"docker, adm\\nroot\"\n",
+    ),
+    (
+        "users: empty password",
+        "users:\n  - name: a\n    passwd: \"\"\n    lock_passwd: false\n",
+    ),
+    (
+        "users: primary_group",
+        "users:\n  - name: a\n    primary_group: \"x:0\"\n",
+    ),
     ("mounts: too short", "mounts:\n  - [/dev/vdb]\n"),
     ("mounts: relative mount point", "mounts:\n  - [/dev/vdb, data]\n"),
     ("runcmd: empty argv", "runcmd:\n  - []\n"),

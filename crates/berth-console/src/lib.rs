@@ -3,19 +3,20 @@
 //! banner) and then becomes `respawn`, keeping a getty on each console and sshd running.
 #![forbid(unsafe_code)]
 
+pub mod host_keys;
 pub mod respawn;
+
+pub use host_keys::{HOST_KEY_TYPES, HostKeyAction, ensure_host_keys};
 
 use berth_config::{Config, KernelCmdline};
 use respawn::Entry;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The login user.
 pub const USER: &str = "berth";
 /// Host keys live here, on the state partition when there is one.
 pub const HOST_KEY_DIR: &str = "/var/lib/berth/ssh";
-pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa", "rsa"];
 const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
 
 /// A console the kernel writes to, and whether a getty on it logs in automatically.
@@ -139,40 +140,6 @@ pub enum ConsoleError {
     Keygen(String, String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ConsoleError {
-    let what = what.into();
-    move |e| ConsoleError::Io(what, e)
-}
-
-/// Generate the host keys that are missing (with OpenSSH's own ssh-keygen).
-pub fn ensure_host_keys(dir: &Path) -> Result<Vec<String>, ConsoleError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    let mut made = Vec::new();
-    for t in HOST_KEY_TYPES {
-        let path = dir.join(format!("ssh_host_{t}_key"));
-        if path.exists() && dir.join(format!("ssh_host_{t}_key.pub")).exists() {
-            continue;
-        }
-        let _ = std::fs::remove_file(&path);
-        let mut cmd = Command::new("ssh-keygen");
-        cmd.args(["-q", "-N", "", "-t", t, "-f"]).arg(&path);
-        if *t == "rsa" {
-            cmd.args(["-b", "3072"]);
-        }
-        let out = cmd.output().map_err(io("running ssh-keygen"))?;
-        if !out.status.success() {
-            return Err(ConsoleError::Keygen(
-                t.to_string(),
-                String::from_utf8_lossy(&out.stderr).into(),
-            ));
-        }
-        made.push(t.to_string());
-    }
-    Ok(made)
-}
-
 /// Links that make the engine's CLI and Berth's commands available in the console.
 pub fn command_links() -> Vec<(PathBuf, PathBuf)> {
     let berth = PathBuf::from("/usr/bin/berth");
@@ -272,11 +239,16 @@ pub fn console_init(
         }
     }
     let _ = std::fs::create_dir_all("/run/sshd");
+    let mut notes = Vec::new();
     match ensure_host_keys(Path::new(HOST_KEY_DIR)) {
-        Ok(made) if !made.is_empty() => {
-            eprintln!("console-init: generated ssh host keys: {}", made.join(", "))
+        Ok(actions) => {
+            for action in actions {
+                eprintln!("console-init: {}", action.describe());
+                if matches!(action, HostKeyAction::Replaced { .. }) {
+                    notes.push(action.describe());
+                }
+            }
         }
-        Ok(_) => {}
         Err(e) => eprintln!("console-init: {e}"),
     }
     if let Err(e) = std::fs::write(
@@ -320,7 +292,6 @@ pub fn console_init(
             let _ = std::os::unix::fs::symlink(&zone, "/etc/localtime");
         }
     }
-    let mut notes = Vec::new();
     if running_from_ram() {
         notes.push(
             "no state partition: running from RAM, nothing is kept across reboots \

@@ -129,6 +129,10 @@ impl Machine {
     }
 
     fn ssh_command(&self, cmd: &str, connect_timeout: u32) -> Command {
+        self.ssh_command_as("berth", cmd, connect_timeout)
+    }
+
+    fn ssh_command_as(&self, user: &str, cmd: &str, connect_timeout: u32) -> Command {
         let mut c = Command::new("ssh");
         c.arg("-i")
             .arg(&self.key)
@@ -149,7 +153,7 @@ impl Machine {
             ])
             .args(["-o", &format!("ConnectTimeout={connect_timeout}")])
             .args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8"])
-            .arg("berth@127.0.0.1")
+            .arg(format!("{user}@127.0.0.1"))
             .arg(cmd)
             .stdin(Stdio::null());
         c
@@ -160,12 +164,22 @@ impl Machine {
         self.ssh_command(cmd, 20).output().context("running ssh")
     }
 
+    /// Run `cmd` over ssh as `user` (logging in with the test's key).
+    pub fn ssh_as(&self, user: &str, cmd: &str) -> Result<Output> {
+        self.ssh_command_as(user, cmd, 20).output().context("running ssh")
+    }
+
     /// Run `cmd` over ssh; fail unless it succeeds; returns its stdout.
     pub fn run(&self, cmd: &str) -> Result<String> {
-        let out = self.ssh(cmd)?;
+        self.run_as("berth", cmd)
+    }
+
+    /// Run `cmd` over ssh as `user`; fail unless it succeeds; returns its stdout.
+    pub fn run_as(&self, user: &str, cmd: &str) -> Result<String> {
+        let out = self.ssh_as(user, cmd)?;
         if !out.status.success() {
             bail!(
-                "[{}] `{cmd}` failed ({}):\nstdout: {}\nstderr: {}",
+                "[{}] `{cmd}` as {user} failed ({}):\nstdout: {}\nstderr: {}",
                 self.name,
                 out.status,
                 String::from_utf8_lossy(&out.stdout),

@@ -1,11 +1,17 @@
 //! `write_files` in the console: decoded content, mode, owner (names looked up in the
 //! console's account files), and `append`.
+//!
+//! The path may lead through a directory a user owns (`/home/alice/.config/app.conf`): it is
+//! walked with [`crate::beneath::Dir`], so links there are refused rather than followed, and
+//! the mode and owner are set on the written file's descriptor, never by path.
 
-use super::accounts::{Accounts, chown};
+use super::accounts::Accounts;
+use crate::beneath::Dir;
 use berth_config::schema::cloud::WriteFile;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
+
+/// A file that `append` reads to see whether it already holds the content.
+const APPEND_LIMIT: u64 = 64 << 20;
 
 /// Write one entry under `root`. `append` adds the content unless the file already holds
 /// it, so a reboot does not add it twice.
@@ -13,35 +19,25 @@ pub(crate) fn write_file_entry(root: &Path, file: &WriteFile, accounts: &Account
     let content = file.decoded_content()?;
     let (uid, gid) = accounts.resolve_owner(file.owner.as_deref())?;
     let mode = file.mode().bits();
-    let path = crate::fsutil::under(root, file.path.as_path());
-    if let Some(parent) = path.parent() {
-        crate::fsutil::ensure_dir(parent, 0o755).map_err(|e| e.to_string())?;
-    }
+    let path = file.path.as_path();
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(format!("{} does not name a file", file.path));
+    };
+    let dir = Dir::open(root, parent, Some(0o755)).map_err(|e| e.to_string())?;
+    let owner = Some((uid, gid));
     let detail = if file.append {
-        let existing = std::fs::read(&path).unwrap_or_default();
-        if !content.is_empty() && contains(&existing, &content) {
-            format!("{} already holds the content", file.path)
-        } else {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(mode)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            f.write_all(&content)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+        let appended = dir
+            .append(name, &content, mode, owner, APPEND_LIMIT)
+            .map_err(|e| e.to_string())?;
+        if appended {
             format!("appended {} bytes to {}", content.len(), file.path)
+        } else {
+            format!("{} already holds the content", file.path)
         }
     } else {
-        crate::fsutil::write_file(&path, &content, mode, 0o755).map_err(|e| e.to_string())?;
+        dir.replace(name, &content, mode, owner)
+            .map_err(|e| e.to_string())?;
         format!("wrote {} bytes to {}", content.len(), file.path)
     };
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    chown(&path, uid, gid).map_err(|e| e.to_string())?;
     Ok(format!("{detail} (mode {:04o}, owner {uid}:{gid})", mode))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w == needle)
 }

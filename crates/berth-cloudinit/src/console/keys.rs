@@ -2,58 +2,81 @@
 //! marked block that is rewritten at every boot. Lines outside the block (keys a user added
 //! by hand) are left alone; a key removed from the configuration goes away.
 
-use super::accounts::{PasswdEntry, chown};
+use super::accounts::PasswdEntry;
+use crate::beneath::Dir;
 use crate::error::{Error, Result};
 use berth_config::schema::values::SshPublicKey;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::ffi::OsStr;
 use std::path::Path;
 
 pub(crate) const BEGIN: &str =
     "# BEGIN berth cloud-init: keys from the configuration, replaced at every boot";
 pub(crate) const END: &str = "# END berth cloud-init";
 
+/// A larger `authorized_keys` is not read (nor rewritten).
+const LIMIT: u64 = 1 << 20;
+
 /// Write the user's managed keys. Returns what was done.
+///
+/// The user owns `~/.ssh` and may have planted links or hard links there: nothing is
+/// followed (see [`crate::beneath`]), a link at `authorized_keys` is replaced by the file,
+/// an `authorized_keys` the user does not own is left alone, and the new file replaces the
+/// old one through a random temporary name.
 pub(crate) fn write_authorized_keys(
     root: &Path,
     user: &PasswdEntry,
     keys: &[SshPublicKey],
 ) -> Result<String> {
-    let home = crate::fsutil::under(root, &user.home);
-    let ssh = home.join(".ssh");
-    let file = ssh.join("authorized_keys");
-    let existing = match std::fs::symlink_metadata(&file) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(Error::Other(format!(
-                "{} is a symbolic link; not written",
-                file.display()
-            )));
+    let home_path = Path::new(&user.home);
+    let file = home_path.join(".ssh/authorized_keys");
+    let io = |e| Error::io(&file, e);
+    let ssh_name = OsStr::new(".ssh");
+    let name = OsStr::new("authorized_keys");
+    let home = match Dir::open(root, home_path, None) {
+        Ok(home) => Some(home),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    let existing = match &home {
+        Some(home) if home.has_subdir(ssh_name).map_err(io)? => {
+            let ssh = home.subdir(ssh_name, None, None).map_err(io)?;
+            // A link the user put there is not read; the new file replaces it.
+            let found = if ssh.is_symlink(name).map_err(io)? {
+                None
+            } else {
+                ssh.read(name, LIMIT).map_err(io)?
+            };
+            match found {
+                Some(found) if found.uid != user.uid => {
+                    return Err(Error::Other(format!(
+                        "{} belongs to uid {}, not to {}; not read or written",
+                        file.display(),
+                        found.uid,
+                        user.name
+                    )));
+                }
+                Some(found) => String::from_utf8(found.bytes).map_err(|_| {
+                    Error::Other(format!("{} is not UTF-8 text; not written", file.display()))
+                })?,
+                None => String::new(),
+            }
         }
-        Ok(_) => std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?,
-        Err(_) => String::new(),
+        _ => String::new(),
     };
     let text = render(&existing, keys);
     if text == existing {
         return Ok(format!("{} unchanged ({} keys)", file.display(), keys.len()));
     }
-    super::users::ensure_home(root, user)?;
-    match std::fs::symlink_metadata(&ssh) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(Error::Other(format!(
-                "{} is a symbolic link; not written",
-                ssh.display()
-            )));
+    let home = match home {
+        Some(home) => home,
+        None => {
+            super::users::ensure_home(root, user)?;
+            Dir::open(root, home_path, None).map_err(io)?
         }
-        Ok(_) => {}
-        Err(_) => {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&ssh)
-                .map_err(|e| Error::io(&ssh, e))?;
-            chown(&ssh, user.uid, user.gid)?;
-        }
-    }
-    crate::fsutil::write_file(&file, text.as_bytes(), 0o600, 0o700)?;
-    chown(&file, user.uid, user.gid)?;
+    };
+    let owner = Some((user.uid, user.gid));
+    let ssh = home.subdir(ssh_name, Some(0o700), owner).map_err(io)?;
+    ssh.replace(name, text.as_bytes(), 0o600, owner).map_err(io)?;
     Ok(format!("{} keys in {}", keys.len(), file.display()))
 }
 

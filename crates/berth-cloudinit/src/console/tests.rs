@@ -307,3 +307,99 @@ fn without_account_files_numeric_owners_still_work() {
     assert_eq!(status(&report, "write_files[0]"), ItemStatus::Done);
     assert_eq!(owner(&tmp.path().join("x")), (7, 8));
 }
+
+/// A user without sudo plants links in their home: at the next boot, root's pass over
+/// `~/.ssh` and `write_files` changes nothing outside the home (issue #9, item 1).
+#[test]
+fn links_a_user_plants_change_nothing_outside_their_home() {
+    if !is_root() {
+        return;
+    }
+    let tmp = console_root();
+    let root = tmp.path();
+    std::fs::write(root.join("etc/victim"), "precious\n").unwrap();
+    let mut passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    passwd.push_str("mallory:x:4242:4242::/home/mallory:/bin/sh\n");
+    std::fs::write(root.join("etc/passwd"), passwd).unwrap();
+    let home = root.join("home/mallory");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    for dir in [&home, &home.join(".ssh")] {
+        std::os::unix::fs::chown(dir, Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // The temporary name root used to write through, and a directory write_files goes into.
+    let guessed = home.join(format!(".ssh/.authorized_keys.tmp.{}", std::process::id()));
+    std::os::unix::fs::symlink("../../../etc/victim", &guessed).unwrap();
+    std::os::unix::fs::symlink(root.join("etc"), home.join("notes")).unwrap();
+    std::os::unix::fs::symlink("../../etc/victim", home.join("motto")).unwrap();
+    let ctx = ConsoleContext::new(root, "berth");
+    let config = config(&format!(
+        r#"#cloud-config
+users:
+  - name: mallory
+    ssh_authorized_keys: ["{KEY_A}"]
+write_files:
+  - path: /home/mallory/notes/victim
+    content: "appended by root\n"
+    append: true
+    permissions: "0666"
+  - path: /home/mallory/motto
+    content: "hello\n"
+    owner: mallory
+"#
+    ));
+    let report = prepare_console(&config, &ctx);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/victim")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(mode(&root.join("etc/victim")), 0o644);
+    assert_eq!(owner(&root.join("etc/victim")), (0, 0));
+    assert_eq!(
+        status(&report, "users.mallory.ssh_authorized_keys"),
+        ItemStatus::Done
+    );
+    let keys = home.join(".ssh/authorized_keys");
+    assert!(std::fs::symlink_metadata(&keys).unwrap().file_type().is_file());
+    assert!(std::fs::read_to_string(&keys).unwrap().contains(KEY_A));
+    assert_eq!(owner(&keys), (4242, 4242));
+    // The link stays where it was, untouched.
+    assert!(
+        std::fs::symlink_metadata(&guessed)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(status(&report, "write_files[0]"), ItemStatus::Failed);
+    // A link at the file's own name is replaced, not followed.
+    assert_eq!(status(&report, "write_files[1]"), ItemStatus::Done);
+    assert_eq!(std::fs::read_to_string(home.join("motto")).unwrap(), "hello\n");
+
+    // authorized_keys made a link to root's file: not followed, replaced by the keys.
+    std::fs::remove_file(&keys).unwrap();
+    std::os::unix::fs::symlink(root.join("etc/victim"), &keys).unwrap();
+    let report = prepare_console(&config, &ctx);
+    assert_eq!(
+        status(&report, "users.mallory.ssh_authorized_keys"),
+        ItemStatus::Done
+    );
+    assert!(std::fs::symlink_metadata(&keys).unwrap().file_type().is_file());
+    assert!(std::fs::read_to_string(&keys).unwrap().contains(KEY_A));
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/victim")).unwrap(),
+        "precious\n"
+    );
+
+    // A hard link to root's file: not read, not written.
+    std::fs::remove_file(&keys).unwrap();
+    std::fs::hard_link(root.join("etc/victim"), &keys).unwrap();
+    let report = prepare_console(&config, &ctx);
+    assert_eq!(
+        status(&report, "users.mallory.ssh_authorized_keys"),
+        ItemStatus::Failed
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/victim")).unwrap(),
+        "precious\n"
+    );
+}

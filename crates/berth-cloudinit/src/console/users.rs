@@ -41,18 +41,18 @@ pub(crate) fn apply_user(
             }
             let mut changed = false;
             if let Some(group) = &spec.primary_group {
-                entry.gid = accounts.ensure_group(group, None, spec.system)?;
+                entry.gid = accounts.ensure_group(group.as_str(), None, spec.system)?;
                 changed = true;
             }
             for (field, value) in [
-                (&mut entry.gecos, &spec.gecos),
-                (&mut entry.shell, &spec.shell),
-                (&mut entry.home, &spec.homedir),
+                (&mut entry.gecos, spec.gecos.as_ref().map(|v| v.as_str())),
+                (&mut entry.shell, spec.shell.as_ref().map(|v| v.as_str())),
+                (&mut entry.home, spec.homedir.as_ref().map(|v| v.as_str())),
             ] {
                 if let Some(v) = value
                     && field != v
                 {
-                    *field = v.clone();
+                    *field = v.to_string();
                     changed = true;
                 }
             }
@@ -69,11 +69,12 @@ pub(crate) fn apply_user(
         }
     };
     for group in &spec.groups {
-        accounts.ensure_group(group, None, false)?;
-        accounts.add_member(group, name);
+        accounts.ensure_group(group.as_str(), None, false)?;
+        accounts.add_member(group.as_str(), name);
     }
     if !spec.groups.is_empty() {
-        done.push(format!("groups {}", spec.groups.join(",")));
+        let names: Vec<&str> = spec.groups.iter().map(|g| g.as_str()).collect();
+        done.push(format!("groups {}", names.join(",")));
     }
     if let Some(hash) = password_hash(accounts, spec, name)
         && let Err(e) = accounts.set_shadow_hash(name, &hash)
@@ -106,9 +107,9 @@ fn create(accounts: &mut Accounts, spec: &UserSpec, name: &str, root: &Path) -> 
             .free_id(spec.system, false)
             .ok_or_else(|| Error::Other(format!("no free uid for {name}")))?,
     };
-    let group_name = spec.primary_group.as_deref().unwrap_or(name);
+    let group_name = spec.primary_group.as_ref().map_or(name, |g| g.as_str());
     let gid = accounts.ensure_group(group_name, Some(uid), spec.system)?;
-    let shell = spec.shell.clone().unwrap_or_else(|| {
+    let shell = spec.shell.as_ref().map(|s| s.to_string()).unwrap_or_else(|| {
         if root.join("bin/bash").exists() || root.join("usr/bin/bash").exists() {
             "/bin/bash".to_string()
         } else {
@@ -120,8 +121,11 @@ fn create(accounts: &mut Accounts, spec: &UserSpec, name: &str, root: &Path) -> 
         password: "x".to_string(),
         uid,
         gid,
-        gecos: spec.gecos.clone().unwrap_or_default(),
-        home: spec.homedir.clone().unwrap_or_else(|| format!("/home/{name}")),
+        gecos: spec.gecos.as_ref().map(|g| g.to_string()).unwrap_or_default(),
+        home: spec
+            .homedir
+            .as_ref()
+            .map_or_else(|| format!("/home/{name}"), |h| h.to_string()),
         shell,
     };
     // No password: key-only login. ("*" rather than "!": sshd without PAM refuses "!".)

@@ -5,57 +5,9 @@ use super::values::{AbsolutePath, FileMode, ServiceName, SshPublicKey};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
-use std::str::FromStr;
 
-/// A login name: lower-case letters, digits, `_`, `-`, `.`, starting with a letter or `_`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct UserName(String);
-
-impl UserName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for UserName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut bytes = s.bytes();
-        let first = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-        let body = s.strip_suffix('$').unwrap_or(s);
-        let rest = body
-            .bytes()
-            .skip(1)
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-        if first && rest && s.len() <= 32 {
-            Ok(UserName(s.to_string()))
-        } else {
-            Err(format!(
-                "{s:?} is not a valid user name (lower-case letters, digits, '_', '-' and '.', \
-                 starting with a letter or '_', 32 characters at most)"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for UserName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for UserName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
-impl Serialize for UserName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
+pub use super::account::UserName;
+use super::account::{Gecos, GroupName, HomeDir, LoginShell};
 
 fn yes() -> bool {
     true
@@ -66,20 +18,20 @@ fn yes() -> bool {
 pub struct UserSpec {
     pub name: UserName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gecos: Option<String>,
+    pub gecos: Option<Gecos>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub homedir: Option<String>,
+    pub homedir: Option<HomeDir>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary_group: Option<String>,
+    pub primary_group: Option<GroupName>,
     /// Supplementary groups: a list, or a comma-separated string.
     #[serde(
         default,
         deserialize_with = "comma_list",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shell: Option<String>,
+    pub shell: Option<LoginShell>,
     /// sudoers rules (`ALL=(ALL) NOPASSWD:ALL`); `false` or absent for none.
     #[serde(
         default,

@@ -58,30 +58,37 @@ impl<'de> Visitor<'de> for MapOrList {
     }
 }
 
-/// `"a, b"` or `[a, b]` into a list of words.
-pub(crate) fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct CommaList;
-    impl<'de> Visitor<'de> for CommaList {
-        type Value = Vec<String>;
+/// `"a, b"` or `[a, b]` into a list of words, each parsed as a `T` (an error names the word).
+pub(crate) fn comma_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr<Err = String>,
+{
+    struct CommaList<T>(std::marker::PhantomData<T>);
+    impl<'de, T> Visitor<'de> for CommaList<T>
+    where
+        T: Deserialize<'de> + std::str::FromStr<Err = String>,
+    {
+        type Value = Vec<T>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a list, or a comma-separated string")
         }
-        fn visit_str<E>(self, s: &str) -> Result<Vec<String>, E> {
-            Ok(s.split(',')
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<T>, E> {
+            s.split(',')
                 .map(str::trim)
                 .filter(|w| !w.is_empty())
-                .map(str::to_string)
-                .collect())
+                .map(|w| w.parse().map_err(E::custom))
+                .collect()
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut out = Vec::new();
-            while let Some(item) = seq.next_element::<String>()? {
+            while let Some(item) = seq.next_element::<T>()? {
                 out.push(item);
             }
             Ok(out)
         }
     }
-    d.deserialize_any(CommaList)
+    d.deserialize_any(CommaList(std::marker::PhantomData))
 }
 
 /// cloud-init's `sudo`: a rule, a list of rules, or `false`/null for none.

@@ -3,6 +3,7 @@
 //! Every struct has sane defaults (`Config::default()` is a bootable configuration) and
 //! every value that can be invalid is a validated type from [`values`].
 
+pub mod account;
 pub mod berth;
 pub mod cloud;
 pub mod forms;
@@ -77,6 +78,18 @@ impl Config {
                     floor.as_secs()
                 ),
             ));
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            for (key, value) in [("passwd", &user.passwd), ("hashed_passwd", &user.hashed_passwd)] {
+                if value.as_deref() == Some("") {
+                    warnings.push((
+                        format!("users[{i}].{key}"),
+                        "an empty password is no password: login and su refuse it; the account \
+                         logs in with ssh keys only"
+                            .to_string(),
+                    ));
+                }
+            }
         }
         warnings
     }

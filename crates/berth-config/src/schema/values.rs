@@ -45,6 +45,8 @@ macro_rules! text_value {
     };
 }
 
+pub(crate) use text_value;
+
 /// Deserialize a number-like value from a number or from text, through `FromStr`.
 macro_rules! text_value_number {
     ($ty:ident, $expecting:literal) => {
@@ -73,7 +75,7 @@ macro_rules! text_value_number {
 }
 
 /// Shorten what a user wrote for an error message.
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     let mut out: String = s.chars().take(60).collect();
     if out.len() < s.len() {
         out.push('…');
