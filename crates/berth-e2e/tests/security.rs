@@ -98,6 +98,17 @@ fn vm_security_planted_links_bad_host_key_empty_password() {
         "the refused write_files entry is not on the banner:\n{issue}"
     );
 
+    // The kernel's own link protections are on (Berth's defaults set them; no systemd does).
+    let protected = check(
+        &m,
+        "link protections",
+        m.run("cat /proc/sys/fs/protected_symlinks /proc/sys/fs/protected_hardlinks /proc/sys/fs/protected_fifos /proc/sys/fs/protected_regular"),
+    );
+    assert_eq!(
+        protected.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1", "1", "2"]
+    );
+
     // The emptied host key was replaced, is accepted, and sshd answers with it.
     let key = check(
         &m,
