@@ -104,7 +104,9 @@ pub fn is_mountpoint(path: &Path) -> bool {
         .any(|mp| unescape(mp) == want)
 }
 
-fn unescape(s: &str) -> String {
+/// A mountinfo field with its octal escapes undone (public for the fuzz targets).
+#[doc(hidden)]
+pub fn unescape(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")

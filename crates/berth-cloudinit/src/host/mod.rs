@@ -11,6 +11,9 @@ mod system;
 
 pub use mounts::{MountAction, MountRequest, parse_mount_options};
 pub use system::SystemHost;
+/// For the fuzz targets: how mount points are read back from mountinfo.
+#[doc(hidden)]
+pub use system::unescape_mountinfo;
 
 use crate::blockdev::BlockScan;
 use crate::commands::{Program, run_logged};

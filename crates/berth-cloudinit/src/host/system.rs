@@ -142,7 +142,7 @@ fn is_mounted(target: &str) -> bool {
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\040`-style octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
+pub fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
