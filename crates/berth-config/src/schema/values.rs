@@ -830,7 +830,9 @@ impl FromStr for SshPublicKey {
             (SSH_KEY_TYPES.contains(&w[0]) || w[0].ends_with("-cert-v01@openssh.com"))
                 && w[1].starts_with("AAAA")
         });
-        if typed && !t.contains('\n') {
+        // One line, and nothing a terminal or sshd would read as something else: a NUL or
+        // CR in a key from meta-data would otherwise land in authorized_keys as it is.
+        if typed && !t.chars().any(|c| c.is_control() && c != '\t') {
             Ok(SshPublicKey(t.to_string()))
         } else {
             Err(format!(
@@ -1077,6 +1079,16 @@ mod tests {
                 .is_ok()
         );
         assert!("hello".parse::<SshPublicKey>().is_err());
+        // Control characters (found by the meta_ec2 fuzz target) never reach authorized_keys;
+        // a tab between the fields is fine.
+        for bad in [
+            "ssh-ed25519 AAAAC3Nz x\0y",
+            "ssh-ed25519 AAAAC3Nz x\ry",
+            "ssh-ed25519 AAAAC3Nz \x1b[2J",
+        ] {
+            assert!(bad.parse::<SshPublicKey>().is_err(), "{bad:?}");
+        }
+        assert!("ssh-ed25519\tAAAAC3Nz\tcomment".parse::<SshPublicKey>().is_ok());
         let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----";
         assert!(
             private
