@@ -12,7 +12,7 @@
 
 pub mod driver;
 pub mod mutate;
-mod targets;
+pub mod targets;
 
 use std::cell::RefCell;
 use std::path::PathBuf;

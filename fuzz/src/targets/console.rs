@@ -93,8 +93,11 @@ fn read(root: &Path, path: &str) -> String {
 /// Lines of `before` that must still be in `after`, in order: the account files are
 /// changed one entry at a time and lines the code does not own are kept as they were.
 fn kept_in_order(file: &str, before: &str, after: &str, owned: impl Fn(&str) -> bool) -> Result<(), String> {
-    let mut rest = after.lines();
-    for line in before.lines().filter(|l| !owned(l)) {
+    // A CRLF file comes back with LF endings (the files are read line by line): a line
+    // counts as kept when it is the same up to a trailing '\r'.
+    let mut rest = after.split_terminator('\n').map(|l| l.trim_end_matches('\r'));
+    for line in before.split_terminator('\n').filter(|l| !owned(l)) {
+        let line = line.trim_end_matches('\r');
         if !rest.any(|l| l == line) {
             return Err(format!(
                 "{file}: the line {line:?} was changed or lost (file now {after:?})"

@@ -1,6 +1,6 @@
 //! The targets, one per parser of untrusted input.
 
-mod cloudinit;
+pub mod cloudinit;
 mod config;
 mod console;
 mod kmod;
