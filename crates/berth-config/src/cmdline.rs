@@ -285,10 +285,15 @@ pub(crate) fn split_config_key(parts: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         out.push((*part).to_string());
-        let flat = matches!(
-            out.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-            ["berth" | "rancher", "sysctl"] | ["berth" | "rancher", "services", _, "labels"]
-        );
+        // Only the first parts decide (a key of many thousand parts must not cost the square
+        // of its length, as collecting every prefix did).
+        let flat = match out.as_slice() {
+            [top, sysctl] => matches!(top.as_str(), "berth" | "rancher") && sysctl == "sysctl",
+            [top, services, _, labels] => {
+                matches!(top.as_str(), "berth" | "rancher") && services == "services" && labels == "labels"
+            }
+            _ => false,
+        };
         if flat && i + 1 < parts.len() {
             out.push(parts[i + 1..].join("."));
             break;
