@@ -69,7 +69,7 @@ impl std::fmt::Display for Finding {
 /// The CPU time an input of `len` bytes may take: generous (debug builds, a busy machine),
 /// but linear in the size, so a parser that goes quadratic on a large input is caught.
 pub fn cpu_limit(len: usize) -> Duration {
-    Duration::from_secs(2) + Duration::from_micros(50) * u32::try_from(len).unwrap_or(u32::MAX)
+    Duration::from_secs(1) + Duration::from_micros(10) * u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 /// The CPU time this thread has used (wall time would make the limit depend on the load).

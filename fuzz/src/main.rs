@@ -24,7 +24,7 @@ struct Args {
     #[arg(long)]
     list: bool,
     /// Run the target on these files only (a kept regression, say) and print what happens
-    #[arg(long, value_name = "FILE", requires = "target")]
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "target")]
     replay: Vec<PathBuf>,
 }
 
