@@ -4,12 +4,22 @@
 
 use berth_fuzz::{find, regressions_dir, run_one};
 
-fn replay(target: &str, file: &str) {
-    let target = find(target).unwrap();
-    let path = regressions_dir(target.name).join("open").join(file);
+/// The console_files property in full (the target itself skips these open findings, so
+/// that fuzzing goes on past them).
+fn replay_console_files(file: &str) {
+    let path = regressions_dir("console_files").join("open").join(file);
     let input = std::fs::read(&path).unwrap();
-    if let Err(finding) = run_one(&target, &input) {
+    if let Err(finding) = berth_fuzz::targets::console::check_strict(&input) {
         panic!("{}: {finding}", path.display());
+    }
+}
+
+#[test]
+fn the_console_files_target_skips_only_these_findings() {
+    let target = find("console_files").unwrap();
+    for file in ["passwd-ids-renumbered", "group-members-rewritten"] {
+        let input = std::fs::read(regressions_dir("console_files").join("open").join(file)).unwrap();
+        assert_eq!(run_one(&target, &input).map(|_| ()), Ok(()), "{file}");
     }
 }
 
@@ -35,12 +45,12 @@ fn user_data_budget_covers_all_parts() {
 #[test]
 #[ignore = "console/accounts.rs is being changed in another branch: unparsed fields must be written back as read"]
 fn passwd_lines_not_owned_are_kept() {
-    replay("console_files", "passwd-ids-renumbered");
+    replay_console_files("passwd-ids-renumbered");
 }
 
 /// A member list `a,,b` is written back as `a,b` when another group changes.
 #[test]
 #[ignore = "console/accounts.rs is being changed in another branch: group lines not changed must be kept as read"]
 fn group_lines_not_owned_are_kept() {
-    replay("console_files", "group-members-rewritten");
+    replay_console_files("group-members-rewritten");
 }

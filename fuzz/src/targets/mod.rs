@@ -2,7 +2,7 @@
 
 pub mod cloudinit;
 mod config;
-mod console;
+pub mod console;
 mod kmod;
 
 use crate::Target;
