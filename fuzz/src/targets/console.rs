@@ -168,24 +168,15 @@ fn check_with(input: &[u8], skip_open_findings: bool) -> Result<(), String> {
                 || (skip_open_findings && rewritten_by_open_finding(l))
         }
     };
-    kept_in_order(
-        "/etc/passwd",
-        &passwd,
-        &read(root, "etc/passwd"),
-        named(&["fuzzadded", LOGIN]),
-    )?;
-    kept_in_order(
-        "/etc/group",
-        &group,
-        &read(root, "etc/group"),
-        named(&["fuzzadded", "docker", LOGIN]),
-    )?;
-    kept_in_order(
-        "/etc/shadow",
-        &shadow,
-        &read(root, "etc/shadow"),
-        named(&["fuzzadded", LOGIN]),
-    )?;
+    const USER_OWNED: &[&str] = &["fuzzadded", LOGIN];
+    const GROUP_OWNED: &[&str] = &["fuzzadded", "docker", LOGIN];
+    for (file, before, owned) in [
+        ("etc/passwd", &passwd, USER_OWNED),
+        ("etc/group", &group, GROUP_OWNED),
+        ("etc/shadow", &shadow, USER_OWNED),
+    ] {
+        kept_in_order(file, before, &read(root, file), named(owned))?;
+    }
 
     let file = "home/berth/.ssh/authorized_keys";
     let first = read(root, file);
