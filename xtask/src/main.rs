@@ -4,13 +4,15 @@
 //! `cargo xtask build` writes `target/berth/{vmlinuz,initrd.img,berth.iso,manifest.json}`;
 //! `cargo xtask run` boots it with ssh forwarded to 127.0.0.1; `cargo xtask test` runs the
 //! unit, integration and end-to-end tiers; `cargo xtask bench boot` measures boot time, size
-//! and memory against a floor (the same kernel with an initramfs that only starts dockerd).
+//! and memory against a floor (the same kernel with an initramfs that only starts dockerd);
+//! `cargo xtask fuzz` feeds the parsers of untrusted input adversarial inputs.
 
 mod apt;
 mod bench;
 mod build;
 mod deb;
 mod docker_archive;
+mod fuzz;
 mod host;
 mod initramfs;
 mod iso;
@@ -47,6 +49,8 @@ enum Command {
     Test(test::TestArgs),
     /// Run benchmarks and print their figures
     Bench(bench::BenchArgs),
+    /// Fuzz the parsers of untrusted input (all targets, or one); --list names them
+    Fuzz(fuzz::FuzzArgs),
     /// Install the host packages and toolchain target the other commands need
     Setup,
 }
@@ -58,6 +62,7 @@ fn main() {
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Setup => host::ensure(host::Purpose::all()),
     };
     if let Err(err) = result {

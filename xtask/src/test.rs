@@ -20,6 +20,9 @@ pub struct TestArgs {
     pub filter: Option<String>,
 }
 
+/// The seed of the fuzz step of `cargo xtask test`.
+const CI_FUZZ_SEED: &str = "1";
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(layout::workspace());
@@ -58,6 +61,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
             cmd.arg(f);
         }
         step("unit and integration tests", &mut cmd)?;
+        if args.filter.is_none() {
+            // A fixed seed: a test run replays the same inputs (a faster machine gets further
+            // along the same sequence); `cargo xtask fuzz` explores with fresh seeds.
+            step(
+                "fuzz targets, 5 s each",
+                &mut crate::fuzz::command(&["--time", "5", "--seed", CI_FUZZ_SEED]),
+            )?;
+        }
         let mut cmd = cargo();
         cmd.args(["test", "-p", "xtask"]);
         step("image builder tests", &mut cmd)?;

@@ -201,6 +201,8 @@ mod tests {
         let cmd = Command::Shell("sleep 30 & sleep 30".into());
         let err = run_logged(&Program::Item(&cmd), &log, &[], Duration::from_millis(300)).unwrap_err();
         assert!(err.contains("killed"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Had the children been waited for, it would have taken their 30 s: any less shows
+        // they were killed (a tighter bound would only measure how busy the machine is).
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 }

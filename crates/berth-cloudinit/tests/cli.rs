@@ -54,7 +54,10 @@ fn probe_save_apply_then_boot_offline() {
     let r = report(root);
     assert_eq!(r["datasource"]["name"], "file:/seed");
     assert_eq!(r["instance_id"], "iid-cli");
-    assert_eq!(r["probes"][0]["status"], "absent");
+    // nocloud and the file are probed at once: nocloud finished (absent) or was cancelled
+    // when the file answered first, as the scheduler decides.
+    let nocloud = r["probes"][0]["status"].as_str().unwrap();
+    assert!(["absent", "cancelled"].contains(&nocloud), "{nocloud}");
     assert_eq!(r["probes"][1]["status"], "found");
     assert!(r["diagnostics"].as_array().unwrap().is_empty(), "{r:#}");
     let items: Vec<(&str, &str)> = r["items"]

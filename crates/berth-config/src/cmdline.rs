@@ -33,28 +33,18 @@ impl KernelCmdline {
     /// keeps the words up to its `]` (`berth.modules=[a, b]`).
     pub fn parse(s: &str) -> Self {
         let words = split_kernel_words(s);
+        let list_ends = list_ends(&words);
         let mut params = Vec::with_capacity(words.len());
         let mut i = 0;
         while i < words.len() {
             let mut word = words[i].clone();
             i += 1;
-            if is_config_key(&word) && bracket_balance(&word) > 0 {
-                let mut joined = word.clone();
-                let mut j = i;
-                let mut closed = false;
-                while j < words.len() {
-                    joined.push(' ');
-                    joined.push_str(&words[j]);
-                    j += 1;
-                    if bracket_balance(&joined) <= 0 {
-                        closed = true;
-                        break;
-                    }
-                }
-                if closed {
-                    word = joined;
-                    i = j;
-                }
+            if is_config_key(&word)
+                && bracket_balance(&word) > 0
+                && let Some(end) = list_ends[i - 1]
+            {
+                word = words[i - 1..end].join(" ");
+                i = end;
             }
             if word == "--" || word.is_empty() {
                 continue;
@@ -209,6 +199,33 @@ fn bracket_balance(word: &str) -> i32 {
     depth
 }
 
+/// For each word that opens a `[` list: the index after the word whose `]` closes it (the
+/// first word at which the brackets of the words joined so far balance), or `None`.
+///
+/// Words end outside quotes and escapes (all but the last), so the balance of joined words
+/// is the sum of their balances: one pass over prefix sums with a stack finds every end,
+/// where joining and rescanning word by word took cubic time on a line of unclosed `[`s.
+fn list_ends(words: &[String]) -> Vec<Option<usize>> {
+    let mut prefix = Vec::with_capacity(words.len() + 1);
+    prefix.push(0i64);
+    for word in words {
+        let last = prefix.last().copied().unwrap_or(0);
+        prefix.push(last + i64::from(bracket_balance(word)));
+    }
+    // next_at_or_below[p]: the first q > p with prefix[q] <= prefix[p].
+    let mut next_at_or_below = vec![None; prefix.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for p in (0..prefix.len()).rev() {
+        while stack.last().is_some_and(|&q| prefix[q] > prefix[p]) {
+            stack.pop();
+        }
+        next_at_or_below[p] = stack.last().copied();
+        stack.push(p);
+    }
+    next_at_or_below.truncate(words.len());
+    next_at_or_below
+}
+
 /// Split on whitespace outside double quotes, keeping the quotes in the words.
 fn split_kernel_words(s: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -268,10 +285,15 @@ pub(crate) fn split_config_key(parts: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         out.push((*part).to_string());
-        let flat = matches!(
-            out.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-            ["berth" | "rancher", "sysctl"] | ["berth" | "rancher", "services", _, "labels"]
-        );
+        // Only the first parts decide (a key of many thousand parts must not cost the square
+        // of its length, as collecting every prefix did).
+        let flat = match out.as_slice() {
+            [top, sysctl] => matches!(top.as_str(), "berth" | "rancher") && sysctl == "sysctl",
+            [top, services, _, labels] => {
+                matches!(top.as_str(), "berth" | "rancher") && services == "services" && labels == "labels"
+            }
+            _ => false,
+        };
         if flat && i + 1 < parts.len() {
             out.push(parts[i + 1..].join("."));
             break;

@@ -45,6 +45,7 @@ impl Glob {
     /// `fnmatch` does.
     pub fn new(pattern: &str) -> Self {
         let p = pattern.as_bytes();
+        let ends = class_ends(p);
         let mut tokens = Vec::with_capacity(p.len());
         let mut i = 0;
         while let Some(&b) = p.get(i) {
@@ -69,7 +70,10 @@ impl Glob {
                         i += 1;
                     }
                 },
-                b'[' => match parse_class(p, i + 1) {
+                b'[' => match class_closes(p, i + 1, &ends)
+                    .then(|| parse_class(p, i + 1))
+                    .flatten()
+                {
                     Some((token, next)) => {
                         tokens.push(token);
                         i = next;
@@ -130,6 +134,49 @@ impl Glob {
             .iter()
             .all(|t| *t == Token::AnyRun)
     }
+}
+
+/// The index after one element of a bracket body starting at `i` (a byte or an escaped
+/// byte, maybe followed by `-` and a range end), or `None` when the pattern ends first.
+fn element_end(p: &[u8], mut i: usize) -> Option<usize> {
+    if *p.get(i)? == b'\\' {
+        i += 1;
+        p.get(i)?;
+    }
+    i += 1;
+    if p.get(i) == Some(&b'-') && p.get(i + 1).is_some_and(|&b| b != b']') {
+        i += 1;
+        if *p.get(i)? == b'\\' {
+            i += 1;
+            p.get(i)?;
+        }
+        i += 1;
+    }
+    Some(i)
+}
+
+/// For every index: whether a bracket body continued from there (past its first element)
+/// reaches its closing `]`. Built once from the end, so a pattern of many unclosed `[`s
+/// costs its length: scanning anew from each `[` was quadratic (found by the
+/// `modules_index` fuzz target).
+fn class_ends(p: &[u8]) -> Vec<bool> {
+    let mut closes = vec![false; p.len() + 1];
+    for i in (0..p.len()).rev() {
+        closes[i] =
+            p[i] == b']' || element_end(p, i).is_some_and(|k| closes.get(k).copied().unwrap_or(false));
+    }
+    closes
+}
+
+/// Whether the bracket body starting at `start` (just after `[`) closes: its first element
+/// (where `]` is literal), then the rest as [`class_ends`] knows it.
+fn class_closes(p: &[u8], start: usize, ends: &[bool]) -> bool {
+    let i = if matches!(p.get(start), Some(b'!' | b'^')) {
+        start + 1
+    } else {
+        start
+    };
+    element_end(p, i).is_some_and(|k| ends.get(k).copied().unwrap_or(false))
 }
 
 /// Parse a bracket expression whose body starts at `start` (just after `[`). Returns the
@@ -223,6 +270,16 @@ mod tests {
         #[test]
         fn agrees_with_wildmatch(pattern in "[ab*?]{0,8}", text in "[ab]{0,10}") {
             prop_assert_eq!(Glob::new(&pattern).matches(&text), reference(&pattern, &text));
+        }
+
+        // The one-pass table says a bracket closes exactly when scanning it does.
+        #[test]
+        fn class_table_agrees_with_the_scan(pattern in "[ab!^\\\\\\[\\]-]{0,16}") {
+            let p = pattern.as_bytes();
+            let ends = class_ends(p);
+            for start in 0..=p.len() {
+                prop_assert_eq!(class_closes(p, start, &ends), parse_class(p, start).is_some(), "at {}", start);
+            }
         }
 
         // Any pattern and text: no panic.

@@ -43,7 +43,9 @@ pub(crate) struct ShadowEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Line<T> {
-    Entry(T),
+    /// A parsed entry, with its text as read while nothing changed it: lines Berth does not
+    /// change are written back exactly as they were (`+7` stays `+7`, `a,,b` stays `a,,b`).
+    Entry(T, Option<String>),
     Verbatim(String),
 }
 
@@ -69,7 +71,7 @@ impl<T: Clone> Table<T> {
             .unwrap_or_default()
             .lines()
             .map(|l| match parse(l) {
-                Some(entry) => Line::Entry(entry),
+                Some(entry) => Line::Entry(entry, Some(l.to_string())),
                 None => Line::Verbatim(l.to_string()),
             })
             .collect();
@@ -83,20 +85,24 @@ impl<T: Clone> Table<T> {
 
     fn entries(&self) -> impl Iterator<Item = &T> {
         self.lines.iter().filter_map(|l| match l {
-            Line::Entry(e) => Some(e),
+            Line::Entry(e, _) => Some(e),
             Line::Verbatim(_) => None,
         })
     }
 
     fn find_mut(&mut self, pred: impl Fn(&T) -> bool) -> Option<&mut T> {
+        // The caller is about to change it: it is rendered anew.
         self.lines.iter_mut().find_map(|l| match l {
-            Line::Entry(e) if pred(e) => Some(e),
+            Line::Entry(e, original) if pred(e) => {
+                *original = None;
+                Some(e)
+            }
             _ => None,
         })
     }
 
     fn push(&mut self, entry: T) {
-        self.lines.push(Line::Entry(entry));
+        self.lines.push(Line::Entry(entry, None));
         self.changed = true;
     }
 
@@ -111,7 +117,8 @@ impl<T: Clone> Table<T> {
         let mut text = String::new();
         for line in &self.lines {
             match line {
-                Line::Entry(e) => text.push_str(&render(e)),
+                Line::Entry(_, Some(original)) => text.push_str(original),
+                Line::Entry(e, None) => text.push_str(&render(e)),
                 Line::Verbatim(v) => text.push_str(v),
             }
             text.push('\n');

@@ -54,9 +54,7 @@ async fn nocloud_volume_is_found_and_configdrive_is_absent() {
     };
     let mut env = env(root, "");
     env.mounter = Arc::new(mounter);
-    let started = std::time::Instant::now();
     let outcome = probe_datasources(&[Datasource::NoCloud, Datasource::ConfigDrive], env).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
     let found = outcome.found.as_ref().unwrap();
     assert_eq!(found.datasource, "nocloud");
     assert!(
@@ -72,6 +70,9 @@ async fn nocloud_volume_is_found_and_configdrive_is_absent() {
     assert_eq!(found.meta_data.public_keys.len(), 1);
     assert_eq!(found.network_config.as_ref().unwrap().file_name, "network-config");
     assert_eq!(status_of(&outcome, "nocloud"), ProbeStatus::Found);
+    // Found at the first try: no back-off was waited (counted, not timed, so load cannot
+    // make it fail).
+    assert_eq!(outcome.records[0].attempts, 1, "{}", outcome.records[0]);
     // config-drive finished (absent) or was cancelled when nocloud answered first
     assert!(matches!(
         status_of(&outcome, "configdrive"),
@@ -114,7 +115,6 @@ async fn absent_sources_cost_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     fake_device(root, "vda", 64);
-    let started = std::time::Instant::now();
     let outcome = probe_datasources(
         &[
             Datasource::NoCloud,
@@ -125,12 +125,8 @@ async fn absent_sources_cost_nothing() {
         env(root, "console=ttyS0"),
     )
     .await;
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(outcome.found.is_none());
+    // Costing nothing means one try each and no back-off: counted, not timed.
     for r in &outcome.records {
         assert_eq!(r.status, ProbeStatus::Absent, "{r}");
         assert_eq!(r.attempts, 1);
@@ -313,23 +309,29 @@ async fn url_not_found_fails_without_retrying() {
 #[tokio::test]
 async fn unreachable_url_gives_up_within_the_budget() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port bound but not listening refuses connections, and stays ours for the whole
+    // test: a port found free and released could be taken by anything running beside us.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refusing.local_addr().unwrap().port();
     let mut env = env(tmp.path(), "");
     env.budget = Duration::from_millis(800);
     let started = std::time::Instant::now();
     let outcome = probe_datasources(&[Datasource::Url(format!("http://127.0.0.1:{port}/x"))], env).await;
-    let elapsed = started.elapsed();
+    // Never gives up before the budget is spent (a lower bound holds however loaded the
+    // machine is; an upper bound on wall time would not).
     assert!(
-        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500),
-        "{elapsed:?}"
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
     );
     let record = &outcome.records[0];
     assert_eq!(record.status, ProbeStatus::TimedOut);
-    assert!(record.attempts >= 3, "{record}");
+    assert!(record.detail.starts_with("gave up after 0.8 s"), "{record}");
+    // Back-off of 100, 200, 400 ms: at most four tries fit in 800 ms, whatever the load.
+    assert!((1..=4).contains(&record.attempts), "{record}");
     assert!(record.detail.contains("cannot connect"), "{record}");
+    drop(refusing);
 }
 
 #[tokio::test]
@@ -378,15 +380,16 @@ async fn file_and_seed_directory() {
 async fn the_first_to_answer_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let slow = TestServer::start(|_| Reply::ok("#cloud-config\n").delayed(Duration::from_secs(3))).await;
+    // The URL never answers within the budget, so the file always answers first (a server
+    // that is merely slow would race the file read on a loaded machine). Had probing waited
+    // for every source, the URL would be timed out rather than cancelled.
+    let silent = TestServer::start(|_| Reply::ok("#cloud-config\n").delayed(Duration::from_secs(3600))).await;
     std::fs::write(root.join("ud"), "#cloud-config\nhostname: fast\n").unwrap();
-    let started = std::time::Instant::now();
     let outcome = probe_datasources(
-        &[Datasource::Url(slow.url("/")), Datasource::File("/ud".into())],
+        &[Datasource::Url(silent.url("/")), Datasource::File("/ud".into())],
         env(root, ""),
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(outcome.found.unwrap().datasource, "file:/ud");
     assert_eq!(outcome.records[0].status, ProbeStatus::Cancelled);
     assert_eq!(outcome.records[1].status, ProbeStatus::Found);

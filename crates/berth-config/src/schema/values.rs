@@ -832,7 +832,9 @@ impl FromStr for SshPublicKey {
             (SSH_KEY_TYPES.contains(&w[0]) || w[0].ends_with("-cert-v01@openssh.com"))
                 && w[1].starts_with("AAAA")
         });
-        if typed && !t.contains('\n') {
+        // One line, and nothing a terminal or sshd would read as something else: a NUL or
+        // CR in a key from meta-data would otherwise land in authorized_keys as it is.
+        if typed && !t.chars().any(|c| c.is_control() && c != '\t') {
             Ok(SshPublicKey(t.to_string()))
         } else {
             Err(format!(
@@ -920,16 +922,17 @@ impl FromStr for TimeSpan {
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
-            let millis = match unit {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
+            // Exact for every count: `Ns` is what Display writes, so it must read back as
+            // itself; an overflow is refused rather than silently cut to the largest value.
+            let too_long = || format!("{} is too long a duration", shown(s));
+            let part = match unit {
+                "ms" => std::time::Duration::from_millis(n),
+                "s" => std::time::Duration::from_secs(n),
+                "m" => std::time::Duration::from_secs(n.checked_mul(60).ok_or_else(too_long)?),
+                "h" => std::time::Duration::from_secs(n.checked_mul(3600).ok_or_else(too_long)?),
                 _ => return Err(err()),
             };
-            total = total
-                .checked_add(std::time::Duration::from_millis(n.saturating_mul(millis)))
-                .ok_or_else(err)?;
+            total = total.checked_add(part).ok_or_else(too_long)?;
         }
         Ok(TimeSpan(total))
     }
@@ -1064,6 +1067,11 @@ mod tests {
         assert_eq!("10".parse::<TimeSpan>().unwrap().to_string(), "10s");
         assert!("10x".parse::<TimeSpan>().is_err());
         assert!("".parse::<TimeSpan>().is_err());
+        // Found by the values fuzz target: a long span read back cut to u64::MAX ms.
+        let long: TimeSpan = "2958018110441994638".parse().unwrap();
+        assert_eq!(long.to_string().parse::<TimeSpan>().unwrap(), long);
+        let e = "10000000000000000h".parse::<TimeSpan>().unwrap_err();
+        assert!(e.contains("too long"), "{e}");
     }
 
     #[test]
@@ -1079,6 +1087,16 @@ mod tests {
                 .is_ok()
         );
         assert!("hello".parse::<SshPublicKey>().is_err());
+        // Control characters (found by the meta_ec2 fuzz target) never reach authorized_keys;
+        // a tab between the fields is fine.
+        for bad in [
+            "ssh-ed25519 AAAAC3Nz x\0y",
+            "ssh-ed25519 AAAAC3Nz x\ry",
+            "ssh-ed25519 AAAAC3Nz \x1b[2J",
+        ] {
+            assert!(bad.parse::<SshPublicKey>().is_err(), "{bad:?}");
+        }
+        assert!("ssh-ed25519\tAAAAC3Nz\tcomment".parse::<SshPublicKey>().is_ok());
         let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----";
         assert!(
             private

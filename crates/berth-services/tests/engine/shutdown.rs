@@ -182,8 +182,10 @@ fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
         let took = started.elapsed();
         assert_eq!(report, ["stopped stubborn"]);
         assert!(!is_running(&system, "stubborn").await);
+        // Without the grace period the engine's default of 10 s applies: anything less shows
+        // the 2 s were used, without betting on how busy the machine is.
         assert!(
-            took < Duration::from_secs(8),
+            took < Duration::from_secs(10),
             "stopping took {took:?}: the service's stop_grace_period (2s) was not used"
         );
     });
