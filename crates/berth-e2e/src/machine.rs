@@ -40,19 +40,41 @@ impl Machine {
             None => qemu::free_port()?,
         };
         vm.ssh_port = Some(ssh_port);
-        let stderr = std::fs::File::create(dir.join(format!("{name}.qemu.log")))?;
-        let child = vm
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .context("starting qemu-system-x86_64")?;
-        eprintln!(
-            "[{name}] QEMU pid {} (console log: {})",
-            child.id(),
-            serial_log.display()
-        );
+        let qemu_log = dir.join(format!("{name}.qemu.log"));
+        let started = Instant::now();
+        let mut attempt = 1;
+        let child = loop {
+            let stderr = std::fs::File::create(&qemu_log)?;
+            let mut child = vm
+                .command()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(stderr))
+                .spawn()
+                .context("starting qemu-system-x86_64")?;
+            eprintln!(
+                "[{name}] QEMU pid {} (console log: {})",
+                child.id(),
+                serial_log.display()
+            );
+            // The watch needs the kernel's messages on the console (not with `quiet`).
+            let watch = !matches!(&vm.boot, qemu::Boot::Kernel { append, .. }
+                if append.split_whitespace().any(|w| w == "quiet"));
+            if !watch {
+                break child;
+            }
+            match qemu_crash_in_early_boot(&mut child, &serial_log, &qemu_log)? {
+                Some(assertion) if attempt < 3 => {
+                    eprintln!(
+                        "[{name}] QEMU itself crashed before the kernel ran init ({assertion}); \
+                         starting it again"
+                    );
+                    let _ = std::fs::rename(&serial_log, dir.join(format!("{name}.crashed.console.log")));
+                    attempt += 1;
+                }
+                _ => break child,
+            }
+        };
         Ok(Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -60,7 +82,7 @@ impl Machine {
             serial_socket,
             ssh_port,
             key: key.to_path_buf(),
-            started: Instant::now(),
+            started,
             child: std::sync::Mutex::new(Some(child)),
             serial: std::sync::Mutex::new(None),
         })
@@ -283,6 +305,34 @@ impl Drop for Machine {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// QEMU's TCG can hit one of its own assertions while the guest kernel sets up PCI
+/// (`iotlb_to_section: Assertion ... failed`, then SIGABRT): nothing the guest did. Wait until
+/// the kernel runs init (or 3 minutes, or QEMU exits) and return the assertion if QEMU died of
+/// one before that; any other outcome is left to the test.
+fn qemu_crash_in_early_boot(child: &mut Child, console: &Path, qemu_log: &Path) -> Result<Option<String>> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            use std::os::unix::process::ExitStatusExt as _;
+            let log = std::fs::read_to_string(qemu_log).unwrap_or_default();
+            let assertion = log
+                .lines()
+                .find(|l| l.contains("Assertion") && l.contains("failed"));
+            return Ok(match (status.signal(), assertion) {
+                // 6: SIGABRT, how an assertion ends.
+                (Some(6), Some(line)) => Some(line.trim().to_string()),
+                _ => None,
+            });
+        }
+        let text = std::fs::read(console).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains("Run /init as init process") {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(None)
 }
 
 pub fn tail(text: &str, lines: usize) -> String {
