@@ -35,7 +35,8 @@ impl Machine {
             socket: serial_socket.clone(),
             log: serial_log.clone(),
         };
-        let ssh_port = match vm.ssh_port {
+        let caller_port = vm.ssh_port.is_some();
+        let mut ssh_port = match vm.ssh_port {
             Some(p) => p,
             None => qemu::free_port()?,
         };
@@ -64,12 +65,20 @@ impl Machine {
                 break child;
             }
             match qemu_crash_in_early_boot(&mut child, &serial_log, &qemu_log)? {
-                Some(assertion) if attempt < 3 => {
+                Some(Restart::Crashed(assertion)) if attempt < 3 => {
                     eprintln!(
                         "[{name}] QEMU itself crashed before the kernel ran init ({assertion}); \
                          starting it again"
                     );
-                    let _ = std::fs::rename(&serial_log, dir.join(format!("{name}.crashed.console.log")));
+                    let kept = dir.join(format!("{name}.crashed.console.log"));
+                    let _ = std::fs::rename(&serial_log, kept);
+                    attempt += 1;
+                }
+                // The free port was taken by someone else between our check and QEMU's bind.
+                Some(Restart::PortTaken) if attempt < 3 && !caller_port => {
+                    ssh_port = qemu::free_port()?;
+                    vm.ssh_port = Some(ssh_port);
+                    eprintln!("[{name}] the ssh port was taken meanwhile; now using {ssh_port}");
                     attempt += 1;
                 }
                 _ => break child,
@@ -307,22 +316,32 @@ impl Drop for Machine {
     }
 }
 
-/// QEMU's TCG can hit one of its own assertions while the guest kernel sets up PCI
-/// (`iotlb_to_section: Assertion ... failed`, then SIGABRT): nothing the guest did. Wait until
-/// the kernel runs init (or 3 minutes, or QEMU exits) and return the assertion if QEMU died of
-/// one before that; any other outcome is left to the test.
-fn qemu_crash_in_early_boot(child: &mut Child, console: &Path, qemu_log: &Path) -> Result<Option<String>> {
+/// Why QEMU must be started again.
+enum Restart {
+    /// QEMU's TCG hit one of its own assertions while the guest kernel set up PCI
+    /// (`iotlb_to_section: Assertion ... failed`, then SIGABRT): nothing the guest did.
+    Crashed(String),
+    /// The host port for ssh was bound by another process after `free_port` found it free.
+    PortTaken,
+}
+
+/// Wait until the kernel runs init (or 3 minutes, or QEMU exits) and say whether QEMU must be
+/// started again; any other outcome is left to the test.
+fn qemu_crash_in_early_boot(child: &mut Child, console: &Path, qemu_log: &Path) -> Result<Option<Restart>> {
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
             use std::os::unix::process::ExitStatusExt as _;
             let log = std::fs::read_to_string(qemu_log).unwrap_or_default();
+            if log.contains("Could not set up host forwarding rule") {
+                return Ok(Some(Restart::PortTaken));
+            }
             let assertion = log
                 .lines()
                 .find(|l| l.contains("Assertion") && l.contains("failed"));
             return Ok(match (status.signal(), assertion) {
                 // 6: SIGABRT, how an assertion ends.
-                (Some(6), Some(line)) => Some(line.trim().to_string()),
+                (Some(6), Some(line)) => Some(Restart::Crashed(line.trim().to_string())),
                 _ => None,
             });
         }
