@@ -166,20 +166,26 @@ fn a_bad_interface_leaves_the_others_configured() {
     let ns = Netns::new("bad");
     ns.veth("eth0", "52:54:00:00:03:01");
     ns.veth("eth1", "52:54:00:00:03:02");
+    // A macvlan cannot have a larger MTU than the link under it (1500): the kernel refuses 9000.
+    ns.ip(&[
+        "link", "add", "link", "eth1-p", "name", "eth2", "type", "macvlan", "mode", "bridge",
+    ]);
     let config = network(json!({"interfaces": {
         // A multicast address is valid CIDR but no interface may have it: the kernel refuses.
         "eth0": {"addresses": ["ff02::1234/64", "192.0.2.30/24"]},
         "eth1": {"address": "198.51.100.30/24", "gateway": "198.51.100.1"},
         "mac=52:54:00:00:03:99": {"address": "203.0.113.1/24"},
+        "eth2": {"mtu": 9000, "address": "203.0.113.2/24"},
     }}));
     let outcome = ns.configure(&config);
     let errors: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].starts_with(
-            "berth.network.interfaces.eth0.addresses[0]: eth0: cannot add the address ff02::1234/64: "
-        ),
-        "{errors:?}"
+    assert_eq!(
+        errors,
+        [
+            "berth.network.interfaces.eth0.addresses[0]: eth0: cannot add the address ff02::1234/64: \
+             Invalid argument (os error 22)",
+            "berth.network.interfaces.eth2.mtu: eth2: cannot set the MTU to 9000: Invalid argument (os error 22)",
+        ]
     );
     let problems: Vec<String> = outcome.plan.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -191,6 +197,8 @@ fn a_bad_interface_leaves_the_others_configured() {
     // The step after the failed one, and the other interface, still happened.
     assert_eq!(ns.addresses("eth0"), ["192.0.2.30/24"]);
     assert_eq!(ns.addresses("eth1"), ["198.51.100.30/24"]);
+    assert_eq!(ns.addresses("eth2"), ["203.0.113.2/24"]);
+    assert!(is_up(&ns.link("eth2")));
     assert_eq!(
         ns.default_route("-4"),
         [("198.51.100.1".to_string(), "eth1".to_string())]
