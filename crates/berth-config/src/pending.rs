@@ -123,6 +123,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_of_the_wrong_family_is_reported_where_it_is_written() {
+        let got = warnings(
+            "berth:\n  network:\n    interfaces:\n      eth0:\n        gateway: fd00::1\n        gateway_ipv6: 192.0.2.1\n",
+        );
+        assert_eq!(
+            got,
+            [
+                "warning: test.yml:5:9: berth.network.interfaces.eth0.gateway: fd00::1 is an IPv6 \
+                 address: it is not used; write it as `gateway_ipv6`",
+                "warning: test.yml:6:9: berth.network.interfaces.eth0.gateway_ipv6: 192.0.2.1 is an \
+                 IPv4 address: it is not used; write it as `gateway`",
+            ]
+        );
+    }
+
+    #[test]
     fn rancher_keys_are_reported_under_their_berth_path() {
         let got = warnings(
             "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n        bond: bond0\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",

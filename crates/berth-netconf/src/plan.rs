@@ -171,13 +171,21 @@ pub fn plan(network: &NetworkConfig, links: &[Link]) -> Plan {
                 action: Action::AddAddress(*address),
             });
         }
-        for (field, gateway) in [
-            ("gateway", interface.gateway),
-            ("gateway_ipv6", interface.gateway_ipv6),
+        for (field, gateway, v6) in [
+            ("gateway", interface.gateway, false),
+            ("gateway_ipv6", interface.gateway_ipv6, true),
         ] {
             let Some(gateway) = gateway else { continue };
             let gateway_key = format!("{key}.{field}");
-            let family = usize::from(gateway.0.is_ipv6());
+            // The key says the family (validation warns about a mismatch): never guess.
+            if gateway.0.is_ipv6() != v6 {
+                plan.problems.push(Problem {
+                    key: gateway_key,
+                    message: format!("{gateway} is of the wrong address family for {field}; not used"),
+                });
+                continue;
+            }
+            let family = usize::from(v6);
             match &gateway_owner[family] {
                 Some(owner) => plan.problems.push(Problem {
                     key: gateway_key,
@@ -397,6 +405,27 @@ mod tests {
             !actions(&plan.links[1])
                 .iter()
                 .any(|a| a.contains("198.51.100.1 "))
+        );
+    }
+
+    #[test]
+    fn a_gateway_of_the_wrong_family_is_not_used() {
+        let net = network(serde_json::json!({"interfaces": {
+            "eth0": {"address": "192.0.2.10/24", "gateway": "fd00::1", "gateway_ipv6": "192.0.2.1"},
+        }}));
+        let plan = plan(&net, &machine());
+        let problems: Vec<_> = plan.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            problems,
+            [
+                "berth.network.interfaces.eth0.gateway",
+                "berth.network.interfaces.eth0.gateway_ipv6"
+            ]
+        );
+        assert!(
+            !actions(&plan.links[0])
+                .iter()
+                .any(|a| a.contains("default route"))
         );
     }
 

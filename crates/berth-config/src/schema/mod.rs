@@ -78,6 +78,7 @@ impl Config {
                 ),
             ));
         }
+        warnings.extend(self.berth.network.warnings());
         warnings
     }
 
