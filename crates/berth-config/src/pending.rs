@@ -5,21 +5,10 @@
 use crate::diagnostic::Finding;
 use crate::node::{Kind, Node};
 
-const STATIC_NETWORK: &str = "static network configuration is not applied yet: this interface \
-                              gets no address unless it also says `dhcp: true`";
-
 const DOCKER_TLS: &str = "the user engine listens on its Unix socket only; TLS is not supported yet";
 
 /// Key patterns (`*` matches any one map key) and why each is not applied.
 const NOT_APPLIED: &[(&str, &str)] = &[
-    ("berth.network.interfaces.*.address", STATIC_NETWORK),
-    ("berth.network.interfaces.*.addresses", STATIC_NETWORK),
-    ("berth.network.interfaces.*.gateway", STATIC_NETWORK),
-    ("berth.network.interfaces.*.gateway_ipv6", STATIC_NETWORK),
-    (
-        "berth.network.interfaces.*.mtu",
-        "setting the MTU is not supported yet: the interface keeps its driver's or the DHCP server's",
-    ),
     (
         "berth.state.autoformat",
         "Berth never formats a disk yet: prepare the state disk with `mkfs.ext4 -L BERTH_STATE`",
@@ -57,8 +46,9 @@ fn is_set(key: &str, node: &Node) -> bool {
     }
 }
 
-/// Warnings for the not-yet-applied settings a layer's tree sets, and for interfaces matched by
-/// MAC address.
+/// Warnings for the not-yet-applied settings a layer's tree sets. (Static interfaces, MTU and
+/// `mac=` matches are applied by netconf: bonds, VLANs and bridges are not in the model yet and
+/// are reported where RancherOS keys are mapped.)
 pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
     let mut out = Vec::new();
     for (pattern, why) in NOT_APPLIED {
@@ -70,18 +60,6 @@ pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
             }
         });
     }
-    let mac = |path: &str, name: &str, node: &Node| {
-        (name.starts_with("mac=")).then(|| {
-            Finding::warning(
-                node.report_loc(),
-                path,
-                format!(
-                    "matching interfaces by MAC address ({name}) is not supported yet: \
-                     the setting matches no interface; use the interface name"
-                ),
-            )
-        })
-    };
     for device in ["berth.state.dev", "berth.oem.dev"] {
         let segments: Vec<&str> = device.split('.').collect();
         visit(layer, &segments, String::new(), &mut |path, node| {
@@ -99,16 +77,6 @@ pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
             }
         });
     }
-    let interfaces = ["berth", "network", "interfaces", "*"];
-    visit(layer, &interfaces, String::new(), &mut |path, node| {
-        let name = path.rsplit('.').next().unwrap_or_default();
-        out.extend(mac(&path, name, node));
-        if let Some(m) = node.as_map().and_then(|m| m.get("match"))
-            && let Some(text) = m.as_str()
-        {
-            out.extend(mac(&format!("{path}.match"), text, m));
-        }
-    });
     out
 }
 
@@ -147,31 +115,39 @@ mod tests {
     }
 
     #[test]
-    fn static_addresses_are_reported_where_they_are_written() {
+    fn static_network_settings_are_applied_so_not_reported() {
         let got = warnings(
-            "#cloud-config\nberth:\n  network:\n    interfaces:\n      eth0:\n        address: 192.0.2.10/24\n        gateway: 192.0.2.1\n",
+            "#cloud-config\nberth:\n  network:\n    interfaces:\n      eth0:\n        address: 192.0.2.10/24\n        addresses: [fd00::10/64]\n        gateway: 192.0.2.1\n        gateway_ipv6: fd00::1\n        mtu: 1400\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n      uplink:\n        match: mac=52:54:00:12:34:57\n",
         );
-        assert_eq!(got.len(), 2, "{got:#?}");
-        assert!(
-            got[0].contains("test.yml:6:") && got[0].contains("berth.network.interfaces.eth0.address"),
-            "{got:#?}"
+        assert_eq!(got, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_gateway_of_the_wrong_family_is_reported_where_it_is_written() {
+        let got = warnings(
+            "berth:\n  network:\n    interfaces:\n      eth0:\n        gateway: fd00::1\n        gateway_ipv6: 192.0.2.1\n",
         );
-        assert!(got[0].contains("not applied yet"), "{got:#?}");
-        assert!(
-            got[1].contains("berth.network.interfaces.eth0.gateway"),
-            "{got:#?}"
+        assert_eq!(
+            got,
+            [
+                "warning: test.yml:5:9: berth.network.interfaces.eth0.gateway: fd00::1 is an IPv6 \
+                 address: it is not used; write it as `gateway_ipv6`",
+                "warning: test.yml:6:9: berth.network.interfaces.eth0.gateway_ipv6: 192.0.2.1 is an \
+                 IPv4 address: it is not used; write it as `gateway`",
+            ]
         );
     }
 
     #[test]
     fn rancher_keys_are_reported_under_their_berth_path() {
         let got = warnings(
-            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",
+            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n        bond: bond0\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",
         );
+        assert_eq!(got.len(), 2, "{got:#?}");
         assert!(
             got.iter()
-                .any(|w| w.contains("MAC address") && w.contains("mac=52:54:00:12:34:56")),
-            "{got:#?}"
+                .any(|w| w.contains("rancher.network.interfaces.mac=52:54:00:12:34:56.bond")),
+            "bonds stay unsupported: {got:#?}"
         );
         assert!(got.iter().any(|w| w.contains("berth.ssh.keys")), "{got:#?}");
         // The key's value is a secret: the warning names the key, never the value.

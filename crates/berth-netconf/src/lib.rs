@@ -1,11 +1,20 @@
-//! Network configuration for the `network` system service. This first version hands the
-//! matching interfaces (RancherOS's default: `eth*` with DHCP) to Debian's dhcpcd in manager
-//! mode and keeps `/run/berth/resolv.conf` (which the host's `/etc/resolv.conf` points to) from
-//! the leases and `berth.network.dns`. Static addresses, bonds, bridges and VLANs over netlink
-//! are the network issue's work.
+//! Network configuration for the `network` system service. It applies `berth.network` over
+//! netlink (MTU, link up, static IPv4/IPv6 addresses, default routes; interfaces matched by
+//! name, glob or `mac=`), hands the interfaces that want DHCP (RancherOS's default: `eth*` and
+//! `en*`) to Debian's dhcpcd in manager mode, and keeps `/run/berth/resolv.conf` (which the
+//! host's `/etc/resolv.conf` points to) from `berth.network.dns` and the leases. Bonds,
+//! bridges and VLANs are the network issue's later work.
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod netlink;
+pub mod plan;
+
+pub use error::NetconfError;
+pub use plan::{Action, Link, LinkPlan, Plan, Problem, Step, plan};
+
 use berth_config::Config;
+use berth_config::schema::network::NetworkConfig;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -13,25 +22,44 @@ pub const RESOLV_CONF: &str = "/run/berth/resolv.conf";
 /// dhcpcd runs this on every lease event; it is `berth` under another name.
 pub const HOOK: &str = "/usr/local/sbin/berth-dhcpcd-hook";
 
-/// Interface patterns to run DHCP on (names or globs), from `berth.network.interfaces`.
-pub fn dhcp_patterns(config: &Config) -> Vec<String> {
-    let interfaces = &config.berth.network.interfaces;
-    if interfaces.is_empty() {
-        return vec!["eth*".to_string(), "en*".to_string()];
-    }
-    interfaces
-        .iter()
-        .filter(|(_, i)| i.dhcp.unwrap_or(i.address.is_none() && i.addresses.is_empty()))
-        .map(|(name, i)| i.match_.clone().unwrap_or_else(|| name.clone()))
-        .filter(|p| !p.starts_with("mac="))
-        .collect()
+/// What [`configure`] did: the plan, and the steps that failed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub errors: Vec<NetconfError>,
+}
+
+/// Apply `network` to the calling thread's network namespace: read the links, plan, run every
+/// link's steps. Only a failure to talk to the kernel at all is an `Err`; a step that fails is
+/// in [`Outcome::errors`] and the other steps and links still run.
+pub fn configure(network: &NetworkConfig) -> Result<Outcome, NetconfError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(NetconfError::Runtime)?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfError::Connect)?;
+        let task = tokio::spawn(connection);
+        let result = async {
+            let links = netlink::links(&handle).await?;
+            let plan = plan(network, &links);
+            let errors = netlink::apply(&handle, &plan).await;
+            Ok(Outcome { plan, errors })
+        }
+        .await;
+        task.abort();
+        result
+    })
 }
 
 /// dhcpcd's configuration.
-pub fn dhcpcd_conf(config: &Config) -> String {
+pub fn dhcpcd_conf(config: &Config, plan: &Plan) -> String {
     let mut out = String::from("# Written by Berth's netconf from berth.network.\n");
-    let patterns = dhcp_patterns(config);
-    let _ = writeln!(out, "allowinterfaces {}", patterns.join(" "));
+    let _ = writeln!(out, "allowinterfaces {}", plan.dhcp_allow.join(" "));
+    if !plan.dhcp_deny.is_empty() {
+        // Statically configured: a glob in allowinterfaces must not hand them to DHCP too.
+        let _ = writeln!(out, "denyinterfaces {}", plan.dhcp_deny.join(" "));
+    }
     let _ = writeln!(out, "timeout {}", config.berth.network.dhcp_timeout);
     // No udevd runs yet: dhcpcd's udev plugin would wait for it forever ("no valid interfaces").
     out.push_str("nodev\n");
@@ -86,11 +114,34 @@ pub fn write_resolv_conf(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// `berth netconf`: write the configuration and run dhcpcd (which stays the service's process).
+/// `berth netconf`: apply the static configuration, write dhcpcd's, and run dhcpcd (which
+/// stays the service's process). A bad interface is reported and the others still come up: the
+/// service never exits for one of them (it would be restarted into the same error).
 pub fn main(loaded: &berth_config::Loaded) -> i32 {
     use std::os::unix::process::CommandExt;
     let config = &loaded.config;
-    if let Err(e) = std::fs::write("/etc/dhcpcd.conf", dhcpcd_conf(config)) {
+    let network = &config.berth.network;
+    let plan = match configure(network) {
+        Ok(outcome) => {
+            for problem in &outcome.plan.problems {
+                eprintln!("netconf: {problem}");
+            }
+            for error in &outcome.errors {
+                eprintln!("netconf: {error}");
+            }
+            for link in &outcome.plan.links {
+                let mode = if link.dhcp { "DHCP" } else { "static" };
+                eprintln!("netconf: {} ({mode}) from {}", link.link.name, link.key);
+            }
+            outcome.plan
+        }
+        Err(e) => {
+            // Without netlink nothing static can be applied; DHCP may still work.
+            eprintln!("netconf: {e}");
+            plan(network, &[])
+        }
+    };
+    if let Err(e) = std::fs::write("/etc/dhcpcd.conf", dhcpcd_conf(config, &plan)) {
         eprintln!("netconf: writing /etc/dhcpcd.conf: {e}");
         return 1;
     }
@@ -99,16 +150,33 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
     if let Err(e) = std::os::unix::fs::symlink("/usr/bin/berth", HOOK) {
         eprintln!("netconf: linking {HOOK}: {e}");
     }
-    // Static DNS applies at once, without waiting for a lease.
-    if !config.berth.network.dns.nameservers.is_empty() {
-        let _ = write_resolv_conf(Path::new(RESOLV_CONF), &resolv_conf(config, &[], &[]));
+    // Static DNS applies at once, without waiting for a lease; a machine without DHCP gets its
+    // resolv.conf from the configuration alone.
+    if static_resolv_conf(network, &plan)
+        && let Err(e) = write_resolv_conf(Path::new(RESOLV_CONF), &resolv_conf(config, &[], &[]))
+    {
+        eprintln!("netconf: writing {RESOLV_CONF}: {e}");
     }
-    eprintln!("netconf: DHCP on {}", dhcp_patterns(config).join(" "));
+    if plan.dhcp_allow.is_empty() {
+        eprintln!("netconf: no interface uses DHCP");
+        // The service is `restart: always`: stay, as dhcpcd would, until stopped.
+        loop {
+            std::thread::park();
+        }
+    }
+    eprintln!("netconf: DHCP on {}", plan.dhcp_allow.join(" "));
     let err = std::process::Command::new("/usr/sbin/dhcpcd")
         .args(["--nobackground", "--config", "/etc/dhcpcd.conf", "--script", HOOK])
         .exec();
     eprintln!("netconf: cannot run dhcpcd: {err}");
     1
+}
+
+/// Whether netconf writes resolv.conf from the configuration at its start: when name servers
+/// are configured (they win over any lease), or when no interface uses DHCP (no lease will).
+pub fn static_resolv_conf(network: &NetworkConfig, plan: &Plan) -> bool {
+    let dns = &network.dns;
+    !dns.nameservers.is_empty() || (plan.dhcp_allow.is_empty() && !dns.search.is_empty())
 }
 
 /// The dhcpcd hook: dhcpcd passes the lease in the environment (`reason`,
@@ -162,10 +230,63 @@ mod tests {
     #[test]
     fn defaults_run_dhcp_on_ethernet() {
         let config = Config::default();
-        assert_eq!(dhcp_patterns(&config), ["eth*", "en*"]);
-        let conf = dhcpcd_conf(&config);
-        assert!(conf.contains("allowinterfaces eth* en*\n"), "{conf}");
-        assert!(conf.contains("timeout 10\n"), "{conf}");
+        let conf = dhcpcd_conf(&config, &plan(&config.berth.network, &[]));
+        assert_eq!(
+            conf.lines().take(3).collect::<Vec<_>>(),
+            [
+                "# Written by Berth's netconf from berth.network.",
+                "allowinterfaces eth* en*",
+                "timeout 10"
+            ]
+        );
+    }
+
+    #[test]
+    fn static_interfaces_are_kept_from_dhcp_globs() {
+        let mut config = Config::default();
+        config.berth.network = serde_json::from_value(serde_json::json!({"interfaces": {
+            "eth*": {"dhcp": true},
+            "eth1": {"address": "192.0.2.10/24"},
+        }}))
+        .unwrap();
+        let links = [
+            Link {
+                index: 2,
+                name: "eth0".into(),
+                mac: None,
+            },
+            Link {
+                index: 3,
+                name: "eth1".into(),
+                mac: None,
+            },
+        ];
+        let conf = dhcpcd_conf(&config, &plan(&config.berth.network, &links));
+        assert!(
+            conf.contains("allowinterfaces eth*\ndenyinterfaces eth1\n"),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn static_only_machines_get_resolv_conf_from_the_config() {
+        let static_only: NetworkConfig = serde_json::from_value(serde_json::json!({
+            "interfaces": {"eth0": {"address": "192.0.2.10/24"}},
+            "dns": {"search": ["example.com"]},
+        }))
+        .unwrap();
+        let links = [Link {
+            index: 2,
+            name: "eth0".into(),
+            mac: None,
+        }];
+        assert!(static_resolv_conf(&static_only, &plan(&static_only, &links)));
+        // With DHCP and only a search list, the lease's servers are awaited (no server-less file).
+        let mut dhcp = static_only.clone();
+        dhcp.interfaces.clear();
+        assert!(!static_resolv_conf(&dhcp, &plan(&dhcp, &links)));
+        dhcp.dns.nameservers = vec!["192.0.2.53".parse().unwrap()];
+        assert!(static_resolv_conf(&dhcp, &plan(&dhcp, &links)));
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl Config {
                 }
             }
         }
+        warnings.extend(self.berth.network.warnings());
         warnings
     }
 

@@ -1,4 +1,5 @@
-//! `berth.network`: a deliberately small typed model that the network work will grow.
+//! `berth.network`: interfaces (static addresses, gateways, MTU, DHCP), DNS and the DHCP
+//! timeout, as netconf applies them. Bonds, VLANs and bridges are not in the model yet.
 
 use super::values::{Cidr, IpAddress, Mtu};
 use indexmap::IndexMap;
@@ -24,6 +25,34 @@ impl Default for NetworkConfig {
     }
 }
 
+impl NetworkConfig {
+    /// Values that are valid but will not be used as written: `(key path, message)` pairs.
+    pub(crate) fn warnings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, interface) in &self.interfaces {
+            for (field, gateway, wants_v6) in [
+                ("gateway", interface.gateway, false),
+                ("gateway_ipv6", interface.gateway_ipv6, true),
+            ] {
+                if let Some(gateway) = gateway
+                    && gateway.0.is_ipv6() != wants_v6
+                {
+                    let (is, use_) = if wants_v6 {
+                        ("an IPv4", "gateway")
+                    } else {
+                        ("an IPv6", "gateway_ipv6")
+                    };
+                    out.push((
+                        format!("berth.network.interfaces.{name}.{field}"),
+                        format!("{gateway} is {is} address: it is not used; write it as `{use_}`"),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct InterfaceConfig {
@@ -36,8 +65,10 @@ pub struct InterfaceConfig {
     pub address: Option<Cidr>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Cidr>,
+    /// The IPv4 default route's router, through this interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddress>,
+    /// The IPv6 default route's router, through this interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_ipv6: Option<IpAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
