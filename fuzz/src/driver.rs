@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 /// How long and from where.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Wall-clock time for this target.
+    /// Wall-clock time for this target (the most it gets when `runs` is given).
     pub time: Duration,
+    /// Stop after this many inputs: with a seed, the same inputs on every machine.
+    pub runs: Option<u64>,
     /// The run's seed: the same seed, target and corpus give the same inputs.
     pub seed: u64,
 }
@@ -64,7 +66,7 @@ pub fn fuzz(target: &Target, options: Options) -> Figures {
     };
     let mut replay = pool.clone().into_iter();
     let watchdog = Watchdog::start();
-    while started.elapsed() < options.time {
+    while started.elapsed() < options.time && options.runs.is_none_or(|n| figures.executions < n) {
         let input = match replay.next() {
             Some(known) => known,
             None => match rng.u8(..100) {

@@ -17,6 +17,10 @@ struct Args {
     /// Seconds per target
     #[arg(long, default_value_t = 10.0)]
     time: f64,
+    /// At most this many inputs per target (then --time is only a cap): with --seed, every
+    /// machine runs exactly the same inputs, as a test suite should
+    #[arg(long)]
+    runs: Option<u64>,
     /// Seed of the run (printed by every run; give it again to replay the same inputs)
     #[arg(long)]
     seed: Option<u64>,
@@ -80,6 +84,7 @@ fn run(args: &Args) -> Result<()> {
     );
     let options = Options {
         time: Duration::from_secs_f64(args.time),
+        runs: args.runs,
         seed,
     };
     let mut found = 0;

@@ -85,7 +85,9 @@ pub(crate) fn write_authorized_keys(
 pub(crate) fn render(existing: &str, keys: &[SshPublicKey]) -> String {
     let mut outside: Vec<&str> = Vec::new();
     let mut in_block = false;
-    for line in existing.lines() {
+    // Split on `\n` only: a `\r` a user's editor left stays part of its line, so a second
+    // run writes back what the first wrote (`str::lines` would eat one `\r` per run).
+    for line in existing.split_terminator('\n') {
         match line.trim_end() {
             l if l == BEGIN => in_block = true,
             l if l == END => in_block = false,
@@ -129,6 +131,20 @@ mod tests {
 
     fn key(s: &str) -> SshPublicKey {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn carriage_returns_are_kept_and_a_second_run_changes_nothing() {
+        let k = key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGcr cr");
+        for existing in ["mine\r\n", "mine\r\r\n", "a\r\nb\n\r\n"] {
+            let once = render(existing, std::slice::from_ref(&k));
+            assert!(
+                once.starts_with(existing.trim_end_matches(['\r', '\n'])),
+                "{once:?}"
+            );
+            assert_eq!(render(&once, std::slice::from_ref(&k)), once, "{existing:?}");
+            assert_eq!(render(&render(existing, &[]), &[]), render(existing, &[]));
+        }
     }
 
     #[test]
