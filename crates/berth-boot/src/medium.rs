@@ -43,21 +43,20 @@ impl Expected {
         Ok(Self(digests))
     }
 
-    /// Check the images in `dir` (a medium's `berth/`): every listed file must be there
-    /// and hash to its digest.
-    pub fn verify(&self, dir: &Path) -> Result<(), String> {
-        // The OS image first: a medium of another build fails on it, the clearest reason.
-        let os_first = self.0.iter().filter(|(n, _)| *n == "os.img");
-        for (name, want) in os_first.chain(self.0.iter().filter(|(n, _)| *n != "os.img")) {
-            let path = dir.join(name);
-            let got = sha256_file(&path).map_err(|e| format!("{name}: {e}"))?;
-            if &got != want {
-                return Err(format!(
-                    "{name} is not this build's (sha256 {}…, expected {}…)",
-                    &got[..12],
-                    &want[..12]
-                ));
-            }
+    /// Check one image in `dir` (a medium's `berth/`): it must be listed, be there and hash
+    /// to its digest.
+    pub fn verify(&self, dir: &Path, name: &str) -> Result<(), String> {
+        let want = self
+            .0
+            .get(name)
+            .ok_or_else(|| format!("{name}: this initrd carries no digest for it"))?;
+        let got = sha256_file(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        if &got != want {
+            return Err(format!(
+                "{name} is not this build's (sha256 {}…, expected {}…)",
+                &got[..12],
+                &want[..12]
+            ));
         }
         Ok(())
     }
@@ -178,7 +177,7 @@ fn try_device(
     }
     let started = Instant::now();
     let dir = os.parent().unwrap_or(mount_dir);
-    if let Err(why) = expected.verify(dir) {
+    if let Err(why) = expected.verify(dir, "os.img") {
         let _ = umount2(mount_dir, MntFlags::MNT_DETACH);
         return Ok(Probe::Refused(why));
     }
@@ -187,10 +186,26 @@ fn try_device(
         device.display(),
         started.elapsed().as_secs_f64()
     );
+    // System images that are not this build's are not used (they would run as privileged
+    // system containers); the OS image still boots, so the console can say what happened.
     let images = mount_dir.join(IMAGES_IMAGE);
+    let images = images.is_file().then_some(images).filter(|_| {
+        expected
+            .verify(dir, "images.img")
+            .map_err(|why| {
+                problems::report(
+                    Path::new("/"),
+                    &format!(
+                        "the system images on {} were refused: {why}; they are not used",
+                        device.display()
+                    ),
+                );
+            })
+            .is_ok()
+    });
     Ok(Probe::Found(Box::new(Medium {
         os_image: os,
-        images_image: images.is_file().then_some(images),
+        images_image: images,
         device: Some(device.to_path_buf()),
     })))
 }
@@ -214,23 +229,21 @@ mod tests {
             digest(b"the system images")
         );
         let expected = Expected::parse(&text).unwrap();
-        expected.verify(dir.path()).unwrap();
+        expected.verify(dir.path(), "os.img").unwrap();
+        expected.verify(dir.path(), "images.img").unwrap();
 
-        // Another OS image is named first, even when the system images are missing too.
-        std::fs::write(dir.path().join("os.img"), b"another os image").unwrap();
-        std::fs::remove_file(dir.path().join("images.img")).unwrap();
-        let err = expected.verify(dir.path()).unwrap_err();
-        assert!(err.starts_with("os.img is not this build's"), "{err}");
-        std::fs::write(dir.path().join("os.img"), b"the os image").unwrap();
-        std::fs::write(dir.path().join("images.img"), b"the system images").unwrap();
-
-        // One byte changed in either image, or an image missing: refused, naming the file.
+        // One byte changed, an image missing, a file without a digest: refused, named.
         std::fs::write(dir.path().join("images.img"), b"the system imageS").unwrap();
-        let err = expected.verify(dir.path()).unwrap_err();
+        let err = expected.verify(dir.path(), "images.img").unwrap_err();
         assert!(err.starts_with("images.img is not this build's"), "{err}");
+        std::fs::write(dir.path().join("os.img"), b"another os image").unwrap();
+        let err = expected.verify(dir.path(), "os.img").unwrap_err();
+        assert!(err.starts_with("os.img is not this build's"), "{err}");
         std::fs::remove_file(dir.path().join("images.img")).unwrap();
-        let err = expected.verify(dir.path()).unwrap_err();
+        let err = expected.verify(dir.path(), "images.img").unwrap_err();
         assert!(err.starts_with("images.img: "), "{err}");
+        let err = expected.verify(dir.path(), "other.img").unwrap_err();
+        assert!(err.contains("no digest"), "{err}");
     }
 
     #[test]

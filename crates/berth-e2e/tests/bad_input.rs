@@ -97,7 +97,9 @@ fn vm_no_seed_unknown_parameter_wrong_state_filesystem() {
 #[test]
 fn vm_system_images_fail_to_load() {
     let env = env("bad-images");
-    // A boot medium with the real OS image and a system-images image whose layers are gone.
+    // A boot medium with the real OS image and a system-images image whose layers are gone:
+    // the slim initrd boots the OS image (its digest matches) but refuses the system images
+    // (theirs does not), so no service image is there and the emergency console opens.
     let medium = env.dir.join("medium");
     std::fs::create_dir_all(medium.join("berth")).unwrap();
     std::fs::copy(&env.artifacts.os_img, medium.join("berth/os.img")).unwrap();
@@ -146,14 +148,14 @@ fn vm_system_images_fail_to_load() {
     );
     let console = m.console();
     assert!(
-        console.contains("could not load the system images"),
-        "the failed image load is not reported on the console"
+        console.contains("the system images on /dev/vda were refused: images.img is not this build's"),
+        "the refused system images are not reported on the console"
     );
     let _ = check(&m, "prompt", m.wait_console("# ", shell, Duration::from_secs(30)));
     check(
         &m,
         "type",
-        m.type_line("grep -c 'could not load' /run/berth/boot-problems; echo ALIVE-$((2+3))"),
+        m.type_line("grep -c 'were refused' /run/berth/boot-problems; echo ALIVE-$((2+3))"),
     );
     check(
         &m,
