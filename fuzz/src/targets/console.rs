@@ -107,33 +107,10 @@ fn kept_in_order(file: &str, before: &str, after: &str, owned: impl Fn(&str) -> 
     Ok(())
 }
 
-/// Lines the account code is known to rewrite: numbers not written the canonical way
-/// (`+7`, `007`) and member lists with empty members (`a,,b`). Open findings, replayed by the
-/// ignored tests of `tests/open_regressions.rs`; skipped here so fuzzing goes on past them.
-/// Remove this when console/accounts.rs keeps such lines.
-fn rewritten_by_open_finding(line: &str) -> bool {
-    let fields: Vec<&str> = line.split(':').collect();
-    let odd_number = |f: &str| f.parse::<u32>().is_ok_and(|n| n.to_string() != f);
-    match fields.len() {
-        7 => odd_number(fields[2]) || odd_number(fields[3]),
-        4 => odd_number(fields[2]) || (!fields[3].is_empty() && fields[3].split(',').any(str::is_empty)),
-        _ => false,
-    }
-}
-
 /// Account files: adding a user to a file with arbitrary lines keeps every other line as it
 /// was. `authorized_keys`: every configured key is in the file once, lines outside the
 /// managed block stay, and a second run changes nothing.
 pub fn check(input: &[u8]) -> Result<(), String> {
-    check_with(input, true)
-}
-
-/// [`check`] without skipping the lines of the open findings: what the open tests replay.
-pub fn check_strict(input: &[u8]) -> Result<(), String> {
-    check_with(input, false)
-}
-
-fn check_with(input: &[u8], skip_open_findings: bool) -> Result<(), String> {
     let parts = split_parts(input, 5);
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
     let root = dir.path();
@@ -168,12 +145,8 @@ fn check_with(input: &[u8], skip_open_findings: bool) -> Result<(), String> {
     .map_err(|e| format!("the fuzz configuration does not deserialize: {e}"))?;
     let ctx = ConsoleContext::new(root, LOGIN);
     let _ = prepare_console(&config, &ctx);
-    let named = |names: &'static [&'static str]| {
-        move |l: &str| {
-            names.iter().any(|n| l.split(':').next() == Some(*n))
-                || (skip_open_findings && rewritten_by_open_finding(l))
-        }
-    };
+    let named =
+        |names: &'static [&'static str]| move |l: &str| names.iter().any(|n| l.split(':').next() == Some(*n));
     const USER_OWNED: &[&str] = &["fuzzadded", LOGIN];
     const GROUP_OWNED: &[&str] = &["fuzzadded", "docker", LOGIN];
     for (file, before, owned) in [
