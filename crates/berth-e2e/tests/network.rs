@@ -77,7 +77,14 @@ fn vm_static_network_mac_match_mtu_dns_and_no_dhcp() {
     let log = check(&m, "network log", m.run("sudo system-docker logs network 2>&1"));
     // The first run has only the defaults (DHCP on eth*); cloud-init then restarts the service
     // with the user-data. Its last run is what counts.
-    let last_run = log.rsplit("dhcpcd exited").next().unwrap_or_default();
+    let last_run = log
+        .rsplit("netconf: applying berth.network")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        log.contains("netconf: applying berth.network"),
+        "no start line: {log}"
+    );
     assert!(
         last_run.contains("netconf: eth0 (static) from berth.network.interfaces.uplink"),
         "{log}"

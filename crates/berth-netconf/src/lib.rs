@@ -121,6 +121,9 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
     use std::os::unix::process::CommandExt;
     let config = &loaded.config;
     let network = &config.berth.network;
+    // One line per start, so a log that holds several runs (cloud-init restarts the service
+    // when user-data changes berth.network) shows where each begins.
+    eprintln!("netconf: applying berth.network");
     let plan = match configure(network) {
         Ok(outcome) => {
             for problem in &outcome.plan.problems {
