@@ -221,6 +221,7 @@ fn exec_system_docker(loaded: &Loaded) -> ! {
     let pair = system_docker::engine_pair(&loaded.config.berth.system_docker, loaded.config.berth.debug);
     let prepare = |cmd: &mut std::process::Command| {
         cmd.env("PATH", system_docker::PATH);
+        cmd.envs(system_docker::environment(&loaded.config.berth));
         berth_runtime::spawn::supervised(cmd);
         berth_runtime::spawn::output_to(cmd, Path::new(system_docker::LOG));
     };
@@ -236,6 +237,7 @@ fn exec_system_docker(loaded: &Loaded) -> ! {
     berth_runtime::spawn::unblock_all_signals();
     let mut cmd = std::process::Command::new(&args[0]);
     cmd.args(&args[1..]).env("PATH", system_docker::PATH);
+    cmd.envs(system_docker::environment(&loaded.config.berth));
     berth_runtime::spawn::output_to(&mut cmd, Path::new(system_docker::LOG));
     let err = cmd.exec();
     recovery::enter(&format!("cannot exec System Docker ({}): {err}", args[0]))

@@ -75,6 +75,13 @@ pub fn dockerd_flags(config: &SystemDockerConfig, debug: bool) -> Vec<String> {
     args
 }
 
+/// System Docker's environment besides `PATH`: the proxies of `berth.network` (for image
+/// pulls; `system-docker info` shows them). Read by init in stage 2, so a change applies at
+/// the next boot.
+pub fn environment(config: &berth_config::BerthConfig) -> Vec<(&'static str, String)> {
+    berth_config::proxy::environment(&config.network)
+}
+
 pub fn socket_ready() -> bool {
     std::os::unix::net::UnixStream::connect(Path::new(SOCKET)).is_ok()
 }
@@ -103,6 +110,16 @@ mod tests {
         assert_eq!(&unit[..2], ["/usr/bin/berth", "engine"]);
         let flags = unit.iter().position(|a| a == "--").unwrap();
         assert_eq!(unit[flags + 1..], args[..]);
+    }
+
+    #[test]
+    fn network_proxies_are_in_the_environment() {
+        let mut config = berth_config::Config::default().berth;
+        assert!(environment(&config).is_empty());
+        config.network.https_proxy = Some("http://127.0.0.1:3128".parse().unwrap());
+        let env = environment(&config);
+        assert!(env.contains(&("HTTPS_PROXY", "http://127.0.0.1:3128".to_string())));
+        assert!(env.contains(&("https_proxy", "http://127.0.0.1:3128".to_string())));
     }
 
     #[test]

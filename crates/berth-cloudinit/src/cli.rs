@@ -6,6 +6,7 @@ use crate::datasource::{
     EC2_ENDPOINT, ProbeEnv, effective_datasources, parse_datasource_list, probe_datasources,
 };
 use crate::host::{HostContext, HostOps, MountRequest, SystemHost, apply_host, plan_host};
+use crate::http::{HttpClient, Proxies, TrustAnchors};
 use crate::report::{DatasourceUsed, OfflineUse, Report};
 use crate::save::{StateDirs, load_saved, save_fetched};
 use berth_config::KernelCmdline;
@@ -143,6 +144,8 @@ fn run(args: &Args) {
     let mut env = ProbeEnv::under(root, cmdline.clone());
     env.budget = Duration::from_secs_f64(args.timeout.clamp(0.0, 3600.0));
     env.ec2_endpoint = args.ec2_endpoint.clone();
+    env.http = HttpClient::new(TrustAnchors::under(root))
+        .with_proxies(Proxies::from_config(&loaded.config.berth.network));
     let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => {
             let outcome = runtime.block_on(probe_datasources(&sources, env));

@@ -204,9 +204,59 @@ struct Clients {
     https: Result<reqwest::Client, String>,
 }
 
+/// The proxies fetches go through (`berth.network.http_proxy`, `https_proxy`, `no_proxy`).
+/// Link-local addresses (the EC2 metadata endpoint) are always reached directly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proxies {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    /// Comma-separated hosts, domains (`.example.com`), addresses and CIDRs.
+    pub no_proxy: Option<String>,
+}
+
+/// Always direct: a proxy cannot reach this machine's link-local metadata services.
+const ALWAYS_DIRECT: &str = "169.254.0.0/16,fe80::/10";
+
+impl Proxies {
+    pub fn from_config(network: &berth_config::schema::network::NetworkConfig) -> Self {
+        Proxies {
+            http: network.http_proxy.as_ref().map(|u| u.as_str().to_string()),
+            https: network.https_proxy.as_ref().map(|u| u.as_str().to_string()),
+            no_proxy: network.no_proxy.clone(),
+        }
+    }
+
+    fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        let exempt = match self.no_proxy.as_deref().map(str::trim) {
+            Some(list) if !list.is_empty() => format!("{list},{ALWAYS_DIRECT}"),
+            _ => ALWAYS_DIRECT.to_string(),
+        };
+        let mut builder = builder.no_proxy();
+        for (url, https, key) in [
+            (&self.http, false, "http_proxy"),
+            (&self.https, true, "https_proxy"),
+        ] {
+            if let Some(url) = url {
+                let proxy = if https {
+                    reqwest::Proxy::https(url.as_str())
+                } else {
+                    reqwest::Proxy::http(url.as_str())
+                };
+                // The URL may hold a password: the message names the key, not the value.
+                let proxy = proxy
+                    .map_err(|_| format!("berth.network.{key} is not a usable proxy URL"))?
+                    .no_proxy(reqwest::NoProxy::from_string(&exempt));
+                builder = builder.proxy(proxy);
+            }
+        }
+        Ok(builder)
+    }
+}
+
 /// The client. Cheap to share; the clients are built on first use.
 pub struct HttpClient {
     trust: TrustAnchors,
+    proxies: Proxies,
     clients: OnceLock<Result<Clients, String>>,
 }
 
@@ -214,8 +264,15 @@ impl HttpClient {
     pub fn new(trust: TrustAnchors) -> Self {
         HttpClient {
             trust,
+            proxies: Proxies::default(),
             clients: OnceLock::new(),
         }
+    }
+
+    /// Fetch through these proxies (none by default; the process environment is ignored).
+    pub fn with_proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// GET `url`, following up to five redirects. Any status is a response. `headers` go
@@ -307,7 +364,7 @@ impl HttpClient {
     fn client_for(&self, target: &Target) -> Result<&reqwest::Client, FetchError> {
         let clients = self
             .clients
-            .get_or_init(|| build_clients(&self.trust))
+            .get_or_init(|| build_clients(&self.trust, &self.proxies))
             .as_ref()
             .map_err(|e| FetchError::Permanent(e.clone()))?;
         if target.is_https() {
@@ -343,15 +400,16 @@ fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Stri
         .with_no_client_auth())
 }
 
-fn build_clients(trust: &TrustAnchors) -> Result<Clients, String> {
+fn build_clients(trust: &TrustAnchors, proxies: &Proxies) -> Result<Clients, String> {
     let client = |tls: rustls::ClientConfig| {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .user_agent(USER_AGENT)
             // Redirects are followed by `HttpClient::get`, which decides about headers.
             .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_max_idle_per_host(0)
+            .pool_max_idle_per_host(0);
+        proxies
+            .apply(builder)?
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
     };

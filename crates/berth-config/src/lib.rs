@@ -42,6 +42,7 @@ mod load;
 mod merge;
 mod node;
 mod pending;
+pub mod proxy;
 mod rancher;
 pub mod schema;
 mod yaml;

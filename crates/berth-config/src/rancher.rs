@@ -165,18 +165,9 @@ const NETWORK_OPTS: &[(&str, Rule)] = &[
     ("interfaces", Convert(interfaces)),
     ("dns", Same),
     ("dhcp_timeout", Same),
-    (
-        "http_proxy",
-        Unsupported("set HTTP_PROXY in berth.environment and berth.docker.environment"),
-    ),
-    (
-        "https_proxy",
-        Unsupported("set HTTPS_PROXY in berth.environment and berth.docker.environment"),
-    ),
-    (
-        "no_proxy",
-        Unsupported("set NO_PROXY in berth.environment and berth.docker.environment"),
-    ),
+    ("http_proxy", Same),
+    ("https_proxy", Same),
+    ("no_proxy", Same),
     ("pre_cmds", Unsupported("use bootcmd")),
     ("post_cmds", Unsupported("use runcmd")),
     ("wifi_networks", Unsupported(NOT_YET)),

@@ -33,6 +33,10 @@ const CASES: &[(&str, &str)] = &[
     ),
     ("MTU", "berth: {network: {interfaces: {eth0: {mtu: 10}}}}\n"),
     (
+        "proxy URL",
+        "rancher:\n  network:\n    http_proxy: proxy.example:3128\n",
+    ),
+    (
         "file mode",
         "write_files:\n  - path: /etc/x\n    permissions: \"0689\"\n",
     ),
@@ -194,6 +198,8 @@ fn valid_texts_have_no_diagnostics() {
         "write_files: [{path: /x, permissions: 0644}, {path: /y, permissions: 755}]\n",
         "users: [default, {name: alice, groups: [docker], sudo: false}]\n",
         "mounts: [[swap, null, swap, sw]]\n",
+        "rancher: {network: {http_proxy: \"http://10.0.0.1:3128\", https_proxy: \"http://10.0.0.1:3128\", no_proxy: \"localhost,.lan\"}}\n",
+        "berth: {network: {http_proxy: \"http://u:p@proxy:3128\", no_proxy: \"*\"}}\n",
     ] {
         assert_eq!(validate_text(text, "ok.yml"), [], "{text}");
     }

@@ -257,6 +257,13 @@ pub fn console_init(
     ) {
         eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
     }
+    // Logins (ssh and the consoles, through pam_env) get the proxies of berth.network.
+    if let Err(e) = std::fs::write(
+        "/etc/environment",
+        berth_config::proxy::etc_environment(&config.berth.network),
+    ) {
+        eprintln!("console-init: writing /etc/environment: {e}");
+    }
     ensure_home(USER);
     // cloud-init may have changed the hostname after this container's /etc/hosts was made.
     let hostname = nix::unistd::gethostname()

@@ -50,6 +50,20 @@ pub fn dockerd_flags(config: &DockerConfig, debug: bool) -> Vec<String> {
     args
 }
 
+/// dockerd's environment for User Docker: the proxies of `berth.network` (so pulls and
+/// `docker info` use them), then `berth.docker.environment`, which wins over them.
+pub fn dockerd_environment(config: &berth_config::BerthConfig) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = berth_config::proxy::environment(&config.network)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    for (key, value) in &config.docker.environment {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
 /// Run User Docker (containerd, then dockerd) until it stops; returns the exit code.
 pub fn main(loaded: &berth_config::Loaded) -> i32 {
     let config = &loaded.config.berth.docker;
@@ -61,7 +75,7 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
     let _ = std::fs::remove_file(USER_DOCKER_SOCKET);
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     let path = format!("{ENGINE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let environment = config.environment.clone();
+    let environment = dockerd_environment(&loaded.config.berth);
     eprintln!("user-docker: {}", pair.dockerd_command_line().join(" "));
     engine_pair::run(&pair, &move |cmd| {
         cmd.env("PATH", &path);
@@ -74,6 +88,25 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_proxies_reach_the_engine_and_docker_environment_wins() {
+        let mut config = berth_config::Config::default().berth;
+        config.network.http_proxy = Some("http://127.0.0.1:3128".parse().unwrap());
+        config.network.no_proxy = Some("localhost".into());
+        config
+            .docker
+            .environment
+            .insert("NO_PROXY".into(), "registry.local".into());
+        let env = dockerd_environment(&config);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTP_PROXY"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("http_proxy"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("NO_PROXY"), Some("registry.local"));
+        assert_eq!(get("no_proxy"), Some("localhost"));
+        assert_eq!(env.iter().filter(|(k, _)| k == "NO_PROXY").count(), 1);
+        assert!(dockerd_environment(&berth_config::Config::default().berth).is_empty());
+    }
 
     #[test]
     fn options_become_flags() {

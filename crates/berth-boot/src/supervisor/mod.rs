@@ -56,6 +56,7 @@ pub fn spawn_system_docker(loaded: &Loaded) -> std::io::Result<u32> {
     let args = system_docker::command_line(&loaded.config.berth.system_docker, loaded.config.berth.debug);
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).env("PATH", system_docker::PATH);
+    cmd.envs(system_docker::environment(&loaded.config.berth));
     spawn::supervised(&mut cmd);
     spawn::output_to(&mut cmd, Path::new(system_docker::LOG));
     let child = cmd.spawn()?;

@@ -261,3 +261,49 @@ async fn https_without_trusted_certificates_is_a_clear_error_and_http_still_work
     );
     assert_eq!(client.get(&server.url("/"), &[], T).await.unwrap().body, b"plain");
 }
+
+/// `berth.network.http_proxy` carries fetches (the proxy sees the absolute URL) except to
+/// the hosts of `no_proxy`, which are reached directly.
+#[tokio::test]
+async fn fetches_go_through_the_proxy_except_no_proxy_hosts() {
+    let proxy = TestServer::start(|req| {
+        if req.path.starts_with("http://") {
+            Reply::ok(b"via proxy".to_vec())
+        } else {
+            Reply::status(400)
+        }
+    })
+    .await;
+    let direct = TestServer::start(|_| Reply::ok(b"direct".to_vec())).await;
+    let proxies = |no_proxy: Option<&str>| Proxies {
+        http: Some(proxy.url("")),
+        https: None,
+        no_proxy: no_proxy.map(str::to_string),
+    };
+    let via = no_trust().with_proxies(proxies(None));
+    let r = via
+        .get("http://datasource.invalid/user-data", &[], T)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, b"via proxy".as_slice()));
+    let r = via.get(&direct.url("/x"), &[], T).await.unwrap();
+    assert_eq!(r.body, b"via proxy");
+    assert_eq!(
+        proxy
+            .requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            "http://datasource.invalid/user-data".to_string(),
+            direct.url("/x")
+        ]
+    );
+    assert!(direct.requests().is_empty());
+
+    let exempt = no_trust().with_proxies(proxies(Some("example.org, 127.0.0.1")));
+    let r = exempt.get(&direct.url("/y"), &[], T).await.unwrap();
+    assert_eq!(r.body, b"direct");
+    assert_eq!(direct.requests().len(), 1);
+    assert_eq!(proxy.requests().len(), 2);
+}

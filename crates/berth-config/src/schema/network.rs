@@ -1,7 +1,7 @@
 //! `berth.network`: interfaces (static addresses, gateways, MTU, DHCP), DNS and the DHCP
 //! timeout, as netconf applies them. Bonds, VLANs and bridges are not in the model yet.
 
-use super::values::{Cidr, IpAddress, Mtu};
+use super::values::{Cidr, HttpUrl, IpAddress, Mtu};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,13 @@ pub struct NetworkConfig {
     pub dns: DnsConfig,
     /// Seconds to wait for a DHCP lease.
     pub dhcp_timeout: u32,
+    /// Proxies for System Docker, User Docker, the console and cloud-init (see `crate::proxy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_proxy: Option<HttpUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_proxy: Option<HttpUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_proxy: Option<String>,
 }
 
 impl Default for NetworkConfig {
@@ -21,6 +28,9 @@ impl Default for NetworkConfig {
             interfaces: IndexMap::new(),
             dns: DnsConfig::default(),
             dhcp_timeout: 10,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: None,
         }
     }
 }
