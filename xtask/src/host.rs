@@ -48,6 +48,10 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("mkfs.ext4", "e2fsprogs", Purpose::Test),
     ("mkfs.vfat", "dosfstools", Purpose::Test),
     ("dockerd", "docker.io", Purpose::Test),
+    // The multi-machine tests' private network (crates/berth-e2e/src/testnet.rs): a network
+    // namespace with a bridge (iproute2) and DHCP from dnsmasq inside it.
+    ("ip", "iproute2", Purpose::Test),
+    ("dnsmasq", "dnsmasq-base", Purpose::Test),
     // The engine integration tests put a static busybox in their images.
     ("/usr/share/doc/busybox-static", "busybox-static", Purpose::Test),
 ];

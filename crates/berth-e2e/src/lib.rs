@@ -5,6 +5,7 @@
 
 pub mod machine;
 pub mod qemu;
+pub mod testnet;
 
 use std::path::{Path, PathBuf};
 

@@ -14,6 +14,7 @@ pub struct Machine {
     pub dir: PathBuf,
     pub serial_log: PathBuf,
     serial_socket: PathBuf,
+    monitor_socket: PathBuf,
     pub ssh_port: u16,
     pub key: PathBuf,
     pub started: Instant,
@@ -35,6 +36,9 @@ impl Machine {
             socket: serial_socket.clone(),
             log: serial_log.clone(),
         };
+        let monitor_socket = dir.join(format!("{name}.monitor.sock"));
+        let _ = std::fs::remove_file(&monitor_socket);
+        vm.monitor = Some(monitor_socket.clone());
         let caller_port = vm.ssh_port.is_some();
         let mut ssh_port = match vm.ssh_port {
             Some(p) => p,
@@ -58,6 +62,14 @@ impl Machine {
                 child.id(),
                 serial_log.display()
             );
+            for tap in &vm.taps {
+                if let Err(e) = crate::testnet::adopt_tap(tap, Duration::from_secs(30)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+                    bail!("[{name}] {e:#}; QEMU said: {}", log.trim());
+                }
+            }
             // The watch needs the kernel's messages on the console (not with `quiet`).
             let watch = !matches!(&vm.boot, qemu::Boot::Kernel { append, .. }
                 if append.split_whitespace().any(|w| w == "quiet"));
@@ -89,6 +101,7 @@ impl Machine {
             dir: dir.to_path_buf(),
             serial_log,
             serial_socket,
+            monitor_socket,
             ssh_port,
             key: key.to_path_buf(),
             started,
@@ -258,6 +271,47 @@ impl Machine {
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let mut buf = [0u8; 8];
         s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-")
+    }
+
+    /// Run a command in QEMU's human monitor; returns what it printed.
+    pub fn monitor(&self, command: &str) -> Result<String> {
+        use std::io::Read;
+        let mut stream = UnixStream::connect(&self.monitor_socket)
+            .with_context(|| format!("[{}] connecting to the QEMU monitor", self.name))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let read_to_prompt = |stream: &mut UnixStream| -> Result<String> {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"(qemu) ") {
+                let n = stream.read(&mut buf).context("reading from the QEMU monitor")?;
+                if n == 0 {
+                    bail!("the QEMU monitor closed the connection");
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Ok(String::from_utf8_lossy(&got).into_owned())
+        };
+        read_to_prompt(&mut stream)?;
+        stream.write_all(command.as_bytes())?;
+        stream.write_all(b"\n")?;
+        let out = read_to_prompt(&mut stream)?;
+        // The monitor echoes the command line first; its answer follows.
+        let answer = out
+            .trim_end_matches("(qemu) ")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(answer.trim().to_string())
+    }
+
+    /// Set the link of QEMU's netdev `id` up or down (the guest sees carrier loss).
+    pub fn set_link(&self, id: &str, up: bool) -> Result<()> {
+        let answer = self.monitor(&format!("set_link {id} {}", if up { "on" } else { "off" }))?;
+        if !answer.is_empty() {
+            bail!("[{}] set_link {id}: {answer}", self.name);
+        }
+        Ok(())
     }
 
     /// QEMU's exit status, if it has exited.

@@ -1,6 +1,7 @@
 //! QEMU command lines for Berth: kernel + initrd, the ISO as a CD, or a disk, under BIOS or
 //! UEFI; user networking with `restrict=on` and ssh forwarded to 127.0.0.1 only.
 
+use crate::testnet::TapNic;
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ pub struct Vm {
     pub net: Option<String>,
     /// `guestfwd` rules: guest connections to an address go to a command's stdin/stdout.
     pub guest_forwards: Vec<String>,
+    /// NICs on test networks (after the user-network NIC), see [`crate::testnet`].
+    pub taps: Vec<TapNic>,
+    /// QEMU's human monitor on this unix socket (with `Serial::Socket`; else none).
+    pub monitor: Option<PathBuf>,
 }
 
 impl Vm {
@@ -68,6 +73,8 @@ impl Vm {
             allow_reboot: true,
             net: None,
             guest_forwards: Vec::new(),
+            taps: Vec::new(),
+            monitor: None,
         }
     }
 
@@ -101,9 +108,17 @@ impl Vm {
                 ),
                 "-serial".into(),
                 "chardev:ser0".into(),
-                "-monitor".into(),
-                "none".into(),
             ]),
+        }
+        match (&self.serial, &self.monitor) {
+            (Serial::Socket { .. }, Some(path)) => a.extend([
+                "-chardev".into(),
+                format!("socket,id=mon0,path={},server=on,wait=off", path.display()),
+                "-mon".into(),
+                "chardev=mon0,mode=readline".into(),
+            ]),
+            (Serial::Socket { .. }, None) => a.extend(["-monitor".into(), "none".into()]),
+            (Serial::Stdio, _) => {}
         }
         if self.uefi {
             a.extend(["-bios".into(), ovmf().display().to_string()]);
@@ -190,6 +205,14 @@ impl Vm {
             "-device".into(),
             "virtio-net-pci,netdev=n0".into(),
         ]);
+        for tap in &self.taps {
+            a.extend([
+                "-netdev".into(),
+                format!("tap,id={},ifname={},script=no,downscript=no", tap.id, tap.ifname),
+                "-device".into(),
+                format!("virtio-net-pci,netdev={},mac={}", tap.id, tap.mac),
+            ]);
+        }
         a
     }
 
@@ -280,4 +303,41 @@ pub fn make_ext4_disk_from(path: &Path, size_mib: u64, label: &str, content: Opt
         bail!("mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_network_nics_follow_the_user_nic_and_the_monitor_is_a_socket() {
+        let mut vm = Vm::new(Boot::Cdrom("/x.iso".into()));
+        vm.serial = Serial::Socket {
+            socket: "/t/ser.sock".into(),
+            log: "/t/ser.log".into(),
+        };
+        vm.monitor = Some("/t/mon.sock".into());
+        vm.taps.push(TapNic {
+            id: "seg0".into(),
+            ifname: "bt1n0".into(),
+            mac: "52:54:00:00:00:0a".into(),
+            netns: "ns".into(),
+            bridge: "br0".into(),
+        });
+        let args = vm.args().join(" ");
+        assert!(
+            args.contains(
+                "-chardev socket,id=mon0,path=/t/mon.sock,server=on,wait=off -mon chardev=mon0,mode=readline"
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("-monitor none"), "{args}");
+        let user = args.find("virtio-net-pci,netdev=n0").unwrap();
+        let tap = args
+            .find("-netdev tap,id=seg0,ifname=bt1n0,script=no,downscript=no -device virtio-net-pci,netdev=seg0,mac=52:54:00:00:00:0a")
+            .unwrap();
+        assert!(user < tap, "{args}");
+        vm.monitor = None;
+        assert!(vm.args().join(" ").contains("-monitor none"));
+    }
 }
