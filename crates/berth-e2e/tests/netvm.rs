@@ -1,0 +1,242 @@
+//! Several Berth machines on one private segment (issue #10): a network namespace with a
+//! bridge and dnsmasq that this test creates ([`berth_e2e::testnet`]). A and B get static IPv4
+//! and IPv6 addresses on their second NIC (matched by MAC address) and ping each other over
+//! both families; C gets its address, name servers and search domain from dnsmasq's lease and
+//! pings A. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
+//! login environment. QEMU's `set_link` takes A's segment link down and up again.
+//!
+//! Needs root, iproute2 and dnsmasq (see the README). The proxies are addresses on the test
+//! segment that nothing listens on: no traffic is ever sent to them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
+
+mod common;
+
+use berth_e2e::machine::Machine;
+use berth_e2e::qemu::{self, Vm};
+use berth_e2e::testnet::{Dhcp, TapNic, TestNet};
+use common::{BOOT, check, env, poweroff};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const MAC_A: &str = "52:54:00:4e:00:0a";
+const MAC_B: &str = "52:54:00:4e:00:0b";
+const MAC_C: &str = "52:54:00:4e:00:0c";
+const HTTP_PROXY: &str = "http://198.18.0.99:3128";
+const HTTPS_PROXY: &str = "http://198.18.0.99:3129";
+const NO_PROXY: &str = "localhost,.netvm.test";
+
+/// User-data for a machine with a static address on the segment: eth0 (user networking, ssh)
+/// keeps DHCP, the NIC with `mac` gets the addresses.
+fn static_network(mac: &str, v4: &str, v6: &str, extra: &str) -> String {
+    format!(
+        "rancher:
+  network:
+    interfaces:
+      eth0:
+        dhcp: true
+      segment:
+        match: mac={mac}
+        address: {v4}/24
+        addresses: [{v6}/64]
+{extra}"
+    )
+}
+
+/// Run `cmd` until it succeeds (the segment may still be settling: DAD, carrier, ARP).
+fn until_ok(m: &Machine, cmd: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = m.ssh(cmd).unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "[{}] `{cmd}` still fails after {}s:\n{}{}\n--- console tail ---\n{}",
+                m.name,
+                timeout.as_secs(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                berth_e2e::machine::tail(&m.console(), 20)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The guest's interface that has MAC address `mac`, as `ip -j addr` shows it.
+fn link_with_mac(m: &Machine, mac: &str) -> Value {
+    let out = check(m, "ip addr", m.run("ip -j addr show"));
+    let links: Vec<Value> = serde_json::from_str(&out).unwrap();
+    links
+        .into_iter()
+        .find(|l| l["address"] == mac)
+        .unwrap_or_else(|| panic!("[{}] no link has {mac}: {out}", m.name))
+}
+
+fn addresses(link: &Value) -> Vec<String> {
+    link["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+#[test]
+fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
+    let started = Instant::now();
+    let env = env("netvm");
+    let mut net = TestNet::new("netvm", &env.dir.join("net")).expect("test network");
+    net.serve_dhcp(&Dhcp {
+        server: (Ipv4Addr::new(198, 18, 0, 1), 24),
+        range: (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 150)),
+        dns: vec![Ipv4Addr::new(198, 18, 0, 53)],
+        search: vec!["netvm.test".into()],
+    })
+    .expect("dnsmasq");
+
+    let user_data = [
+        (
+            "a",
+            static_network(
+                MAC_A,
+                "198.18.0.10",
+                "fd42:4e::a",
+                &format!("        mtu: 1400\n    https_proxy: {HTTPS_PROXY}\n"),
+            ),
+        ),
+        ("b", static_network(MAC_B, "198.18.0.11", "fd42:4e::b", "")),
+        (
+            "c",
+            "rancher:\n  network:\n    interfaces:\n      eth*:\n        dhcp: true\n".to_string(),
+        ),
+    ];
+    let mut vms: Vec<(String, Vm, TapNic)> = Vec::new();
+    for ((name, extra), mac) in user_data.iter().zip([MAC_A, MAC_B, MAC_C]) {
+        let seed = env.dir.join(format!("{name}-cidata.iso"));
+        qemu::make_cidata(
+            &env.dir.join(format!("{name}-cidata")),
+            &env.user_data(&format!("netvm-{name}"), extra),
+            &format!("instance-id: netvm-{name}\nlocal-hostname: netvm-{name}\n"),
+            &seed,
+        )
+        .unwrap();
+        // A's http_proxy and no_proxy come from the kernel command line, which init reads
+        // before System Docker starts (user-data only reaches it at the next boot).
+        let append = if *name == "a" {
+            format!("berth.network.http_proxy={HTTP_PROXY} berth.network.no_proxy={NO_PROXY}")
+        } else {
+            String::new()
+        };
+        let mut vm = env.kernel_vm(&append);
+        vm.memory_mib = 640;
+        vm.cpus = 1;
+        vm.cidata = Some(seed);
+        let nic = net.attach(&mut vm, mac);
+        vms.push((name.to_string(), vm, nic));
+    }
+    // The three boot at once.
+    let machines: Vec<(Machine, TapNic)> = std::thread::scope(|s| {
+        let handles: Vec<_> = vms
+            .into_iter()
+            .map(|(name, vm, nic)| {
+                let env = &env;
+                s.spawn(move || {
+                    let m = env.start(&name, vm);
+                    check(&m, "ssh", m.wait_ssh(BOOT));
+                    (m, nic)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!(
+        "all three answer ssh after {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    let [(a, a_nic), (b, _), (c, _)] = <[_; 3]>::try_from(machines).ok().unwrap();
+
+    // Static addresses of both families on the NIC chosen by MAC address; MTU 1400 on A's.
+    let link_a = link_with_mac(&a, MAC_A);
+    assert_eq!(link_a["mtu"], 1400, "{link_a}");
+    let have = addresses(&link_a);
+    for want in ["198.18.0.10/24", "fd42:4e::a/64"] {
+        assert!(have.iter().any(|h| h == want), "A: {want} missing: {have:?}");
+    }
+    let link_b = link_with_mac(&b, MAC_B);
+    assert_eq!(link_b["mtu"], 1500, "{link_b}");
+
+    // A and B over both families (retried while DAD and ARP settle).
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.0.11", Duration::from_secs(90));
+    until_ok(&a, "sudo ping -6 -c 2 -W 3 fd42:4e::b", Duration::from_secs(90));
+    until_ok(&b, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
+
+    // C: an address from dnsmasq's range, name servers and search domain from the lease.
+    let c_name = link_with_mac(&c, MAC_C)["ifname"].as_str().unwrap().to_string();
+    let c_addr = until_ok(
+        &c,
+        &format!("ip -4 -o addr show dev {c_name} | grep -o '198\\.18\\.0\\.1[0-5][0-9]/24'"),
+        Duration::from_secs(120),
+    );
+    eprintln!("C ({c_name}) leased {}", c_addr.trim());
+    let resolv = until_ok(
+        &c,
+        "grep -q 198.18.0.53 /etc/resolv.conf && cat /etc/resolv.conf",
+        Duration::from_secs(60),
+    );
+    assert!(resolv.contains("nameserver 198.18.0.53\n"), "{resolv}");
+    assert!(
+        resolv
+            .lines()
+            .any(|l| l.starts_with("search ") && l.split_whitespace().any(|d| d == "netvm.test")),
+        "{resolv}"
+    );
+    assert!(net.leases().contains(MAC_C), "dnsmasq leases: {}", net.leases());
+    until_ok(&c, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
+
+    // Proxies: User Docker has all three (https_proxy from user-data restarted it), System
+    // Docker those of the kernel command line, logins all three.
+    let want_user = format!("{HTTP_PROXY}|{HTTPS_PROXY}|{NO_PROXY}");
+    let user_docker = until_ok(
+        &a,
+        &format!(
+            "docker info --format '{{{{.HTTPProxy}}}}|{{{{.HTTPSProxy}}}}|{{{{.NoProxy}}}}' | grep -Fx '{want_user}'"
+        ),
+        Duration::from_secs(120),
+    );
+    assert_eq!(user_docker.trim(), want_user);
+    let system_docker = check(
+        &a,
+        "system-docker info",
+        a.run("sudo system-docker info --format '{{.HTTPProxy}}|{{.NoProxy}}'"),
+    );
+    assert_eq!(system_docker.trim(), format!("{HTTP_PROXY}|{NO_PROXY}"));
+    let login = check(
+        &a,
+        "login environment",
+        a.run("echo \"$http_proxy|$HTTPS_PROXY|$no_proxy\""),
+    );
+    assert_eq!(login.trim(), want_user);
+
+    // QEMU's set_link: A's segment NIC loses its carrier and gets it back.
+    let a_name = link_a["ifname"].as_str().unwrap().to_string();
+    let carrier = format!("cat /sys/class/net/{a_name}/carrier");
+    net.set_link(&a, &a_nic, false).unwrap();
+    until_ok(&a, &format!("test \"$({carrier})\" = 0"), Duration::from_secs(30));
+    net.set_link(&a, &a_nic, true).unwrap();
+    until_ok(&a, &format!("test \"$({carrier})\" = 1"), Duration::from_secs(30));
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.0.11", Duration::from_secs(60));
+
+    std::thread::scope(|s| {
+        for m in [&a, &b, &c] {
+            s.spawn(move || poweroff(m));
+        }
+    });
+    eprintln!("netvm took {:.0}s", started.elapsed().as_secs_f64());
+    drop(net);
+    for m in [&a, &b, &c] {
+        let _ = std::fs::remove_file(m.dir.join(format!("{}-cidata.iso", m.name)));
+    }
+}
