@@ -108,9 +108,22 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
             ),
         ),
         ("b", static_network(MAC_B, "198.18.0.11", "fd42:4e::b", "")),
+        // C: DHCP only on the segment, so that resolv.conf comes from dnsmasq's lease alone;
+        // eth0 is static at the address QEMU's user network forwards ssh to.
         (
             "c",
-            "rancher:\n  network:\n    interfaces:\n      eth*:\n        dhcp: true\n".to_string(),
+            format!(
+                "rancher:
+  network:
+    interfaces:
+      eth0:
+        address: 10.0.2.15/24
+        gateway: 10.0.2.2
+      segment:
+        match: mac={MAC_C}
+        dhcp: true
+"
+            ),
         ),
     ];
     let mut vms: Vec<(String, Vm, TapNic)> = Vec::new();
@@ -183,7 +196,10 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     eprintln!("C ({c_name}) leased {}", c_addr.trim());
     let resolv = until_ok(
         &c,
-        "grep -q 198.18.0.53 /etc/resolv.conf && cat /etc/resolv.conf",
+        &format!(
+            "grep -q 198.18.0.53 /etc/resolv.conf && cat /etc/resolv.conf || \
+             {{ cat /etc/resolv.conf; sudo system-docker exec network dhcpcd -U {c_name}; false; }}"
+        ),
         Duration::from_secs(60),
     );
     assert!(resolv.contains("nameserver 198.18.0.53\n"), "{resolv}");
