@@ -183,8 +183,8 @@ pub fn merge(
 
 /// The configuration to show or save. Without `full`, only what differs from the built-in
 /// defaults (a removed key shows as null). Without `private`, secrets are left out: users'
-/// password hashes, ssh host keys, the docker TLS keys, registry passwords and tokens, and
-/// any value holding a PEM private key.
+/// password hashes, ssh host keys, the docker TLS keys, registry passwords and tokens, the
+/// credentials in proxy URLs (masked), and any value holding a PEM private key.
 pub fn export(loaded: &Loaded, full: bool, private: bool) -> Value {
     let mut value = if full {
         loaded.tree.clone()
@@ -383,6 +383,13 @@ fn redact(value: &mut Value, prune: bool) {
     if let Some(berth) = value.get_mut("berth").and_then(Value::as_object_mut) {
         strip(berth, "ssh", &["keys"], prune);
         strip(berth, "docker", &["ca_key", "server_key"], prune);
+        if let Some(network) = berth.get_mut("network").and_then(Value::as_object_mut) {
+            for key in ["http_proxy", "https_proxy"] {
+                if let Some(Value::String(url)) = network.get_mut(key) {
+                    *url = without_credentials(url);
+                }
+            }
+        }
         if let Some(auths) = berth.get_mut("registry_auths").and_then(Value::as_object_mut) {
             let names: Vec<String> = auths.keys().cloned().collect();
             for name in names {
@@ -399,6 +406,20 @@ fn redact(value: &mut Value, prune: bool) {
         }
     }
     remove_private_keys(value);
+}
+
+/// A proxy URL with its user name and password (`http://user:pw@host`) masked, as
+/// `docker info` shows it.
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}xxxxx:xxxxx{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Remove `fields` from the map at `parent[key]`; with `prune`, remove the map if that

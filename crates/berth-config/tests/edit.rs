@@ -209,6 +209,9 @@ berth:
     server_cert: cert
   registry_auths:
     registry.example: {username: u, password: p}
+  network:
+    http_proxy: http://proxyuser:pr0xy-secret@proxy.example:3128/
+    https_proxy: http://proxy.example:3129
 "#,
     )
     .unwrap();
@@ -223,13 +226,21 @@ berth:
             "write_files": [{"path": "/etc/key.pem"}],
             "berth": {
                 "docker": {"tls": true, "server_cert": "cert"},
-                "registry_auths": {"registry.example": {"username": "u"}}
+                "registry_auths": {"registry.example": {"username": "u"}},
+                "network": {
+                    "http_proxy": "http://xxxxx:xxxxx@proxy.example:3128/",
+                    "https_proxy": "http://proxy.example:3129"
+                }
             }
         })
     );
     let private = export(&l, false, true);
     assert_eq!(private["berth"]["ssh"]["keys"]["ssh_host_ed25519_key"], "secret");
     assert_eq!(private["users"][0]["hashed_passwd"], "$6$abc");
+    assert_eq!(
+        private["berth"]["network"]["http_proxy"],
+        "http://proxyuser:pr0xy-secret@proxy.example:3128/"
+    );
     let full = export(&l, true, false);
     assert_eq!(full["berth"]["ssh"]["port"], 22);
     assert!(full["berth"]["ssh"].get("keys").is_none());
