@@ -130,7 +130,72 @@ fn vm_config_drive_state_layers_and_config_set() {
         1,
         "runcmd ran again on the same instance: {ran:?}"
     );
+    status_service_and_logs(&m);
     poweroff(&m);
+}
+
+/// `berth status`, `berth service` and `berth logs` on this machine (state disk, one broken
+/// layer): what they say matches the engines and the boot.
+fn status_service_and_logs(m: &berth_e2e::machine::Machine) {
+    let text = check(m, "status", m.run("sudo berth status --format json"));
+    let status: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status json: {e}: {text}"));
+    let services = status["services"].as_array().unwrap();
+    for name in ["network", "cloud-init", "docker", "console"] {
+        let s = services
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in berth status: {text}"));
+        assert_eq!(s["scope"], "system", "{s}");
+        let want = if name == "cloud-init" { "exited" } else { "running" };
+        assert_eq!(s["state"], want, "{s}");
+    }
+    assert_eq!(status["engines"][1]["name"], "User Docker", "{text}");
+    assert!(status["engines"][1]["version"].is_string(), "{text}");
+    assert_eq!(status["state_disk"]["persistent"], true, "{text}");
+    assert!(
+        status["state_disk"]["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/"),
+        "{text}"
+    );
+    assert!(
+        status["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("50-broken.yml:2:")),
+        "{text}"
+    );
+    // Without sudo: the screen still comes, System Docker says why it cannot be asked.
+    let plain = check(m, "status as berth", m.run("berth status"));
+    assert!(
+        plain.contains("System Docker: not reachable") && plain.contains("run this with sudo"),
+        "{plain}"
+    );
+    let ps = check(m, "service ps", m.run("sudo berth service ps"));
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("console ") && l.contains(" running ")),
+        "{ps}"
+    );
+    let logs = check(
+        m,
+        "service logs",
+        m.run("sudo berth service logs -n 50 console 2>&1"),
+    );
+    assert!(logs.contains("console-init: ready"), "{logs}");
+    let unknown = check(m, "unknown service", m.ssh("sudo berth service stop nosuch"));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no service named \"nosuch\""),
+        "{unknown:?}"
+    );
+    let boot = check(m, "boot logs", m.run("sudo berth logs --boot -n 3"));
+    assert!(boot.contains("==> /var/log/boot/"), "{boot}");
+    // Tab completion works in a login shell out of the box.
+    check(m, "bash completion", m.run("bash -lc 'complete -p berth'"));
 }
 
 #[test]
