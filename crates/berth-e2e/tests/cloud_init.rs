@@ -40,6 +40,28 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     child.wait_with_output().unwrap().stdout
 }
 
+/// Readiness and crash loops: `e2e-app` runs after `e2e-db`, which is healthy only 5 s after
+/// it starts; `e2e-crash` exits at once, for ever.
+const HEALTH_SERVICES: &str = r#"berth:
+  services:
+    e2e-db:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "sleep 5; : > /run/e2e/ready; trap 'exit 0' TERM; while :; do sleep 1; done"]
+      volumes: [/run/berth-e2e:/run/e2e]
+      healthcheck: {test: "test -f /run/e2e/ready", interval: 1s, retries: 30}
+      labels: {io.berth.scope: system}
+    e2e-app:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "if test -f /run/e2e/ready; then echo ready; else echo early; fi > /run/e2e/app"]
+      volumes: [/run/berth-e2e:/run/e2e]
+      labels: {io.berth.scope: system, io.berth.after: e2e-db, io.berth.detach: "false"}
+    e2e-crash:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "echo crashing; exit 3"]
+      restart: always
+      labels: {io.berth.scope: system}
+"#;
+
 #[test]
 fn vm_config_drive_state_layers_and_config_set() {
     let env = env("ci-configdrive");
@@ -49,7 +71,7 @@ fn vm_config_drive_state_layers_and_config_set() {
          write_files:\n\
          \x20 - path: /etc/berth-e2e/console-file\n    content: from-config-drive\n\
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
-         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n"
+         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n{HEALTH_SERVICES}"
     );
     let drive = vfat_with(
         &env.dir,
@@ -174,6 +196,22 @@ fn status_service_and_logs(m: &berth_e2e::machine::Machine) {
         plain.contains("System Docker: not reachable") && plain.contains("run this with sudo"),
         "{plain}"
     );
+    // e2e-app waited for e2e-db's healthcheck; e2e-crash is shown failing, the rest is up.
+    assert_eq!(
+        check(m, "readiness", m.run("cat /run/berth-e2e/app")).trim(),
+        "ready"
+    );
+    let find = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in berth status: {text}"))
+    };
+    assert_eq!(find("e2e-db")["health"], "healthy", "{text}");
+    assert_eq!(find("e2e-db")["failing"], false, "{text}");
+    let crash = find("e2e-crash");
+    assert_eq!(crash["failing"], true, "{text}");
+    assert!(crash["restarts"].as_i64().unwrap() >= 1, "{text}");
     let ps = check(m, "service ps", m.run("sudo berth service ps"));
     assert!(
         ps.lines()

@@ -93,6 +93,9 @@ pub struct ServiceState {
     pub exit_code: Option<i64>,
     /// When it last started (RFC 3339), if it did.
     pub started_at: Option<String>,
+    /// Crash-looping (`restarting`: the engine waits longer before each new start), failed
+    /// its healthcheck, or a long-running service that exited with an error.
+    pub failing: bool,
     /// Why its engine could not say, when `state` is `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -146,6 +149,7 @@ pub fn state_of(
         restarts: 0,
         exit_code: None,
         started_at: None,
+        failing: false,
         error: None,
     };
     match found {
@@ -176,6 +180,9 @@ pub fn state_of(
             }
         }
     }
+    let crashed =
+        out.state == "exited" && out.exit_code.unwrap_or(0) != 0 && berth_services::graph::detached(spec);
+    out.failing = out.state == "restarting" || out.health.as_deref() == Some("unhealthy") || crashed;
     out
 }
 
@@ -215,10 +222,13 @@ pub fn table(states: &[ServiceState]) -> String {
     let rows: Vec<[String; 6]> = states
         .iter()
         .map(|s| {
-            let state = match (s.state.as_str(), s.exit_code) {
+            let mut state = match (s.state.as_str(), s.exit_code) {
                 ("exited", Some(code)) => format!("exited ({code})"),
                 (state, _) => state.to_string(),
             };
+            if s.failing {
+                state.push_str(", failing");
+            }
             [
                 s.name.clone(),
                 s.scope.to_string(),
@@ -466,13 +476,23 @@ mod tests {
         assert_eq!(st.restarts, 3);
         assert_eq!(st.health.as_deref(), Some("unhealthy"));
         assert_eq!(st.image, "berth/x:0.1.0");
+        assert!(st.failing, "exited with an error and unhealthy");
         let text = table(&[st]);
         let mut lines = text.lines();
         assert!(lines.next().unwrap().starts_with("NAME"));
         let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(
             row,
-            ["x", "system", "exited", "(2)", "unhealthy", "3", "berth/x:0.1.0"]
+            [
+                "x",
+                "system",
+                "exited",
+                "(2),",
+                "failing",
+                "unhealthy",
+                "3",
+                "berth/x:0.1.0"
+            ]
         );
     }
 
@@ -489,5 +509,25 @@ mod tests {
         };
         let st = state_of("a", &s, Ok(Some(c)));
         assert_eq!((st.state.as_str(), st.started_at), ("created", None));
+    }
+
+    #[test]
+    fn a_restarting_service_is_failing_and_a_finished_oneshot_is_not() {
+        let state = |yaml: &str, status, code| {
+            let c = ContainerInspectResponse {
+                state: Some(ContainerState {
+                    status: Some(status),
+                    exit_code: Some(code),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            state_of("s", &spec(yaml), Ok(Some(c)))
+        };
+        assert!(state("image: a\n", ContainerStateStatusEnum::RESTARTING, 1).failing);
+        assert!(!state("image: a\n", ContainerStateStatusEnum::RUNNING, 0).failing);
+        let oneshot = "image: a\nlabels: {io.berth.detach: 'false'}\n";
+        assert!(!state(oneshot, ContainerStateStatusEnum::EXITED, 1).failing);
+        assert!(state("image: a\n", ContainerStateStatusEnum::EXITED, 1).failing);
     }
 }
