@@ -4,6 +4,7 @@
 
 use berth_config::{Loaded, ServiceSpec};
 use berth_runtime::paths::{SYSTEM_DOCKER_SOCKET, USER_DOCKER_SOCKET};
+use berth_services::catalog::CATALOG_DIR;
 use berth_services::graph::{Scope, scope};
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -38,6 +39,20 @@ enum ServiceCommand {
     Ps {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Turn on an optional service of the release (kept in the configuration) and start it
+    #[command(
+        after_help = "`berth service list` shows the optional services (enabled: no). \
+                            RancherOS: `ros service enable NAME`."
+    )]
+    Enable {
+        /// The optional service's name
+        name: String,
+    },
+    /// Turn off an optional service (kept in the configuration): stop and remove its container
+    Disable {
+        /// The optional service's name
+        name: String,
     },
     /// Create (from its current definition) and start a service
     Up {
@@ -81,6 +96,14 @@ pub struct ServiceState {
     pub name: String,
     /// `system` (System Docker) or `user` (User Docker).
     pub scope: &'static str,
+    /// Whether it runs: every service of `berth.services`, and the optional services that
+    /// are enabled.
+    pub enabled: bool,
+    /// An optional service of the release's catalogue (`berth service enable|disable`).
+    pub optional: bool,
+    /// Its `io.berth.description` label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub image: String,
     /// The container's state (`running`, `exited`, `created`, `restarting`, ...), or
     /// `not created`, or `unknown` when its engine cannot be asked.
@@ -143,6 +166,9 @@ pub fn state_of(
     let mut out = ServiceState {
         name: name.to_string(),
         scope: scope_name(spec),
+        enabled: true,
+        optional: false,
+        description: spec.berth_label("description").map(str::to_string),
         image: spec.image.to_string(),
         state: "not created".into(),
         health: None,
@@ -214,6 +240,25 @@ pub async fn states(loaded: &Loaded) -> Vec<ServiceState> {
         }
     }
     system.extend(user);
+    // The optional services that are off, after the others.
+    let (catalog, _) = berth_services::catalog::read(std::path::Path::new(CATALOG_DIR));
+    let included = &loaded.config.berth.services_include;
+    for state in system.iter_mut() {
+        if catalog.iter().any(|e| e.name == state.name)
+            && included.iter().any(|(n, on)| n.as_str() == state.name && *on)
+        {
+            state.optional = true;
+        }
+    }
+    for entry in catalog {
+        if !system.iter().any(|s| s.name == entry.name) {
+            let mut state = state_of(&entry.name, &entry.spec, Ok(None));
+            state.state = "disabled".into();
+            state.enabled = false;
+            state.optional = true;
+            system.push(state);
+        }
+    }
     system
 }
 
@@ -259,6 +304,79 @@ pub fn table(states: &[ServiceState]) -> String {
     out
 }
 
+/// The configuration with the enabled optional services among `berth.services`.
+pub fn load_with_catalog() -> Loaded {
+    berth_services::catalog::with_included(&crate::cli::load_config(), std::path::Path::new(CATALOG_DIR)).0
+}
+
+/// Bring `name` up in its engine from its current definition.
+async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), String> {
+    let docker = engine(socket_of(spec))?;
+    let engine = berth_services::up::Engine {
+        docker,
+        env: std::sync::Arc::new(berth_services::spec::Environment::new(
+            &loaded.config.berth.environment,
+        )),
+        system_scope: scope(spec) == Scope::System,
+        prestart: std::sync::Arc::new(|_: &str| None),
+        rerun_oneshots: true,
+        images: None,
+    };
+    let outcome = berth_services::up::up_service(&engine, name, spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{name}: {outcome:?}");
+    Ok(())
+}
+
+/// The optional service `name`, or an error that says which there are.
+fn optional(loaded: &Loaded, name: &str) -> Result<berth_services::catalog::Entry, String> {
+    if let Some((key, _)) = loaded
+        .config
+        .berth
+        .services
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .filter(|_| {
+            !loaded
+                .config
+                .berth
+                .services_include
+                .iter()
+                .any(|(n, on)| n.as_str() == name && *on)
+        })
+    {
+        return Err(format!(
+            "{key} is defined under berth.services, so it always runs; remove it there \
+             (`berth config set berth.services.{key} ''`) to stop running it"
+        ));
+    }
+    let (entries, _) = berth_services::catalog::read(std::path::Path::new(CATALOG_DIR));
+    let known: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    entries.into_iter().find(|e| e.name == name).ok_or_else(|| {
+        format!(
+            "the release has no optional service {name:?} (it has: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    })
+}
+
+/// Write `berth.services_include.NAME` to the local configuration.
+fn include(name: &str, on: bool) -> Result<(), String> {
+    let key = format!("berth.services_include.{name}");
+    berth_config::set(
+        &berth_config::ConfigPaths::system(),
+        &key,
+        if on { "true" } else { "false" },
+    )
+    .map_err(|e| format!("writing {key}: {e}"))?;
+    Ok(())
+}
+
 /// The service called `name`, or an error that says where to look.
 fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a ServiceSpec, String> {
     loaded
@@ -281,7 +399,7 @@ pub fn main(args: ServiceArgs) -> i32 {
             return 1;
         }
     };
-    let loaded = crate::cli::load_config();
+    let loaded = load_with_catalog();
     match runtime.block_on(run(args.command, &loaded)) {
         Ok(()) => 0,
         Err(e) => {
@@ -305,23 +423,42 @@ async fn run(command: ServiceCommand, loaded: &Loaded) -> Result<(), String> {
                 .collect();
             print_states(&states, format)
         }
-        ServiceCommand::Up { name } => {
-            let spec = find(loaded, &name)?;
-            let docker = engine(socket_of(spec))?;
-            let engine = berth_services::up::Engine {
-                docker,
-                env: std::sync::Arc::new(berth_services::spec::Environment::new(
-                    &loaded.config.berth.environment,
-                )),
-                system_scope: scope(spec) == Scope::System,
-                prestart: std::sync::Arc::new(|_: &str| None),
-                rerun_oneshots: true,
-                images: None,
+        ServiceCommand::Up { name } => up(loaded, &name, find(loaded, &name)?).await,
+        ServiceCommand::Enable { name } => {
+            let entry = optional(loaded, &name)?;
+            include(&name, true)?;
+            eprintln!("{name} enabled (berth.services_include.{name}: true); starting it");
+            up(loaded, &name, &entry.spec).await
+        }
+        ServiceCommand::Disable { name } => {
+            let entry = optional(loaded, &name)?;
+            include(&name, false)?;
+            eprintln!("{name} disabled (berth.services_include.{name}: false)");
+            let docker = engine(socket_of(&entry.spec))?;
+            let grace = entry
+                .spec
+                .stop_grace_period
+                .map_or(10, |t| i32::try_from(t.get().as_secs()).unwrap_or(i32::MAX));
+            let stop = StopContainerOptions {
+                t: Some(grace),
+                ..Default::default()
             };
-            let outcome = berth_services::up::up_service(&engine, &name, spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{name}: {outcome:?}");
+            match docker.stop_container(&name, Some(stop)).await {
+                Ok(()) => {}
+                Err(e) if berth_services::client::is_not_found(&e) => {}
+                // 304: already stopped.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+                Err(e) => return Err(format!("stopping {name}: {e}")),
+            }
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            match docker.remove_container(&name, Some(options)).await {
+                Ok(()) => println!("{name}: removed"),
+                Err(e) if berth_services::client::is_not_found(&e) => {}
+                Err(e) => return Err(format!("removing {name}'s container: {e}")),
+            }
             Ok(())
         }
         ServiceCommand::Start { name } => {

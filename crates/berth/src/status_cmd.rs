@@ -159,7 +159,7 @@ async fn engine(name: &'static str, socket: &'static str) -> Engine {
 }
 
 async fn gather() -> Status {
-    let loaded = crate::cli::load_config();
+    let loaded = service_cmd::load_with_catalog();
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -375,7 +375,7 @@ fn print_files(files: &[PathBuf], tail: Option<u64>, follow: bool) -> i32 {
 
 pub fn logs_main(args: LogsArgs) -> i32 {
     if let Some(name) = args.service {
-        let loaded = crate::cli::load_config();
+        let loaded = service_cmd::load_with_catalog();
         let Some(spec) = loaded
             .config
             .berth
