@@ -677,6 +677,8 @@ fn build_os_image(
     std::fs::copy(layout::os_dir().join("defaults.yml"), share.join("defaults.yml"))
         .context("copying os/defaults.yml")?;
     tree::copy_overlay(&layout::os_dir().join("files/host-etc"), &share.join("etc"))?;
+    // The optional services (`berth service enable NAME`).
+    tree::copy_overlay(&layout::os_dir().join("services"), &share.join("services"))?;
     let release = serde_json::json!({
         "version": version,
         "kernel": kernel.release,

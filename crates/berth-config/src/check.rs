@@ -246,7 +246,6 @@ const COMPOSE_ONLY_KEYS: &[&str] = &[
     "extends",
     "external_links",
     "extra_hosts",
-    "healthcheck",
     "hostname",
     "links",
     "mem_limit",

@@ -55,5 +55,5 @@ pub use interpolate::interpolate;
 pub use load::{ConfigPaths, LayerInfo, LayerKind, LayerStatus, Loaded, load};
 pub use schema::Config;
 pub use schema::berth::BerthConfig;
-pub use schema::service::ServiceSpec;
+pub use schema::service::{HealthTest, Healthcheck, ServiceSpec};
 pub use schema::values::parse_bool;

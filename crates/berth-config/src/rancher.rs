@@ -236,10 +236,7 @@ const RANCHER: &[(&str, Rule)] = &[
         "repositories",
         Unsupported("Berth has no service repositories: define services under berth.services"),
     ),
-    (
-        "services_include",
-        Unsupported("Berth has no service repositories: define services under berth.services"),
-    ),
+    ("services_include", Same),
     (
         "bootstrap",
         Unsupported("Berth has no bootstrap services: use bootcmd"),

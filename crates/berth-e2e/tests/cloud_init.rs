@@ -40,6 +40,28 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     child.wait_with_output().unwrap().stdout
 }
 
+/// Readiness and crash loops: `e2e-app` runs after `e2e-db`, which is healthy only 5 s after
+/// it starts; `e2e-crash` exits at once, for ever.
+const HEALTH_SERVICES: &str = r#"berth:
+  services:
+    e2e-db:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "sleep 5; : > /run/e2e/ready; trap 'exit 0' TERM; while :; do sleep 1; done"]
+      volumes: [/run/berth-e2e:/run/e2e]
+      healthcheck: {test: "test -f /run/e2e/ready", interval: 1s, retries: 30}
+      labels: {io.berth.scope: system}
+    e2e-app:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "if test -f /run/e2e/ready; then echo ready; else echo early; fi > /run/e2e/app"]
+      volumes: [/run/berth-e2e:/run/e2e]
+      labels: {io.berth.scope: system, io.berth.after: e2e-db, io.berth.detach: "false"}
+    e2e-crash:
+      image: berth/base:${BERTH_VERSION}
+      command: [/bin/sh, -c, "echo crashing; exit 3"]
+      restart: always
+      labels: {io.berth.scope: system}
+"#;
+
 #[test]
 fn vm_config_drive_state_layers_and_config_set() {
     let env = env("ci-configdrive");
@@ -49,7 +71,7 @@ fn vm_config_drive_state_layers_and_config_set() {
          write_files:\n\
          \x20 - path: /etc/berth-e2e/console-file\n    content: from-config-drive\n\
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
-         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n"
+         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n{HEALTH_SERVICES}"
     );
     let drive = vfat_with(
         &env.dir,
@@ -130,7 +152,88 @@ fn vm_config_drive_state_layers_and_config_set() {
         1,
         "runcmd ran again on the same instance: {ran:?}"
     );
+    status_service_and_logs(&m);
     poweroff(&m);
+}
+
+/// `berth status`, `berth service` and `berth logs` on this machine (state disk, one broken
+/// layer): what they say matches the engines and the boot.
+fn status_service_and_logs(m: &berth_e2e::machine::Machine) {
+    let text = check(m, "status", m.run("sudo berth status --format json"));
+    let status: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status json: {e}: {text}"));
+    let services = status["services"].as_array().unwrap();
+    for name in ["network", "cloud-init", "docker", "console"] {
+        let s = services
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in berth status: {text}"));
+        assert_eq!(s["scope"], "system", "{s}");
+        let want = if name == "cloud-init" { "exited" } else { "running" };
+        assert_eq!(s["state"], want, "{s}");
+    }
+    assert_eq!(status["engines"][1]["name"], "User Docker", "{text}");
+    assert!(status["engines"][1]["version"].is_string(), "{text}");
+    assert_eq!(status["state_disk"]["persistent"], true, "{text}");
+    assert!(
+        status["state_disk"]["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/"),
+        "{text}"
+    );
+    assert!(
+        status["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("50-broken.yml:2:")),
+        "{text}"
+    );
+    // Without sudo: the screen still comes, System Docker says why it cannot be asked.
+    let plain = check(m, "status as berth", m.run("berth status"));
+    assert!(
+        plain.contains("System Docker: not reachable") && plain.contains("run this with sudo"),
+        "{plain}"
+    );
+    // e2e-app waited for e2e-db's healthcheck; e2e-crash is shown failing, the rest is up.
+    assert_eq!(
+        check(m, "readiness", m.run("cat /run/berth-e2e/app")).trim(),
+        "ready"
+    );
+    let find = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in berth status: {text}"))
+    };
+    assert_eq!(find("e2e-db")["health"], "healthy", "{text}");
+    assert_eq!(find("e2e-db")["failing"], false, "{text}");
+    let crash = find("e2e-crash");
+    assert_eq!(crash["failing"], true, "{text}");
+    assert!(crash["restarts"].as_i64().unwrap() >= 1, "{text}");
+    let ps = check(m, "service ps", m.run("sudo berth service ps"));
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("console ") && l.contains(" running ")),
+        "{ps}"
+    );
+    let logs = check(
+        m,
+        "service logs",
+        m.run("sudo berth service logs -n 50 console 2>&1"),
+    );
+    assert!(logs.contains("console-init: ready"), "{logs}");
+    let unknown = check(m, "unknown service", m.ssh("sudo berth service stop nosuch"));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no service named \"nosuch\""),
+        "{unknown:?}"
+    );
+    let boot = check(m, "boot logs", m.run("sudo berth logs --boot -n 3"));
+    assert!(boot.contains("==> /var/log/boot/"), "{boot}");
+    // Tab completion works in a login shell out of the box.
+    check(m, "bash completion", m.run("bash -lc 'complete -p berth'"));
 }
 
 #[test]

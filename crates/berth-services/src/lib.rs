@@ -5,6 +5,7 @@
 //! shutdown and the `docker` service's entry point (`berth user-docker`).
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod client;
 pub mod engine_pair;
 pub mod graph;

@@ -4,8 +4,8 @@
 
 use berth_config::ServiceSpec;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
-    PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
@@ -181,6 +181,13 @@ pub fn container_body(
         })
         .collect();
     let opt = |s: &Option<String>| s.as_deref().map(i).transpose();
+    let healthcheck = match spec.healthcheck.as_ref().map(health_config) {
+        Some(mut hc) => {
+            hc.test = hc.test.as_deref().map(list).transpose()?;
+            Some(hc)
+        }
+        None => None,
+    };
     let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
 
     let host_config = HostConfig {
@@ -215,11 +222,33 @@ pub fn container_body(
         stop_signal: spec.stop_signal.clone(),
         stop_timeout: spec.stop_grace_period.map(|t| t.get().as_secs() as i64),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
         host_config: Some(host_config),
         ..Default::default()
     };
     let hash = hash_of(&body);
     Ok((body, hash))
+}
+
+/// Compose's healthcheck in the engine's terms (durations in nanoseconds; `${VAR}` in the
+/// test interpolated like the command).
+fn health_config(hc: &berth_config::Healthcheck) -> HealthConfig {
+    let nanos = |t: Option<berth_config::schema::values::TimeSpan>| {
+        t.map(|t| i64::try_from(t.get().as_nanos()).unwrap_or(i64::MAX))
+    };
+    let test = if hc.disable {
+        Some(vec!["NONE".to_string()])
+    } else {
+        hc.test.as_ref().map(|t| t.0.clone())
+    };
+    HealthConfig {
+        test,
+        interval: nanos(hc.interval),
+        timeout: nanos(hc.timeout),
+        start_period: nanos(hc.start_period),
+        retries: hc.retries.map(i64::from),
+        ..Default::default()
+    }
 }
 
 /// A stable hash of the configuration (labels sorted; the hash label itself excluded).

@@ -30,6 +30,8 @@ pub struct Endpoints {
     pub rerun_oneshots: bool,
     /// The unpacked docker-archive of the system images (unmounted once they are loaded).
     pub images_dir: PathBuf,
+    /// The release's optional services ([`crate::catalog`]).
+    pub catalog_dir: PathBuf,
     pub system_docker_wait: Duration,
     pub user_docker_wait: Duration,
 }
@@ -40,6 +42,7 @@ impl Default for Endpoints {
             sockets: Sockets::default(),
             rerun_oneshots: true,
             images_dir: PathBuf::from(IMAGES_DIR),
+            catalog_dir: PathBuf::from(crate::catalog::CATALOG_DIR),
             system_docker_wait: SYSTEM_DOCKER_WAIT,
             user_docker_wait: USER_DOCKER_WAIT,
         }
@@ -130,6 +133,15 @@ pub async fn run_with(
 ) -> Report {
     let mut report = Report::default();
     let started = Instant::now();
+    // The optional services the configuration includes become services like the others.
+    let with_catalog = |l: &Loaded| {
+        let (l, problems) = crate::catalog::with_included(l, &endpoints.catalog_dir);
+        for p in problems {
+            problem(&p);
+        }
+        l
+    };
+    let loaded = &with_catalog(loaded);
     let report_failure = |e: &up::UpError| problem(&e.to_string());
     let docker = match client::wait_ready(&endpoints.sockets.system, endpoints.system_docker_wait).await {
         Ok(d) => d,
@@ -177,7 +189,7 @@ pub async fn run_with(
             &report_failure,
         )
         .await;
-        let again = reload();
+        let again = with_catalog(&reload());
         if again.tree != loaded.tree {
             tracing::info!(
                 "the configuration changed ({}): reading it again",

@@ -69,6 +69,11 @@ pub enum UpError {
         service: String,
         after: std::time::Duration,
     },
+    #[error(
+        "service {service} is not healthy: {why}; the services after it start anyway. \
+         See `berth service logs {service}` and `system-docker inspect {service}`"
+    )]
+    Unhealthy { service: String, why: String },
     #[error("service {service}: {label} {value:?} is not a duration (like 300s or 5m)")]
     BadLabel {
         service: String,
@@ -90,6 +95,80 @@ pub fn deadline(name: &str, service: &ServiceSpec) -> Result<Option<std::time::D
             label: "io.berth.timeout",
             value: value.to_string(),
         })
+}
+
+/// How long the services after `service` wait for its healthcheck to pass, if it has one: its
+/// `io.berth.timeout`, else what the check's own settings allow (the start period, then
+/// `retries + 1` rounds of interval and timeout, with the engine's defaults of 30s, 30s and
+/// 3), at most five minutes.
+pub fn health_limit(name: &str, service: &ServiceSpec) -> Result<Option<std::time::Duration>, UpError> {
+    use std::time::Duration;
+    let Some(hc) = service.healthcheck.as_ref().filter(|hc| hc.enabled()) else {
+        return Ok(None);
+    };
+    if let Some(limit) = deadline(name, service)? {
+        return Ok(Some(limit));
+    }
+    let or = |t: Option<berth_config::schema::values::TimeSpan>, default: u64| {
+        t.map_or(Duration::from_secs(default), |t| t.get())
+    };
+    let round = or(hc.interval, 30) + or(hc.timeout, 30);
+    let limit = or(hc.start_period, 0) + round * (hc.retries.unwrap_or(3) + 1);
+    Ok(Some(limit.min(Duration::from_secs(300))))
+}
+
+/// Wait until the engine calls `name` healthy. A container without a healthcheck (the image
+/// has none) is ready at once; one that turns unhealthy, stops, or stays unproven past
+/// `limit` is an error.
+pub async fn wait_healthy(docker: &Docker, name: &str, limit: std::time::Duration) -> Result<(), UpError> {
+    use bollard::models::HealthStatusEnum;
+    let started = Instant::now();
+    let unhealthy = |why: String| UpError::Unhealthy {
+        service: name.to_string(),
+        why,
+    };
+    loop {
+        let state = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| unhealthy(e.to_string()))?
+            .state
+            .unwrap_or_default();
+        let Some(health) = state.health else {
+            return Ok(());
+        };
+        let last = || {
+            health
+                .log
+                .as_ref()
+                .and_then(|l| l.last())
+                .and_then(|r| r.output.clone())
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .map_or_else(String::new, |o| format!(" (last check said: {o})"))
+        };
+        match health.status {
+            Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+            Some(HealthStatusEnum::UNHEALTHY) => {
+                return Err(unhealthy(format!("its healthcheck failed{}", last())));
+            }
+            _ => {}
+        }
+        if state.running != Some(true) {
+            return Err(unhealthy(format!(
+                "it stopped (exit code {}) before its healthcheck passed",
+                state.exit_code.unwrap_or_default()
+            )));
+        }
+        if started.elapsed() >= limit {
+            return Err(unhealthy(format!(
+                "its healthcheck did not pass within {}s{}",
+                limit.as_secs(),
+                last()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Files to put into a container before it starts (a tar), such as cloud-config `write_files`
@@ -179,6 +258,9 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
             } else if graph::detached(service)
                 && existing.state.as_ref().and_then(|s| s.running).unwrap_or(false)
             {
+                if let Some(limit) = health_limit(name, service)? {
+                    wait_healthy(docker, name, limit).await?;
+                }
                 return Ok(Outcome::AlreadyRunning);
             } else if !engine.rerun_oneshots
                 && !graph::detached(service)
@@ -213,6 +295,10 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         }
     }
     if graph::detached(service) {
+        // Readiness: the services after it wait for its healthcheck, not only its start.
+        if let Some(limit) = health_limit(name, service)? {
+            wait_healthy(docker, name, limit).await?;
+        }
         return Ok(Outcome::Started);
     }
     let mut wait = docker.wait_container(

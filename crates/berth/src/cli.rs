@@ -24,6 +24,15 @@ struct Cli {
 enum Command {
     /// Read and change the configuration (cloud-config layers, kernel command line)
     Config(crate::config_cmd::ConfigArgs),
+    /// List, start, stop and read the logs of the services (`ros service`)
+    Service(crate::service_cmd::ServiceArgs),
+    /// The machine at a glance: version, engines, services, state disk, memory, boot problems
+    Status(crate::status_cmd::StatusArgs),
+    /// Boot logs, the system log, or a service's output
+    Logs(crate::status_cmd::LogsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
+    Completion { shell: clap_complete::Shell },
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -92,6 +101,13 @@ pub fn main(args: &[String]) -> i32 {
     };
     match cli.command {
         Command::Config(args) => crate::config_cmd::main(args),
+        Command::Service(args) => crate::service_cmd::main(args),
+        Command::Status(args) => crate::status_cmd::status_main(args),
+        Command::Logs(args) => crate::status_cmd::logs_main(args),
+        Command::Completion { shell } => {
+            completion(shell, &mut std::io::stdout());
+            0
+        }
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {
@@ -100,6 +116,7 @@ pub fn main(args: &[String]) -> i32 {
             let mut problems = berth_runtime::problems::read(Path::new("/"));
             problems.extend(cloud_init_problems());
             problems.dedup();
+            install_completion(Path::new("/"));
             berth_console::console_init(&loaded, &cmdline, &problems, berth_boot::VERSION)
         }
         Command::UserDocker => berth_services::user_engine::main(&load_config()),
@@ -129,8 +146,48 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
+/// Write the completion script of `berth` for `shell`.
+pub fn completion(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    // The entry points of init and the services are hidden from --help; keep them out of
+    // completion too (clap_complete would offer them).
+    let full = Cli::command();
+    let mut visible = clap::Command::new("berth")
+        .version(berth_boot::VERSION)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    clap_complete::generate(shell, &mut visible, "berth", out);
+}
+
+/// Where bash looks for `berth`'s completion (bash-completion loads it on first use).
+const BASH_COMPLETION: &str = "usr/share/bash-completion/completions/berth";
+/// Loads it in login shells when bash-completion is not installed.
+const COMPLETION_PROFILE: &str = "etc/profile.d/berth-completion.sh";
+
+/// Put `berth`'s bash completion in the console under `root`, so tab works out of the box.
+pub fn install_completion(root: &Path) {
+    let mut script = Vec::new();
+    completion(clap_complete::Shell::Bash, &mut script);
+    let profile = format!(
+        "# Written by Berth's console: tab completion for the berth command.\n\
+         if [ -n \"${{BASH_VERSION-}}\" ] && ! complete -p berth >/dev/null 2>&1; then\n  \
+         . /{BASH_COMPLETION}\nfi\n"
+    );
+    for (path, text) in [
+        (BASH_COMPLETION, script),
+        (COMPLETION_PROFILE, profile.into_bytes()),
+    ] {
+        let path = root.join(path);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("console-init: writing {}: {e}", path.display());
+        }
+    }
+}
+
 /// What this boot's cloud-init run found wrong, for the login banner.
-fn cloud_init_problems() -> Vec<String> {
+pub(crate) fn cloud_init_problems() -> Vec<String> {
     let Ok(bytes) = std::fs::read("/run/berth/cloud-init.json") else {
         return vec!["cloud-init did not run (see `sudo system-docker logs cloud-init`)".into()];
     };
@@ -272,4 +329,31 @@ fn sysinit(after_engine_restart: bool) -> i32 {
         tracing::error!("cannot write {}: {e}", berth_runtime::paths::SYSINIT_REPORT);
     }
     if report.errors.is_empty() { 0 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The completion script bash loads knows every visible subcommand, and the profile
+    /// snippet that loads it is valid sh that sources exactly that file.
+    #[test]
+    fn bash_completion_is_installed_for_every_subcommand() {
+        let root = tempfile::tempdir().unwrap();
+        install_completion(root.path());
+        let script = std::fs::read_to_string(root.path().join(BASH_COMPLETION)).unwrap();
+        for sub in ["config", "service", "status", "logs", "completion", "version"] {
+            assert!(script.contains(sub), "{sub} missing from the completion script");
+        }
+        assert!(!script.contains("sysinit"), "hidden commands are not offered");
+        let profile = root.path().join(COMPLETION_PROFILE);
+        let text = std::fs::read_to_string(&profile).unwrap();
+        assert!(text.contains(&format!(". /{BASH_COMPLETION}")), "{text}");
+        let check = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&profile)
+            .status()
+            .unwrap();
+        assert!(check.success(), "{text}");
+    }
 }

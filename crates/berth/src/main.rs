@@ -5,6 +5,8 @@
 
 mod cli;
 mod config_cmd;
+mod service_cmd;
+mod status_cmd;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -27,6 +27,10 @@ pub struct BerthConfig {
     pub system_docker: SystemDockerConfig,
     pub docker: DockerConfig,
     pub services: IndexMap<ServiceName, ServiceSpec>,
+    /// Optional services of the release's catalogue (`/usr/share/berth/services/NAME.yml`)
+    /// to run (`true`) or not (`false`): what `berth service enable|disable` writes.
+    /// RancherOS's `rancher.services_include`.
+    pub services_include: IndexMap<ServiceName, bool>,
     /// Kernel modules to load: `"name"` or `"name param=value"`.
     pub modules: Vec<ModuleSpec>,
     /// `net.ipv4.ip_forward: 1`; booleans are written as 1/0.
@@ -52,6 +56,7 @@ impl Default for BerthConfig {
             system_docker: SystemDockerConfig::default(),
             docker: DockerConfig::default(),
             services: IndexMap::new(),
+            services_include: IndexMap::new(),
             modules: Vec::new(),
             sysctl: IndexMap::new(),
             ssh: SshConfig::default(),

@@ -47,6 +47,10 @@ pub struct ServiceSpec {
     pub cgroupns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
+    /// Compose's `healthcheck`: the engine runs it, and services `after` this one wait until
+    /// it reports healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,6 +104,76 @@ impl ServiceSpec {
                 .find(|(k, _)| k.strip_prefix(prefix) == Some(suffix))
                 .map(|(_, v)| v.as_str())
         })
+    }
+}
+
+/// Compose's `healthcheck` of a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Healthcheck {
+    /// `["CMD", argv...]`, `["CMD-SHELL", "command"]`, `["NONE"]`, or a string (run by the
+    /// container's shell, as `CMD-SHELL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<HealthTest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<TimeSpan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeSpan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<TimeSpan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Turn off a healthcheck the image defines.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable: bool,
+}
+
+impl Healthcheck {
+    /// Whether the engine runs a check (not `disable: true`, not `test: [NONE]`).
+    pub fn enabled(&self) -> bool {
+        !self.disable
+            && self
+                .test
+                .as_ref()
+                .is_none_or(|t| t.0.first().map(String::as_str) != Some("NONE"))
+    }
+}
+
+/// A healthcheck's `test` in the engine's form: its first word is `CMD`, `CMD-SHELL` or `NONE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthTest(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for HealthTest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TestVisitor;
+        impl<'de> Visitor<'de> for TestVisitor {
+            type Value = HealthTest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command (text) or a list starting with CMD, CMD-SHELL or NONE")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<HealthTest, E> {
+                if s.trim().is_empty() {
+                    return Err(E::custom("an empty healthcheck test"));
+                }
+                Ok(HealthTest(vec!["CMD-SHELL".into(), s.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<HealthTest, A::Error> {
+                let mut words: Vec<String> = Vec::new();
+                while let Some(word) = seq.next_element::<String>()? {
+                    words.push(word);
+                }
+                match words.first().map(String::as_str) {
+                    Some("NONE") if words.len() == 1 => Ok(HealthTest(words)),
+                    Some("CMD" | "CMD-SHELL") if words.len() > 1 => Ok(HealthTest(words)),
+                    Some("CMD" | "CMD-SHELL" | "NONE") => Err(de::Error::custom(
+                        "CMD and CMD-SHELL need a command after them; NONE takes nothing",
+                    )),
+                    _ => Err(de::Error::custom(
+                        "a healthcheck test list starts with CMD, CMD-SHELL or NONE",
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(TestVisitor)
     }
 }
 

@@ -59,6 +59,7 @@ fn system_services_then_user_services_in_their_engines() {
             user: user_engine.socket(),
         },
         images_dir: images,
+        catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
         rerun_oneshots: true,
@@ -117,6 +118,7 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
                 .to_string(),
         },
         images_dir: images,
+        catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
         rerun_oneshots: true,
@@ -150,6 +152,7 @@ fn an_absent_system_docker_is_a_reported_error() {
             user: dir.path().join("docker.sock").display().to_string(),
         },
         images_dir: dir.path().join("images"),
+        catalog_dir: dir.path().join("services"),
         system_docker_wait: Duration::from_millis(500),
         user_docker_wait: Duration::from_millis(500),
         rerun_oneshots: true,
@@ -162,4 +165,57 @@ fn an_absent_system_docker_is_a_reported_error() {
         problems[0].contains("System Docker is not answering"),
         "{problems:#?}"
     );
+}
+
+#[test]
+fn included_optional_services_come_up_and_unknown_ones_are_told() {
+    let system_engine = Dockerd::start();
+    let user_engine = Dockerd::start();
+    let images = system_engine.scratch("images");
+    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    let catalog = system_engine.scratch("services");
+    std::fs::write(
+        catalog.join("extra.yml"),
+        format!(
+            "image: {BUSYBOX}\ncommand: {SLEEPER}\nlabels: {{io.berth.scope: system, io.berth.description: x}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        catalog.join("off.yml"),
+        format!("image: {BUSYBOX}\ncommand: {SLEEPER}\nlabels: {{io.berth.scope: system}}\n"),
+    )
+    .unwrap();
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: user_engine.socket(),
+        },
+        images_dir: images,
+        catalog_dir: catalog,
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait: Duration::from_secs(1),
+        rerun_oneshots: true,
+    };
+    let loaded = loaded(&format!(
+        "berth:\n  services_include: {{extra: true, off: false, nosuch: true}}\n  services:\n\
+         \x20   console:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.scope: system}}\n"
+    ));
+    block_on(async {
+        let (report, problems) = sysinit(&endpoints, &loaded).await;
+        assert_eq!(status(&report, "extra"), &ServiceOutcome::Started);
+        assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
+        assert!(report.service("off").is_none(), "{report:#?}");
+        let system = system_engine.client();
+        assert!(is_running(&system, "extra").await);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("berth.services_include.nosuch:") && p.contains("extra, off")),
+            "{problems:#?}"
+        );
+    });
 }

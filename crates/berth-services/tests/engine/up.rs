@@ -550,3 +550,55 @@ fn a_hung_oneshot_is_stopped_at_its_deadline_and_its_dependants_start() {
         }
     });
 }
+
+#[test]
+fn dependants_wait_for_a_healthy_service_and_an_unhealthy_one_is_reported() {
+    let dockerd = Dockerd::start();
+    let shared = dockerd.scratch("health");
+    let v = format!("[{}:/shared]", shared.display());
+    // `db` becomes ready 3 s after it starts; `app` records whether it was when it started.
+    // `broken` never passes its check; `after-broken` still starts once that is known.
+    let yaml = format!(
+        "    db:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, \"sleep 3; touch /shared/ready; trap 'exit 0' TERM; sleep 1000 & wait\"]\n\
+         \x20     volumes: {v}\n\
+         \x20     healthcheck:\n\
+         \x20       test: test -f /shared/ready\n\
+         \x20       interval: 500ms\n\
+         \x20       retries: 20\n\
+         \x20   app:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, \"if test -f /shared/ready; then echo ready; else echo early; fi > /shared/app\"]\n\
+         \x20     volumes: {v}\n\
+         \x20     labels: {{io.berth.after: db, io.berth.detach: 'false'}}\n\
+         \x20   broken:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     healthcheck:\n\
+         \x20       test: [CMD, /bin/sh, -c, 'echo no database; exit 1']\n\
+         \x20       interval: 300ms\n\
+         \x20       retries: 2\n\
+         \x20   after-broken:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.after: broken}}\n"
+    );
+    block_on(async {
+        let docker = engine_with_busybox(&dockerd).await;
+        let results = up(&docker, &yaml).await;
+        assert_eq!(ok(&results, "db"), Outcome::Started);
+        assert_eq!(ok(&results, "app"), Outcome::Exited(0));
+        let seen = std::fs::read_to_string(shared.join("app")).unwrap();
+        assert_eq!(seen.trim(), "ready", "app started before db was healthy");
+
+        let message = results["broken"].as_ref().unwrap_err().to_string();
+        assert!(
+            message.contains("broken is not healthy") && message.contains("no database"),
+            "{message}"
+        );
+        assert_eq!(ok(&results, "after-broken"), Outcome::Started);
+        let health = inspect(&docker, "broken").await.state.unwrap().health.unwrap();
+        assert_eq!(health.status, Some(bollard::models::HealthStatusEnum::UNHEALTHY));
+    });
+}
