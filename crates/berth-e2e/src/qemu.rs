@@ -55,6 +55,9 @@ pub struct Vm {
     pub taps: Vec<TapNic>,
     /// QEMU's human monitor on this unix socket (with `Serial::Socket`; else none).
     pub monitor: Option<PathBuf>,
+    /// A virtio-serial channel named `org.qemu.guest_agent.0` (what libvirt gives a guest for
+    /// its agent), served on this unix socket.
+    pub guest_agent: Option<PathBuf>,
 }
 
 impl Vm {
@@ -75,6 +78,7 @@ impl Vm {
             guest_forwards: Vec::new(),
             taps: Vec::new(),
             monitor: None,
+            guest_agent: None,
         }
     }
 
@@ -179,6 +183,16 @@ impl Vm {
                 "-device".into(),
                 // Port 0 holds the CD when there is one; these take ports 2 and up.
                 format!("ide-hd,drive=ahci{i},bus=ide.{}", i + 2),
+            ]);
+        }
+        if let Some(path) = &self.guest_agent {
+            a.extend([
+                "-device".into(),
+                "virtio-serial-pci,id=vser0".into(),
+                "-chardev".into(),
+                format!("socket,id=qga0,path={},server=on,wait=off", path.display()),
+                "-device".into(),
+                "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0".into(),
             ]);
         }
         if let Some(seed) = &self.cidata {
