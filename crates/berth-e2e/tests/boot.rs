@@ -169,8 +169,11 @@ fn image_store_in_use(m: &berth_e2e::machine::Machine, assembled: &str) {
         m,
         "store mount and layer links",
         m.run(
-            "findmnt -n -o FSTYPE,OPTIONS /run/berth/images; \
-             sudo sh -c 'readlink /var/lib/system-docker/overlay2/*/diff' | grep -c '^/run/berth/images/overlay2/'",
+            &format!(
+                "findmnt -n -o FSTYPE,OPTIONS /run/berth/images; \
+                 sudo system-docker run --rm --network none -v /var/lib/system-docker/overlay2:/o:ro \
+                 berth/base:{version} sh -c 'for d in /o/*/diff; do busybox readlink $d; done' | grep -c '^/run/berth/images/overlay2/'"
+            ),
         ),
     );
     let mut lines = store.lines();
