@@ -205,7 +205,8 @@ fn image_store_in_use(m: &berth_e2e::machine::Machine, assembled: &str) {
     }
 }
 
-/// `berth.system_docker.exec=true`: System Docker is PID 1, and reboot and poweroff still work.
+/// `berth.system_docker.exec=true`, from RAM: System Docker is PID 1, it has the system images
+/// from the read-only store, and reboot and poweroff still work.
 #[test]
 fn vm_exec_mode() {
     let env = env("exec-mode");
@@ -221,6 +222,8 @@ fn vm_exec_mode() {
         m.run("sudo system-docker ps --format '{{.Names}}'"),
     );
     assert!(services.lines().any(|l| l == "console"), "{services}");
+    // From RAM: the images come from the read-only store here too, nothing loaded.
+    image_store_in_use(&m, "System Docker's data root now uses the read-only store");
     reboot(&m);
     poweroff(&m);
 }
