@@ -464,7 +464,7 @@ pub fn kernel_from_dir(dir: &Path) -> Result<kernel::Kernel> {
     })
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -506,7 +506,11 @@ fn build_images(
             .iter()
             .map(|r| r.source.display().to_string())
             .collect();
-        let mut parts: Vec<Vec<u8>> = vec![BUILDER_REVISION.as_bytes().to_vec(), version.as_bytes().to_vec()];
+        let mut parts: Vec<Vec<u8>> = vec![
+            BUILDER_REVISION.as_bytes().to_vec(),
+            crate::image_store::FORMAT.as_bytes().to_vec(),
+            version.as_bytes().to_vec(),
+        ];
         for src in &chain {
             parts.push(std::fs::read(src)?);
         }
@@ -605,7 +609,9 @@ fn build_images(
             docker_archive::write_manifest(store, &entries)?;
             std::fs::write(store.join("images.json"), serde_json::to_vec_pretty(&infos)?)?;
             std::fs::write(&info_path, serde_json::to_vec_pretty(&infos)?)?;
-            squashfs(store, images_img)
+            // The store's identity: a release's images replace another's as a whole.
+            let release = format!("{version}-{}", &fingerprint(&[print.as_bytes()])[..16]);
+            crate::image_store::build(store, &info_path, &release, &work.join("image-store"), images_img)
         },
     )?;
     let infos: Vec<ImageInfo> = serde_json::from_slice(&std::fs::read(&info_path)?)?;

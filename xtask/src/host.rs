@@ -28,6 +28,9 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("xz", "xz-utils", Purpose::Build),
     ("xorriso", "xorriso", Purpose::Build),
     ("mformat", "mtools", Purpose::Build),
+    // A private dockerd loads the system images to write the read-only image store.
+    ("dockerd", "docker.io", Purpose::Build),
+    ("docker", "docker.io", Purpose::Build),
     ("grub-mkrescue", "grub-common", Purpose::Build),
     // ring (rustls' crypto) has C and assembly that cc builds with musl-gcc for the musl target.
     ("musl-gcc", "musl-tools", Purpose::Build),

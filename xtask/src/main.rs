@@ -14,6 +14,7 @@ mod deb;
 mod docker_archive;
 mod fuzz;
 mod host;
+mod image_store;
 mod initramfs;
 mod iso;
 mod kernel;

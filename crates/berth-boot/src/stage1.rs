@@ -6,6 +6,7 @@ use crate::state::StateDecision;
 use crate::{BootError, VERSION, loopdev, medium, recovery, root, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
 use berth_runtime::{log, problems};
+use berth_services::image_store;
 use nix::mount::MsFlags;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -75,18 +76,10 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     mount_state(newroot, state.dev.as_str(), state.wait, state.required)?;
     root::populate(newroot)?;
 
-    if let Some(images) = &found.images_image {
-        // Mounted under /run so it moves with /run; sysinit unmounts it after loading, which
-        // frees it when it lives in the initramfs. A broken one is reported, not fatal: System
-        // Docker may hold the images from an earlier boot.
-        let mounted = loopdev::attach(images)
-            .and_then(|device| root::mount_squashfs(&device.path, Path::new("/run/berth/images")));
-        if let Err(e) = mounted {
-            problems::report(
-                Path::new("/"),
-                &format!("the system images ({}) cannot be used: {e}", images.display()),
-            );
-        }
+    match &found.images_image {
+        Some(images) => use_image_store(newroot, images),
+        // The medium check said why (refused or absent); sysinit names the missing images.
+        None => tracing::warn!("no system image store: System Docker starts without the system images"),
     }
     let rotated = log::rotate_boot_logs(&newroot.join("var/log"), log::ROTATE_AT);
     if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {
@@ -108,6 +101,43 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     root::switch_root(newroot)?;
     log::detach_file();
     exec_stage2()
+}
+
+/// Mount the read-only image store and assemble System Docker's data root from it, before
+/// System Docker starts: its images are there at once, their layers read in place from the
+/// store (mounted under /run so it moves with /run and stays for the whole boot). A broken
+/// store is reported, not fatal: System Docker starts without the images it lacks, and
+/// sysinit names them.
+fn use_image_store(newroot: &Path, images: &Path) {
+    let step = log::uptime();
+    let store = Path::new(berth_services::IMAGES_DIR);
+    let data_root = newroot.join(crate::system_docker::DATA_ROOT.trim_start_matches('/'));
+    let result = loopdev::attach(images)
+        .and_then(|device| root::mount_squashfs(&device.path, store))
+        .map_err(|e| e.to_string())
+        .and_then(|()| image_store::assemble(store, &data_root).map_err(|e| e.to_string()));
+    match result {
+        Ok(plan) if plan.is_current() => tracing::info!(
+            "system images: the read-only store {} is in use ({:.2}s)",
+            plan.release,
+            log::uptime() - step
+        ),
+        Ok(plan) => tracing::info!(
+            "system images: System Docker's data root now uses the read-only store {}{} ({:.2}s)",
+            plan.release,
+            plan.previous
+                .map(|p| format!(", replacing {p}"))
+                .unwrap_or_default(),
+            log::uptime() - step
+        ),
+        Err(e) => problems::report(
+            Path::new("/"),
+            &format!(
+                "the system image store ({}) cannot be used: {e}",
+                images.display()
+            ),
+        ),
+    }
 }
 
 fn load_early_modules() {

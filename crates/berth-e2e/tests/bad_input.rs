@@ -97,9 +97,10 @@ fn vm_no_seed_unknown_parameter_wrong_state_filesystem() {
 #[test]
 fn vm_system_images_fail_to_load() {
     let env = env("bad-images");
-    // A boot medium with the real OS image and a system-images image whose layers are gone:
-    // the slim initrd boots the OS image (its digest matches) but refuses the system images
-    // (theirs does not), so no service image is there and the emergency console opens.
+    // A boot medium with the real OS image and an image store whose layers are gone: the slim
+    // initrd boots the OS image (its digest matches) but refuses the store (its digest does
+    // not), System Docker starts without the system images, they are named, and the emergency
+    // console opens.
     let medium = env.dir.join("medium");
     std::fs::create_dir_all(medium.join("berth")).unwrap();
     std::fs::copy(&env.artifacts.os_img, medium.join("berth/os.img")).unwrap();
@@ -109,13 +110,13 @@ fn vm_system_images_fail_to_load() {
         .args(["-no-progress", "-d"])
         .arg(env.dir.join("real-images"))
         .arg(&env.artifacts.images_img)
-        .arg("manifest.json")
+        .arg("images.json")
         .output()
         .unwrap();
     assert!(real.status.success(), "unsquashfs: {real:?}");
     std::fs::copy(
-        env.dir.join("real-images/manifest.json"),
-        broken.join("manifest.json"),
+        env.dir.join("real-images/images.json"),
+        broken.join("images.json"),
     )
     .unwrap();
     let mk = Command::new("mksquashfs")
@@ -155,12 +156,33 @@ fn vm_system_images_fail_to_load() {
     check(
         &m,
         "type",
-        m.type_line("grep -c 'were refused' /run/berth/boot-problems; echo ALIVE-$((2+3))"),
+        m.type_line(
+            "grep -q 'were refused' /run/berth/boot-problems && echo REFUSED-$((1+1)); \
+             grep -q 'lacks these system images' /var/log/boot/sysinit.log && echo NAMED-$((2+2)); \
+             echo ALIVE-$((2+3))",
+        ),
     );
     check(
         &m,
         "emergency shell answers",
         m.wait_console("ALIVE-5", shell, Duration::from_secs(60)),
+    );
+    // The images System Docker lacks are named on the console and in /var/log/boot/.
+    let console = m.console();
+    let named = console
+        .lines()
+        .find(|l| l.contains("System Docker lacks these system images:"))
+        .unwrap_or_else(|| panic!("the missing system images are not named on the console"));
+    for image in ["berth/console:", "berth/docker:", "berth/network:"] {
+        assert!(named.contains(image), "{image} not named: {named}");
+    }
+    assert!(
+        console[shell..].contains("REFUSED-2"),
+        "the refused store is not in /run/berth/boot-problems"
+    );
+    assert!(
+        console[shell..].contains("NAMED-4"),
+        "the missing images are not named in /var/log/boot/sysinit.log"
     );
     check(&m, "type poweroff", m.type_line("poweroff -f"));
     let _ = m.wait_exit(Duration::from_secs(60));

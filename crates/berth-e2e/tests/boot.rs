@@ -33,6 +33,8 @@ fn vm_kernel_initrd_with_state_disk() {
             "{want} not running: {services}"
         );
     }
+    image_store_in_use(&m, "System Docker's data root now uses the read-only store");
+
     let hostname = check(&m, "hostname", m.run("hostname"));
     assert_eq!(hostname.trim(), "berth-e2e-one");
     let state = check(
@@ -141,18 +143,70 @@ fn vm_kernel_initrd_with_state_disk() {
         ["kept", "in-volume", "1"],
         "{kept}"
     );
-    let log = check(&m, "boot log", m.run("cat /var/log/boot/sysinit.log"));
-    assert!(
-        log.contains("system images: all present"),
-        "the second boot loaded the system images again:\n{log}"
-    );
+    image_store_in_use(&m, "is in use (");
 
     // poweroff ends QEMU.
     poweroff(&m);
     assert!(m.console().contains("poweroff"), "no poweroff in the console log");
 }
 
-/// `berth.system_docker.exec=true`: System Docker is PID 1, and reboot and poweroff still work.
+/// System Docker has every system image from the read-only store, whose layers it reads in
+/// place, and nothing was `docker load`ed in this boot or an earlier one. `assembled` is what
+/// init said about the data root ("now uses the read-only store" on a first boot, "is in use"
+/// when the state disk already holds this release's).
+fn image_store_in_use(m: &berth_e2e::machine::Machine, assembled: &str) {
+    let version = env!("CARGO_PKG_VERSION");
+    let images = check(
+        m,
+        "system-docker images",
+        m.run("sudo system-docker images --format '{{.Repository}}:{{.Tag}}'"),
+    );
+    for name in ["base", "console", "docker", "network"] {
+        let want = format!("berth/{name}:{version}");
+        assert!(images.lines().any(|l| l == want), "{want} missing: {images}");
+    }
+    let store = check(
+        m,
+        "store mount and layer links",
+        m.run(
+            &format!(
+                "findmnt -n -o FSTYPE,OPTIONS /run/berth/images; \
+                 sudo system-docker run --rm --network none -v /var/lib/system-docker/overlay2:/o:ro \
+                 berth/base:{version} sh -c 'for d in /o/*/diff; do busybox readlink $d; done' | grep -c '^/run/berth/images/overlay2/'"
+            ),
+        ),
+    );
+    let mut lines = store.lines();
+    let mount = lines.next().unwrap_or_default();
+    assert!(
+        mount.starts_with("squashfs") && mount.contains("ro"),
+        "store mount: {store}"
+    );
+    let linked: usize = lines.next().unwrap_or("0").trim().parse().unwrap_or(0);
+    assert!(linked >= 4, "layers read from the store: {store}");
+    let logs = check(
+        m,
+        "boot logs",
+        m.run("sudo cat /var/log/boot/init.log /var/log/boot/sysinit.log /var/log/system-docker.log"),
+    );
+    assert!(
+        logs.contains(assembled),
+        "init did not say {assembled:?}:\n{logs}"
+    );
+    assert!(
+        logs.contains("system images: all present (read-only store, nothing loaded)"),
+        "sysinit did not find the images present:\n{logs}"
+    );
+    for loading in ["system images loaded", "Loaded image", "waiting for berth/"] {
+        assert!(
+            !logs.contains(loading),
+            "a system image was loaded ({loading:?}):\n{logs}"
+        );
+    }
+}
+
+/// `berth.system_docker.exec=true`, from RAM: System Docker is PID 1, it has the system images
+/// from the read-only store, and reboot and poweroff still work.
 #[test]
 fn vm_exec_mode() {
     let env = env("exec-mode");
@@ -168,6 +222,8 @@ fn vm_exec_mode() {
         m.run("sudo system-docker ps --format '{{.Names}}'"),
     );
     assert!(services.lines().any(|l| l == "console"), "{services}");
+    // From RAM: the images come from the read-only store here too, nothing loaded.
+    image_store_in_use(&m, "System Docker's data root now uses the read-only store");
     reboot(&m);
     poweroff(&m);
 }

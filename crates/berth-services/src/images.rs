@@ -1,7 +1,8 @@
-//! The bundled system images: an unpacked docker-archive directory (`manifest.json`, image
-//! configs, layer tars) on a read-only squashfs. Only images that System Docker does not hold
-//! with the expected ID are streamed to `POST /images/load`, so an OS version is loaded once
-//! and a wiped or damaged data root heals itself.
+//! Loading images from an unpacked docker-archive directory (`manifest.json`, image configs,
+//! layer tars): only images that an engine does not hold with the expected ID are streamed to
+//! `POST /images/load`. Berth's boot never does this for the system images (System Docker
+//! uses them in place from the read-only store, see [`crate::image_store`]); the engine tests
+//! load their fixtures this way.
 
 use bollard::Docker;
 use bytes_stream::TarStream;
@@ -159,101 +160,6 @@ async fn load(
         }
     }
     Ok(())
-}
-
-/// What is still being loaded, for services to wait on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GateState {
-    /// Tags not loaded yet.
-    pub pending: BTreeSet<String>,
-    /// Loading is over (done or failed): stop waiting.
-    pub finished: bool,
-}
-
-/// Images loaded in the background while services start: a service whose image is still
-/// coming waits for it rather than failing.
-pub struct ImageGate {
-    tx: tokio::sync::watch::Sender<GateState>,
-}
-
-impl ImageGate {
-    pub fn new(pending: impl IntoIterator<Item = String>) -> Self {
-        let state = GateState {
-            pending: pending.into_iter().collect(),
-            finished: false,
-        };
-        ImageGate {
-            tx: tokio::sync::watch::Sender::new(state),
-        }
-    }
-
-    /// Whether `tag` is still to come.
-    pub fn is_pending(&self, tag: &str) -> bool {
-        let state = self.tx.borrow();
-        !state.finished && state.pending.contains(tag)
-    }
-
-    /// Wait until `tag` is loaded or loading is over.
-    pub async fn wait_for(&self, tag: &str) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|s| s.finished || !s.pending.contains(tag)).await;
-    }
-
-    fn loaded(&self, tags: &[String]) {
-        self.tx.send_modify(|s| {
-            for t in tags {
-                s.pending.remove(t);
-            }
-        });
-    }
-
-    pub fn finish(&self) {
-        self.tx.send_modify(|s| s.finished = true);
-    }
-}
-
-/// The missing images, each in its own request, in the order services need them (`order`
-/// lists tags, first needed first), so the first services start while the rest load. Layers
-/// an earlier request brought are left out of later archives (the engine has them).
-pub async fn ensure_in_order(
-    docker: &Docker,
-    dir: &Path,
-    need: Vec<ManifestEntry>,
-    present: &[ManifestEntry],
-    order: &[String],
-    gate: &ImageGate,
-) -> Result<Vec<String>, ImageError> {
-    let rank = |e: &ManifestEntry| {
-        e.repo_tags
-            .iter()
-            .filter_map(|t| order.iter().position(|o| o == t))
-            .min()
-            .unwrap_or(usize::MAX)
-    };
-    let mut need = need;
-    need.sort_by_key(rank);
-    let mut have: BTreeSet<String> = present.iter().flat_map(|e| e.layers.iter().cloned()).collect();
-    let mut loaded = Vec::new();
-    let result = async {
-        for entry in &need {
-            let one = std::slice::from_ref(entry);
-            let files: Vec<String> = archive_files(one)
-                .into_iter()
-                .filter(|f| !have.contains(f))
-                .collect();
-            if load(docker, dir, one, &files).await.is_err() {
-                // The engine may not have a layer after all: send the whole image.
-                load(docker, dir, one, &archive_files(one)).await?;
-            }
-            loaded.extend(verify(docker, one).await?);
-            have.extend(entry.layers.iter().cloned());
-            gate.loaded(&entry.repo_tags);
-        }
-        Ok(())
-    }
-    .await;
-    gate.finish();
-    result.map(|()| loaded)
 }
 
 /// Streaming a tar built from files on disk, without holding it in memory.

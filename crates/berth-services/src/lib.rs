@@ -1,5 +1,5 @@
-//! Berth's service manager. `berth sysinit` (started by PID 1 once System Docker runs) loads
-//! the bundled system images that System Docker lacks, then brings the services declared under
+//! Berth's service manager. `berth sysinit` (started by PID 1 once System Docker runs) checks
+//! that System Docker holds the system images of the read-only store, then brings the services declared under
 //! `berth.services` up in dependency order: system services in System Docker, user services in
 //! User Docker once the `docker` service answers. It also holds the container side of the
 //! shutdown and the `docker` service's entry point (`berth user-docker`).
@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod client;
 pub mod engine_pair;
 pub mod graph;
+pub mod image_store;
 pub mod images;
 pub mod power;
 pub mod shutdown;
@@ -22,7 +23,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const SYSTEM_SOCKET: &str = berth_runtime::paths::SYSTEM_DOCKER_SOCKET;
 /// User Docker's socket (the `docker` service mounts only this directory).
 pub const USER_SOCKET: &str = berth_runtime::paths::USER_DOCKER_SOCKET;
-/// Where init mounts the bundled system images.
+/// Where init mounts the read-only system image store.
 pub const IMAGES_DIR: &str = "/run/berth/images";
 
 /// Where the two engines answer: [`SYSTEM_SOCKET`] and [`USER_SOCKET`] on a running Berth

@@ -1,11 +1,11 @@
 //! `berth sysinit`: started by PID 1 whenever System Docker (re)starts. Waits for System
-//! Docker, loads the missing system images, brings the system services up, then waits for
+//! Docker, checks that the system images are there (never loading them), brings the system services up, then waits for
 //! User Docker and brings the user services up there.
 
 use crate::graph::{self, Scope, ServiceGraph};
 use crate::spec::Environment;
 use crate::up::{self, Engine, Outcome, Prestart};
-use crate::{IMAGES_DIR, Sockets, client, images};
+use crate::{IMAGES_DIR, Sockets, client, image_store};
 use berth_config::{Loaded, ServiceSpec};
 use indexmap::IndexMap;
 use std::collections::BTreeSet;
@@ -28,7 +28,7 @@ pub struct Endpoints {
     pub sockets: Sockets,
     /// Run one-shot services again (false after a System Docker restart in the same boot).
     pub rerun_oneshots: bool,
-    /// The unpacked docker-archive of the system images (unmounted once they are loaded).
+    /// The read-only image store (mounted by init; its index names the system images).
     pub images_dir: PathBuf,
     /// The release's optional services ([`crate::catalog`]).
     pub catalog_dir: PathBuf,
@@ -122,7 +122,7 @@ pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> 
         .collect()
 }
 
-/// Load the missing system images into System Docker, bring the system services up there,
+/// Check the system images in System Docker, bring the system services up there,
 /// then the user services in User Docker once the `docker` service answers.
 pub async fn run_with(
     endpoints: &Endpoints,
@@ -155,10 +155,10 @@ pub async fn run_with(
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
 
-    // The system images load in the background, in the order the services need them; each
-    // service waits for its own image.
+    // The system images are in System Docker from the start (its data root was assembled
+    // from the read-only image store before it started): name any that are not.
     let images_dir = endpoints.images_dir.clone();
-    let (gate, loading) = start_loading(&docker, &images_dir, loaded, problem).await;
+    check_images(&docker, &images_dir, loaded, problem, &mut report).await;
     let (mut system, mut user) = services_of(loaded);
     let make = |docker: &bollard::Docker, l: &Loaded, system_scope: bool| {
         Arc::new(Engine {
@@ -167,7 +167,6 @@ pub async fn run_with(
             system_scope,
             prestart: prestart.clone(),
             rerun_oneshots: endpoints.rerun_oneshots,
-            images: system_scope.then(|| gate.clone()),
         })
     };
     let mut done: BTreeSet<String> = BTreeSet::new();
@@ -242,29 +241,6 @@ pub async fn run_with(
     });
     record(&mut report, results);
     tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
-    if let Some(loading) = loading {
-        let step = Instant::now();
-        match loading.await {
-            Ok(Ok(tags)) if !tags.is_empty() => {
-                tracing::info!(
-                    "system images loaded: {} ({:.1}s after the services were started)",
-                    tags.join(", "),
-                    step.elapsed().as_secs_f64()
-                );
-                report.images_loaded = tags;
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                problem(&e.to_string());
-                report.errors.push(e.to_string());
-            }
-            Err(e) => report.errors.push(format!("loading the system images: {e}")),
-        }
-    }
-    // Unmounting frees the images' memory when they came in the initramfs.
-    if images_dir.join("manifest.json").exists() {
-        let _ = nix::mount::umount2(images_dir.as_path(), nix::mount::MntFlags::MNT_DETACH);
-    }
     let system_names: BTreeSet<String> = system.keys().cloned().collect();
 
     if engine_started {
@@ -292,40 +268,49 @@ pub async fn run_with(
     report
 }
 
-type Loading = tokio::task::JoinHandle<Result<Vec<String>, images::ImageError>>;
-
-/// Find the missing system images and start loading them, first needed first.
-async fn start_loading(
+/// Name the system images System Docker lacks: those of the store's index, or without a
+/// usable store, those the system services use.
+async fn check_images(
     docker: &bollard::Docker,
-    dir: &std::path::Path,
+    store: &std::path::Path,
     loaded: &Loaded,
     problem: &(dyn Fn(&str) + Sync),
-) -> (Arc<images::ImageGate>, Option<Loading>) {
-    if !dir.join("manifest.json").exists() {
-        return (Arc::new(images::ImageGate::new([])), None);
-    }
-    let entries = match images::read_manifest(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            problem(&e.to_string());
-            return (Arc::new(images::ImageGate::new([])), None);
-        }
+    report: &mut Report,
+) {
+    let (wanted, why) = match image_store::read_index(store) {
+        Ok(index) => (
+            index
+                .into_iter()
+                .map(|i| (i.repo_tag, Some(i.id)))
+                .collect::<Vec<_>>(),
+            format!("they are not in the image store {}", store.display()),
+        ),
+        Err(e) => (
+            image_order(loaded).into_iter().map(|t| (t, None)).collect(),
+            format!("the image store is missing or damaged ({e})"),
+        ),
     };
-    let need = images::missing(docker, &entries).await;
-    if need.is_empty() {
-        tracing::info!("system images: all present");
-        return (Arc::new(images::ImageGate::new([])), None);
+    let mut missing = Vec::new();
+    for (tag, id) in wanted {
+        let present = match docker.inspect_image(&tag).await {
+            Ok(image) => id.is_none() || image.id == id,
+            Err(_) => false,
+        };
+        if !present && !missing.contains(&tag) {
+            missing.push(tag);
+        }
     }
-    let present: Vec<_> = entries.iter().filter(|e| !need.contains(e)).cloned().collect();
-    let gate = Arc::new(images::ImageGate::new(
-        need.iter().flat_map(|e| e.repo_tags.clone()),
-    ));
-    let order = image_order(loaded);
-    let (docker, dir, task_gate) = (docker.clone(), dir.to_path_buf(), gate.clone());
-    let task = tokio::spawn(async move {
-        images::ensure_in_order(&docker, &dir, need, &present, &order, &task_gate).await
-    });
-    (gate, Some(task))
+    if missing.is_empty() {
+        tracing::info!("system images: all present (read-only store, nothing loaded)");
+        return;
+    }
+    let message = format!(
+        "System Docker lacks these system images: {}; {why}. See /var/log/boot/ and \
+         docs/troubleshooting.md (\"System Docker lacks these system images\")",
+        missing.join(", ")
+    );
+    problem(&message);
+    report.errors.push(message);
 }
 
 /// The images of the system services, in start order.

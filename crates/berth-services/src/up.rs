@@ -184,8 +184,6 @@ pub struct Engine {
     /// Run `detach: "false"` services again even if they already ran with this definition
     /// (false after a System Docker restart: cloud-init must not run twice in one boot).
     pub rerun_oneshots: bool,
-    /// Images still being loaded into this engine: wait for them instead of failing.
-    pub images: Option<Arc<crate::images::ImageGate>>,
 }
 
 /// Bring one service up.
@@ -199,12 +197,6 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
     let (mut body, _) = spec::container_body(name, service, &engine.env, engine.system_scope)?;
     let limit = deadline(name, service)?;
     let image = body.image.clone().unwrap_or_default();
-    if let Some(gate) = &engine.images
-        && gate.is_pending(&image)
-    {
-        tracing::info!("{name}: waiting for {image} to load");
-        gate.wait_for(&image).await;
-    }
     let image_id = match docker.inspect_image(&image).await {
         Ok(i) => i.id.unwrap_or_default(),
         // Berth's own images come with the release and are never fetched from a registry,

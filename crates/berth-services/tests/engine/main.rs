@@ -6,6 +6,7 @@
 
 mod images;
 mod shutdown;
+mod store;
 mod support;
 mod sysinit;
 mod up;

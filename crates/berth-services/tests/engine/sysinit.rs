@@ -1,7 +1,7 @@
-//! `sysinit::run_with`: the bundled images are loaded into System Docker, the system services
-//! come up there, and the user services in User Docker once the `docker` service runs.
+//! `sysinit::run_with`: the system images are checked (never loaded) in System Docker, the
+//! system services come up there, and the user services in User Docker once the `docker`
+//! service runs.
 
-use crate::support::archive::{self, Image};
 use crate::support::{BUSYBOX, Dockerd, block_on, engine_with_busybox, is_running, loaded, no_prestart};
 use berth_runtime::ServiceOutcome;
 use berth_services::Sockets;
@@ -51,14 +51,14 @@ fn status<'a>(report: &'a Report, service: &str) -> &'a ServiceOutcome {
 fn system_services_then_user_services_in_their_engines() {
     let system_engine = Dockerd::start();
     let user_engine = Dockerd::start();
-    let images = system_engine.scratch("images");
-    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    // The store's index names the image System Docker already holds.
+    let images = system_engine.scratch("store");
     let endpoints = Endpoints {
         sockets: Sockets {
             system: system_engine.socket(),
             user: user_engine.socket(),
         },
-        images_dir: images,
+        images_dir: images.clone(),
         catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
@@ -66,15 +66,22 @@ fn system_services_then_user_services_in_their_engines() {
     };
     let loaded = config(BUSYBOX);
     block_on(async {
-        // User Docker holds the user's own images; System Docker starts empty.
+        // Both engines hold busybox already: System Docker from its store, User Docker as
+        // the user's own image.
         let user = engine_with_busybox(&user_engine).await;
-        let system = system_engine.client();
+        let system = engine_with_busybox(&system_engine).await;
+        let id = system.inspect_image(BUSYBOX).await.unwrap().id.unwrap();
+        std::fs::write(
+            images.join("images.json"),
+            format!(r#"[{{"repo_tag":"{BUSYBOX}","id":"{id}"}}]"#),
+        )
+        .unwrap();
 
         let (report, problems) = sysinit(&endpoints, &loaded).await;
         assert!(report.errors.is_empty(), "{report:#?}");
         assert!(problems.is_empty(), "{problems:#?}");
         assert!(report.system_docker_ready.is_some() && report.user_docker_ready.is_some());
-        assert_eq!(report.images_loaded, [BUSYBOX]);
+        assert!(report.images_loaded.is_empty(), "{report:#?}");
         assert_eq!(status(&report, "network"), &ServiceOutcome::Exited { code: 0 });
         assert_eq!(status(&report, "docker"), &ServiceOutcome::Started);
         assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
@@ -92,7 +99,7 @@ fn system_services_then_user_services_in_their_engines() {
             "console ran in User Docker"
         );
 
-        // Run again (System Docker restarted): nothing to load, everything already running.
+        // Run again (System Docker restarted): everything already running.
         let (again, problems) = sysinit(&endpoints, &loaded).await;
         assert!(again.errors.is_empty() && problems.is_empty(), "{again:#?}");
         assert!(again.images_loaded.is_empty(), "{again:#?}");
@@ -106,8 +113,8 @@ fn system_services_then_user_services_in_their_engines() {
 #[test]
 fn without_the_docker_service_user_services_wait_and_problems_are_told() {
     let system_engine = Dockerd::start();
-    let images = system_engine.scratch("images");
-    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    // No image store at all: the services' images are checked instead.
+    let images = system_engine.scratch("no-store");
     let endpoints = Endpoints {
         sockets: Sockets {
             system: system_engine.socket(),
@@ -123,21 +130,28 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
         user_docker_wait: Duration::from_secs(30),
         rerun_oneshots: true,
     };
-    // The docker service's image is not there: it fails, the console still comes up, the user
-    // services are not started, and each problem is told.
+    // The docker service's image is not there: it is named, the service fails, the console
+    // still comes up, the user services are not started, and each problem is told.
     let loaded = config("berth-test/no-engine:1");
     block_on(async {
+        engine_with_busybox(&system_engine).await;
         let (report, problems) = sysinit(&endpoints, &loaded).await;
         assert!(matches!(status(&report, "docker"), ServiceOutcome::Failed { .. }));
         assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
         assert!(report.service("web").is_none(), "{report:#?}");
         assert!(report.user_docker_ready.is_none());
-        assert_eq!(report.errors.len(), 1, "{report:#?}");
-        assert!(report.errors[0].contains("berth-test/no-engine:1"), "{report:#?}");
-        assert_eq!(problems.len(), 2, "{problems:#?}");
-        assert_eq!(problems[0], report.errors[0]);
+        assert_eq!(report.errors.len(), 2, "{report:#?}");
         assert!(
-            problems[1].contains("user services were not started"),
+            report.errors[0].starts_with(
+                "System Docker lacks these system images: berth-test/no-engine:1; the image store is missing or damaged"
+            ),
+            "{report:#?}"
+        );
+        assert!(report.errors[1].contains("berth-test/no-engine:1"), "{report:#?}");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert_eq!(problems[..2], report.errors[..]);
+        assert!(
+            problems[2].contains("user services were not started"),
             "{problems:#?}"
         );
     });
@@ -171,8 +185,8 @@ fn an_absent_system_docker_is_a_reported_error() {
 fn included_optional_services_come_up_and_unknown_ones_are_told() {
     let system_engine = Dockerd::start();
     let user_engine = Dockerd::start();
-    let images = system_engine.scratch("images");
-    archive::write(&images, &[Image::busybox(BUSYBOX)]);
+    // System Docker holds busybox already (as it holds the system images from its store).
+    let images = system_engine.scratch("store");
     let catalog = system_engine.scratch("services");
     std::fs::write(
         catalog.join("extra.yml"),
@@ -205,6 +219,7 @@ fn included_optional_services_come_up_and_unknown_ones_are_told() {
          \x20     labels: {{io.berth.scope: system}}\n"
     ));
     block_on(async {
+        engine_with_busybox(&system_engine).await;
         let (report, problems) = sysinit(&endpoints, &loaded).await;
         assert_eq!(status(&report, "extra"), &ServiceOutcome::Started);
         assert_eq!(status(&report, "console"), &ServiceOutcome::Started);

@@ -221,6 +221,21 @@ impl Dockerd {
         self.socket_path().display().to_string()
     }
 
+    /// The engine's data root (it stays until the guard is dropped).
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stop both daemons now, keeping their directories until the guard is dropped.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.dockerd.take() {
+            stop_child(&mut child, Duration::from_secs(20));
+        }
+        if let Some(mut child) = self.containerd.take() {
+            stop_child(&mut child, Duration::from_secs(10));
+        }
+    }
+
     /// A scratch directory that goes away with the engine.
     pub fn scratch(&self, name: &str) -> PathBuf {
         let p = self.dir.path().join("scratch").join(name);

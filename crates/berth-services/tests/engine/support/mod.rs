@@ -61,7 +61,6 @@ pub fn engine(docker: &Docker, loaded: &Loaded, system_scope: bool, prestart: Ar
         system_scope,
         prestart,
         rerun_oneshots: true,
-        images: None,
     })
 }
 
