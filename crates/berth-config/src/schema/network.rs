@@ -4,7 +4,7 @@
 //! `bridge` is `true` on the bridge's own entry or the bridge's name on a port.
 
 use super::forms::{comma_list, string_map};
-use super::values::{Cidr, IpAddress, Mtu, parse_bool, shown, text_value, text_value_number};
+use super::values::{Cidr, IpAddress, Mtu, parse_bool, shown, text_value};
 use indexmap::IndexMap;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -308,7 +308,27 @@ impl fmt::Display for VlanSpec {
     }
 }
 
-text_value_number!(VlanSpec, "a VLAN ID, or ID:NAME");
+impl<'de> Deserialize<'de> for VlanSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl Visitor<'_> for SpecVisitor {
+            type Value = VlanSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a VLAN ID, or ID:NAME")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<VlanSpec, E> {
+                n.to_string().parse().map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<VlanSpec, E> {
+                n.to_string().parse().map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<VlanSpec, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(SpecVisitor)
+    }
+}
 
 impl Serialize for VlanSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -74,8 +74,6 @@ macro_rules! text_value_number {
     };
 }
 
-pub(crate) use text_value_number;
-
 /// Shorten what a user wrote for an error message.
 pub(crate) fn shown(s: &str) -> String {
     let mut out: String = s.chars().take(60).collect();
