@@ -8,6 +8,7 @@
 //! `berth network status` shows the result ([`status`]).
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod error;
 pub mod hooks;
 pub mod modules;

@@ -264,8 +264,7 @@ pub fn render(status: &NetworkStatus) -> String {
         "LINK", "STATE", "MAC", "MTU", "MASTER"
     );
     for link in &status.links {
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<16} {:<14} {:<17} {:<6} {:<10} {}",
             link.name,
             link.state,
@@ -274,6 +273,7 @@ pub fn render(status: &NetworkStatus) -> String {
             link.master.as_deref().unwrap_or("-"),
             link.addresses.join(" ")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out.push_str("\nROUTES\n");
     for route in &status.routes {
