@@ -11,7 +11,9 @@ pub fn ensure(name: &str) -> Result<(), String> {
     if Path::new("/sys/module").join(name).exists() {
         return Ok(());
     }
+    // `/lib/modules`, or `/usr/lib/modules` in a container image without the /lib link.
     let index = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/"))
+        .or_else(|_| berth_kmod::ModuleIndex::for_running_kernel(Path::new("/usr")))
         .map_err(|e| format!("cannot read the kernel's module index: {e}"))?;
     berth_kmod::modprobe(&index, &mut berth_kmod::KernelModuleLoader, name, "")
         .map(|_| ())
