@@ -40,6 +40,19 @@ pub struct Outcome {
 /// link's steps. Only a failure to talk to the kernel at all is an `Err`; a step that fails is
 /// in [`Outcome::errors`] and the other steps and links still run.
 pub fn configure(network: &NetworkConfig) -> Result<Outcome, NetconfError> {
+    with_netlink(|handle| async move {
+        let (plan, mut errors) = create_and_plan(&handle, network).await?;
+        errors.extend(netlink::apply(&handle, &plan).await);
+        Ok(Outcome { plan, errors })
+    })
+}
+
+/// Run `work` with a netlink handle on a runtime of its own (netconf and the CLI are
+/// synchronous programs).
+pub(crate) fn with_netlink<T, Fut>(work: impl FnOnce(rtnetlink::Handle) -> Fut) -> Result<T, NetconfError>
+where
+    Fut: std::future::Future<Output = Result<T, NetconfError>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,12 +60,7 @@ pub fn configure(network: &NetworkConfig) -> Result<Outcome, NetconfError> {
     runtime.block_on(async {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfError::Connect)?;
         let task = tokio::spawn(connection);
-        let result = async {
-            let (plan, mut errors) = create_and_plan(&handle, network).await?;
-            errors.extend(netlink::apply(&handle, &plan).await);
-            Ok(Outcome { plan, errors })
-        }
-        .await;
+        let result = work(handle).await;
         task.abort();
         result
     })

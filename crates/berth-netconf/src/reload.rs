@@ -102,17 +102,7 @@ impl ReloadReport {
 /// Apply `network` to the calling thread's network namespace, against the state recorded at
 /// `state_path`, and record the new one.
 pub fn reload(network: &NetworkConfig, state_path: &Path) -> Result<ReloadReport, NetconfError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(NetconfError::Runtime)?;
-    runtime.block_on(async {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfError::Connect)?;
-        let task = tokio::spawn(connection);
-        let result = reload_with(&handle, network, state_path).await;
-        task.abort();
-        result
-    })
+    crate::with_netlink(|handle| async move { reload_with(&handle, network, state_path).await })
 }
 
 async fn reload_with(

@@ -81,17 +81,7 @@ pub(crate) fn mac_text(bytes: &[u8]) -> String {
 /// Read the status of the calling thread's network namespace; `root` is where resolv.conf and
 /// the leases are read (`/` on a machine).
 pub fn read(root: &Path) -> Result<NetworkStatus, NetconfError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(NetconfError::Runtime)?;
-    let mut status = runtime.block_on(async {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfError::Connect)?;
-        let task = tokio::spawn(connection);
-        let result = kernel_status(&handle).await;
-        task.abort();
-        result
-    })?;
+    let mut status = crate::with_netlink(|handle| async move { kernel_status(&handle).await })?;
     let resolv =
         std::fs::read_to_string(root.join(crate::RESOLV_CONF.trim_start_matches('/'))).unwrap_or_default();
     status.dns = parse_resolv_conf(&resolv);
