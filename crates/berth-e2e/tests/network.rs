@@ -215,7 +215,9 @@ fn status_and_live_reload(m: &berth_e2e::machine::Machine) {
     check(
         m,
         "config set",
-        m.run("sudo berth config set 'berth.network.interfaces.uplink.addresses+' '[10.0.2.16/24]'"),
+        m.run(
+            "sudo berth config set berth.network.interfaces.uplink.addresses '[fd00:b::15/64, 10.0.2.16/24]'",
+        ),
     );
     let out = check(m, "apply", m.run("sudo berth network apply"));
     assert!(out.contains("eth0: added the address 10.0.2.16/24"), "{out}");
