@@ -32,7 +32,7 @@ rancher:
       eth0.100:
         address: 172.16.100.10/24
         routes:
-          - {to: 172.17.0.0/16, via: 172.16.100.1, metric: 10}
+          - {to: 10.99.0.0/16, via: 172.16.100.1, metric: 10}
       eth0.200:
         bond: bond0
       bond0:
@@ -154,7 +154,7 @@ fn virtual_links_bond_bridge_route_and_hook(m: &berth_e2e::machine::Machine) {
     assert_eq!(vlan["linkinfo"]["info_kind"], "vlan", "{vlan}");
     assert_eq!(vlan["linkinfo"]["info_data"]["id"], 100, "{vlan}");
     assert_eq!(addresses(&vlan), ["172.16.100.10/24"]);
-    let route = json(m, "ip -j route show 172.17.0.0/16");
+    let route = json(m, "ip -j route show 10.99.0.0/16");
     assert_eq!(
         (&route[0]["gateway"], &route[0]["dev"], &route[0]["metric"]),
         (&"172.16.100.1".into(), &"eth0.100".into(), &10.into()),
