@@ -55,7 +55,32 @@ pub(crate) fn io_error(e: rtnetlink::Error) -> std::io::Error {
 
 /// Create a bond, bridge or VLAN. A bond gets its options now, while it has no slaves.
 pub async fn create(handle: &Handle, link: &VirtualLink, links: &[Link]) -> Result<(), rtnetlink::Error> {
-    let message = match &link.kind {
+    match handle.link().add(message(link, links)).execute().await {
+        // A bond that appeared meanwhile with the driver's defaults (the kernel loaded
+        // `bonding` by itself, which makes a bond0): it has no slaves yet, so it takes the
+        // configured options now.
+        Err(rtnetlink::Error::NetlinkError(e))
+            if matches!(link.kind, VirtualKind::Bond(_)) && e.raw_code() == -EEXIST =>
+        {
+            let current = self::links(handle)
+                .await
+                .map_err(|_| rtnetlink::Error::RequestFailed)?;
+            let Some(existing) = current.iter().find(|l| l.name == link.name) else {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            };
+            let mut message = message(link, links);
+            message.header.index = existing.index;
+            handle.link().change(message).execute().await
+        }
+        other => other,
+    }
+}
+
+/// Linux's EEXIST.
+const EEXIST: i32 = 17;
+
+fn message(link: &VirtualLink, links: &[Link]) -> rtnetlink::packet_route::link::LinkMessage {
+    match &link.kind {
         VirtualKind::Bridge => LinkBridge::new(&link.name).build(),
         VirtualKind::Vlan { parent, id, .. } => LinkVlan::new(&link.name, *parent, *id).build(),
         VirtualKind::Bond(options) => {
@@ -85,8 +110,7 @@ pub async fn create(handle: &Handle, link: &VirtualLink, links: &[Link]) -> Resu
             }
             builder.build()
         }
-    };
-    handle.link().add(message).execute().await
+    }
 }
 
 fn route_message(index: u32, route: &Route) -> Option<RouteMessage> {
