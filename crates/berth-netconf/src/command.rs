@@ -51,7 +51,7 @@ pub fn apply_main(loaded: &berth_config::Loaded) -> i32 {
     };
     print!("{}", render(&report));
     for problem in &report.problems {
-        eprintln!("error: {problem}");
+        eprintln!("warning: {problem}");
     }
     for error in &report.errors {
         eprintln!("error: {error}");

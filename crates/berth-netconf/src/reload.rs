@@ -94,8 +94,10 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
+    /// No step failed. (Problems, such as an entry that matches no link, are reported but
+    /// are the configuration's state, not a failure of this apply.)
     pub fn ok(&self) -> bool {
-        self.problems.is_empty() && self.errors.is_empty()
+        self.errors.is_empty()
     }
 }
 
