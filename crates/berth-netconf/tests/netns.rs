@@ -382,12 +382,15 @@ fn apply_adds_and_removes_what_berth_added_and_a_broken_change_keeps_the_way_in(
     // An address the administrator added by hand is not Berth's: a reload leaves it.
     ns.ip(&["addr", "add", "203.0.113.9/24", "dev", "eth1"]);
 
+    // An entry that matches nothing is reported, and is no failure of the apply.
     let second = network(json!({"interfaces": {
         "eth0": {"address": "192.0.2.80/24", "addresses": ["192.0.2.81/24"], "gateway": "192.0.2.1"},
         "eth1": {"address": "198.51.100.81/24"},
+        "spare": {"match": "mac=52:54:00:00:08:99", "address": "203.0.113.99/24"},
     }}));
     let report = reload(&second);
     assert!(report.ok(), "{report:?}");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(
         report.changes,
         [
