@@ -37,6 +37,7 @@ rancher:
         bond: bond0
       bond0:
         address: 172.16.200.10/24
+        mtu: 1400
         bond_opts:
           mode: active-backup
           miimon: \"100\"
@@ -130,7 +131,7 @@ fn vm_static_network_mac_match_mtu_dns_and_no_dhcp() {
     );
     assert_eq!(state.trim(), "running 0");
 
-    virtual_links_bond_bridge_route_and_hook(&m);
+    virtual_links_bond_bridge_route_and_hook(&m, last_run);
     status_and_live_reload(&m);
     poweroff(&m);
 }
@@ -149,7 +150,7 @@ fn addresses(link: &Value) -> Vec<String> {
         .collect()
 }
 
-fn virtual_links_bond_bridge_route_and_hook(m: &berth_e2e::machine::Machine) {
+fn virtual_links_bond_bridge_route_and_hook(m: &berth_e2e::machine::Machine, log: &str) {
     let vlan = link(m, "eth0.100");
     assert_eq!(vlan["linkinfo"]["info_kind"], "vlan", "{vlan}");
     assert_eq!(vlan["linkinfo"]["info_data"]["id"], 100, "{vlan}");
@@ -164,11 +165,11 @@ fn virtual_links_bond_bridge_route_and_hook(m: &berth_e2e::machine::Machine) {
     assert_eq!(bond["linkinfo"]["info_data"]["mode"], "active-backup", "{bond}");
     assert_eq!(bond["linkinfo"]["info_data"]["miimon"], 100, "{bond}");
     assert_eq!(addresses(&bond), ["172.16.200.10/24"]);
-    assert_eq!(link(m, "eth0.200")["master"], "bond0");
+    assert_eq!(link(m, "eth0.200")["master"], "bond0", "{log}");
     let bridge = link(m, "br0");
     assert_eq!(bridge["linkinfo"]["info_kind"], "bridge", "{bridge}");
     assert_eq!(addresses(&bridge), ["172.16.30.10/24"]);
-    assert_eq!(link(m, "eth0.300")["master"], "br0");
+    assert_eq!(link(m, "eth0.300")["master"], "br0", "{log}");
     let hook = check(m, "post_up hook", m.run("cat /run/berth/e2e-post-up"));
     assert_eq!(hook, "br0 is up\n");
     let modules = check(m, "modules", m.run("cat /proc/modules"));
