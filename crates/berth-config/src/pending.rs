@@ -46,9 +46,9 @@ fn is_set(key: &str, node: &Node) -> bool {
     }
 }
 
-/// Warnings for the not-yet-applied settings a layer's tree sets. (Static interfaces, MTU and
-/// `mac=` matches are applied by netconf: bonds, VLANs and bridges are not in the model yet and
-/// are reported where RancherOS keys are mapped.)
+/// Warnings for the not-yet-applied settings a layer's tree sets. (Every interface setting
+/// of `berth.network` is applied by netconf; RancherOS keys Berth has no model for, such as
+/// `dhcp_args` or `wifi_network`, are reported where RancherOS keys are mapped.)
 pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
     let mut out = Vec::new();
     for (pattern, why) in NOT_APPLIED {
@@ -141,13 +141,13 @@ mod tests {
     #[test]
     fn rancher_keys_are_reported_under_their_berth_path() {
         let got = warnings(
-            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n        bond: bond0\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",
+            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      \"mac=52:54:00:12:34:56\":\n        dhcp: true\n        wifi_network: home\n  ssh:\n    keys:\n      ssh_host_rsa_key: x\n",
         );
         assert_eq!(got.len(), 2, "{got:#?}");
         assert!(
             got.iter()
-                .any(|w| w.contains("rancher.network.interfaces.mac=52:54:00:12:34:56.bond")),
-            "bonds stay unsupported: {got:#?}"
+                .any(|w| w.contains("rancher.network.interfaces.mac=52:54:00:12:34:56.wifi_network")),
+            "Wi-Fi stays unsupported: {got:#?}"
         );
         assert!(got.iter().any(|w| w.contains("berth.ssh.keys")), "{got:#?}");
         // The key's value is a secret: the warning names the key, never the value.

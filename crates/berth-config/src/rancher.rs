@@ -182,6 +182,13 @@ const INTERFACE_KEYS: &[&str] = &[
     "gateway",
     "gateway_ipv6",
     "mtu",
+    "routes",
+    "bond",
+    "bond_opts",
+    "vlans",
+    "bridge",
+    "pre_up",
+    "post_up",
 ];
 
 const SSH_OPTS: &[(&str, Rule)] = &[
@@ -568,7 +575,7 @@ mod tests {
     #[test]
     fn reports_unsupported_keys_with_full_path() {
         let (tree, warnings) = map(
-            "rancher:\n  console: ubuntu\n  docker:\n    engine: docker-19.03\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n        bond: bond0\n  frobnicate: 1\n",
+            "rancher:\n  console: ubuntu\n  docker:\n    engine: docker-19.03\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n        dhcp_args: -MA4\n  frobnicate: 1\n",
         );
         assert_eq!(
             tree,
@@ -577,7 +584,7 @@ mod tests {
         assert_eq!(warnings.len(), 4, "{warnings:?}");
         assert!(warnings[0].starts_with("rancher.console: is a RancherOS setting Berth does not support"));
         assert!(warnings[1].starts_with("rancher.docker.engine: "));
-        assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.bond: "));
+        assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.dhcp_args: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
     }
 

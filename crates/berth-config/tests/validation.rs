@@ -37,6 +37,30 @@ const CASES: &[(&str, &str)] = &[
         "rancher:\n  network:\n    http_proxy: proxy.example:3128\n",
     ),
     (
+        "network: overlapping addresses",
+        "berth:\n  network:\n    interfaces:\n      eth0:\n        address: 192.0.2.10/24\n      eth1:\n        addresses: [198.51.100.1/24, 192.0.2.200/25]\n",
+    ),
+    (
+        "network: bond option",
+        "berth:\n  network:\n    interfaces:\n      bond0:\n        bond_opts:\n          mode: active-passive\n",
+    ),
+    (
+        "network: VLAN ID",
+        "berth: {network: {interfaces: {eth0: {vlans: \"100,5000:big\"}}}}\n",
+    ),
+    (
+        "network: route destination",
+        "berth: {network: {interfaces: {eth0: {routes: [{to: 10.1.0.1/16, via: 10.0.0.2}]}}}}\n",
+    ),
+    (
+        "network: route router family",
+        "berth:\n  network:\n    interfaces:\n      eth0:\n        routes:\n          - to: fd00:1::/64\n            via: 10.0.0.2\n",
+    ),
+    (
+        "network: two masters",
+        "berth:\n  network:\n    interfaces:\n      eth0:\n        bond: bond0\n        bridge: br0\n",
+    ),
+    (
         "file mode",
         "write_files:\n  - path: /etc/x\n    permissions: \"0689\"\n",
     ),

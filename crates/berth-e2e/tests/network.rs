@@ -1,7 +1,13 @@
-//! Static networking in the booted image (issue #10): the network service applies addresses of
-//! both families, the default route, the MTU and DNS from the cloud-config over netlink, picks
-//! the NIC by MAC address, runs no DHCP on it, and reports a `mac=` that matches nothing
-//! without giving up on the rest.
+//! Networking in the booted image (issue #10): the network service applies addresses of both
+//! families, the default route, the MTU and DNS from the cloud-config over netlink, picks the
+//! NIC by MAC address, runs no DHCP on it, and reports a `mac=` that matches nothing without
+//! giving up on the rest. On the same NIC it makes VLANs (the `8021q` module loaded on demand),
+//! a bond of one of them (`bonding`, active-backup), a bridge with another as its port
+//! (`bridge`), an extra route and a post_up hook. Then, without a reboot: `berth network
+//! status --format json`, and `berth config set` + `sudo berth network apply` adding an
+//! address, refusing a broken change while keeping the management link's configuration, and
+//! removing an address Berth added. (The harness gives a VM one NIC; the multi-VM test network
+//! tests VLANs and bonds between machines.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
@@ -22,6 +28,26 @@ rancher:
         gateway: 10.0.2.2
         gateway_ipv6: fd00:b::1
         mtu: 1400
+        vlans: 100,200,300
+      eth0.100:
+        address: 172.16.100.10/24
+        routes:
+          - {to: 10.99.0.0/16, via: 172.16.100.1, metric: 10}
+      eth0.200:
+        bond: bond0
+      bond0:
+        address: 172.16.200.10/24
+        mtu: 1400
+        bond_opts:
+          mode: active-backup
+          miimon: \"100\"
+      eth0.300:
+        bridge: br0
+      br0:
+        bridge: true
+        address: 172.16.30.10/24
+        post_up:
+          - echo $IFACE is up > /run/berth/e2e-post-up
       spare:
         match: mac=52:54:00:ab:cd:ef
         address: 192.0.2.15/24
@@ -105,5 +131,129 @@ fn vm_static_network_mac_match_mtu_dns_and_no_dhcp() {
     );
     assert_eq!(state.trim(), "running 0");
 
+    virtual_links_bond_bridge_route_and_hook(&m, last_run);
+    status_and_live_reload(&m);
     poweroff(&m);
+}
+
+fn link(m: &berth_e2e::machine::Machine, name: &str) -> Value {
+    json(m, &format!("ip -j -d addr show dev {name}")).remove(0)
+}
+
+fn addresses(link: &Value) -> Vec<String> {
+    link["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+fn virtual_links_bond_bridge_route_and_hook(m: &berth_e2e::machine::Machine, log: &str) {
+    let vlan = link(m, "eth0.100");
+    assert_eq!(vlan["linkinfo"]["info_kind"], "vlan", "{vlan}");
+    assert_eq!(vlan["linkinfo"]["info_data"]["id"], 100, "{vlan}");
+    assert_eq!(addresses(&vlan), ["172.16.100.10/24"]);
+    let route = json(m, "ip -j route show 10.99.0.0/16");
+    assert_eq!(
+        (&route[0]["gateway"], &route[0]["dev"], &route[0]["metric"]),
+        (&"172.16.100.1".into(), &"eth0.100".into(), &10.into()),
+        "{route:?}"
+    );
+    let bond = link(m, "bond0");
+    assert_eq!(bond["linkinfo"]["info_data"]["mode"], "active-backup", "{bond}");
+    assert_eq!(bond["linkinfo"]["info_data"]["miimon"], 100, "{bond}");
+    assert_eq!(addresses(&bond), ["172.16.200.10/24"]);
+    assert_eq!(link(m, "eth0.200")["master"], "bond0", "{log}");
+    let bridge = link(m, "br0");
+    assert_eq!(bridge["linkinfo"]["info_kind"], "bridge", "{bridge}");
+    assert_eq!(addresses(&bridge), ["172.16.30.10/24"]);
+    assert_eq!(link(m, "eth0.300")["master"], "br0", "{log}");
+    let hook = check(m, "post_up hook", m.run("cat /run/berth/e2e-post-up"));
+    assert_eq!(hook, "br0 is up\n");
+    let modules = check(m, "modules", m.run("cat /proc/modules"));
+    for module in ["8021q ", "bonding ", "bridge "] {
+        assert!(modules.contains(module), "{module}not loaded: {modules}");
+    }
+}
+
+fn status_and_live_reload(m: &berth_e2e::machine::Machine) {
+    let out = check(m, "status", m.run("berth network status --format json"));
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let links = status["links"].as_array().unwrap();
+    let by_name = |n: &str| {
+        links
+            .iter()
+            .find(|l| l["name"] == n)
+            .unwrap_or_else(|| panic!("{n}: {out}"))
+    };
+    assert_eq!(by_name("eth0")["mac"], "52:54:00:12:34:56");
+    assert_eq!(by_name("eth0")["mtu"], 1400);
+    assert_eq!(by_name("eth0.200")["master"], "bond0");
+    assert_eq!(by_name("br0")["kind"], "bridge");
+    assert!(
+        status["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["to"] == "default" && r["via"] == "10.0.2.2" && r["dev"] == "eth0"),
+        "{out}"
+    );
+    assert_eq!(status["dns"]["nameservers"], serde_json::json!(["10.0.2.3"]));
+    let table = check(m, "status table", m.run("berth network status"));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("eth0 ") && l.contains("10.0.2.15/24")),
+        "{table}"
+    );
+    // Changing the network needs root, and says so.
+    let denied = check(m, "apply as a user", m.ssh("berth network apply"));
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("sudo berth network apply"));
+
+    check(
+        m,
+        "config set",
+        m.run(
+            "sudo berth config set berth.network.interfaces.uplink.addresses '[fd00:b::15/64, 10.0.2.16/24]'",
+        ),
+    );
+    let out = check(m, "apply", m.run("sudo berth network apply"));
+    assert!(out.contains("eth0: added the address 10.0.2.16/24"), "{out}");
+    assert!(addresses(&link(m, "eth0")).contains(&"10.0.2.16/24".to_string()));
+
+    // A change the kernel refuses (a multicast address) that also drops 10.0.2.16: eth0 has
+    // the default route, so it keeps what it had, and the command says why and fails.
+    check(
+        m,
+        "broken config set",
+        m.run("sudo berth config set berth.network.interfaces.uplink.addresses '[fd00:b::15/64, ff02::1234/64]'"),
+    );
+    let broken = check(m, "broken apply", m.ssh("sudo berth network apply"));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kept: eth0 carries the default route and kept its previous configuration")
+            && stderr.contains("cannot add the address ff02::1234/64"),
+        "{stderr}"
+    );
+    let eth0 = addresses(&link(m, "eth0"));
+    assert!(
+        eth0.contains(&"10.0.2.15/24".to_string()) && eth0.contains(&"10.0.2.16/24".to_string()),
+        "{eth0:?}"
+    );
+
+    // Fixed: the address Berth added and the configuration dropped goes.
+    check(
+        m,
+        "fixed config set",
+        m.run("sudo berth config set berth.network.interfaces.uplink.addresses '[fd00:b::15/64]'"),
+    );
+    let out = check(m, "fixed apply", m.run("sudo berth network apply"));
+    assert!(out.contains("eth0: removed the address 10.0.2.16/24"), "{out}");
+    let eth0 = addresses(&link(m, "eth0"));
+    assert!(!eth0.contains(&"10.0.2.16/24".to_string()), "{eth0:?}");
+    check(m, "still reachable", m.run("true"));
 }

@@ -17,3 +17,21 @@ pub enum NetconfError {
         source: std::io::Error,
     },
 }
+
+impl NetconfError {
+    /// The configuration key of a failed step.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            NetconfError::Step { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The link a failed step was for.
+    pub fn link(&self) -> Option<&str> {
+        match self {
+            NetconfError::Step { link, .. } => Some(link),
+            _ => None,
+        }
+    }
+}

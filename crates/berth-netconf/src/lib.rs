@@ -1,17 +1,24 @@
 //! Network configuration for the `network` system service. It applies `berth.network` over
-//! netlink (MTU, link up, static IPv4/IPv6 addresses, default routes; interfaces matched by
-//! name, glob or `mac=`), hands the interfaces that want DHCP (RancherOS's default: `eth*` and
-//! `en*`) to Debian's dhcpcd in manager mode, and keeps `/run/berth/resolv.conf` (which the
-//! host's `/etc/resolv.conf` points to) from `berth.network.dns` and the leases. Bonds,
-//! bridges and VLANs are the network issue's later work.
+//! netlink (bonds, bridges and VLANs created, slaves and ports enslaved, MTU, link up, static
+//! IPv4/IPv6 addresses, default and extra routes, `pre_up`/`post_up` hooks; interfaces matched
+//! by name, glob or `mac=`), hands the interfaces that want DHCP (RancherOS's default: `eth*`
+//! and `en*`) to Debian's dhcpcd in manager mode, and keeps `/run/berth/resolv.conf` (which
+//! the host's `/etc/resolv.conf` points to) from `berth.network.dns` and the leases.
+//! `berth network apply` re-applies a changed configuration without a reboot ([`reload`]) and
+//! `berth network status` shows the result ([`status`]).
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod error;
+pub mod hooks;
+pub mod modules;
 pub mod netlink;
 pub mod plan;
+pub mod reload;
+pub mod status;
 
 pub use error::NetconfError;
-pub use plan::{Action, Link, LinkPlan, Plan, Problem, Step, plan};
+pub use plan::{Action, Link, LinkPlan, Plan, Problem, Step, VirtualKind, VirtualLink, plan};
 
 use berth_config::Config;
 use berth_config::schema::network::NetworkConfig;
@@ -33,6 +40,19 @@ pub struct Outcome {
 /// link's steps. Only a failure to talk to the kernel at all is an `Err`; a step that fails is
 /// in [`Outcome::errors`] and the other steps and links still run.
 pub fn configure(network: &NetworkConfig) -> Result<Outcome, NetconfError> {
+    with_netlink(|handle| async move {
+        let (plan, mut errors) = create_and_plan(&handle, network).await?;
+        errors.extend(netlink::apply(&handle, &plan).await);
+        Ok(Outcome { plan, errors })
+    })
+}
+
+/// Run `work` with a netlink handle on a runtime of its own (netconf and the CLI are
+/// synchronous programs).
+pub(crate) fn with_netlink<T, Fut>(work: impl FnOnce(rtnetlink::Handle) -> Fut) -> Result<T, NetconfError>
+where
+    Fut: std::future::Future<Output = Result<T, NetconfError>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,16 +60,45 @@ pub fn configure(network: &NetworkConfig) -> Result<Outcome, NetconfError> {
     runtime.block_on(async {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetconfError::Connect)?;
         let task = tokio::spawn(connection);
-        let result = async {
-            let links = netlink::links(&handle).await?;
-            let plan = plan(network, &links);
-            let errors = netlink::apply(&handle, &plan).await;
-            Ok(Outcome { plan, errors })
-        }
-        .await;
+        let result = work(handle).await;
         task.abort();
         result
     })
+}
+
+/// Create the bonds, bridges and VLANs the configuration asks for (their modules first), in
+/// rounds (a VLAN on a new bond waits for the bond), and plan against the links that result.
+pub async fn create_and_plan(
+    handle: &rtnetlink::Handle,
+    network: &NetworkConfig,
+) -> Result<(Plan, Vec<NetconfError>), NetconfError> {
+    let mut errors = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    // Bonds and bridges, then VLANs on them: two rounds create everything; one more finds none.
+    for _ in 0..3 {
+        let links = netlink::links(handle).await?;
+        let plan = plan(network, &links);
+        let todo: Vec<&VirtualLink> = plan.create.iter().filter(|v| !failed.contains(&v.name)).collect();
+        if todo.is_empty() {
+            return Ok((plan, errors));
+        }
+        for link in todo {
+            if let Err(message) = modules::ensure(link.kind.module()) {
+                eprintln!("netconf: {message}");
+            }
+            if let Err(e) = netlink::create(handle, link, &links).await {
+                failed.push(link.name.clone());
+                errors.push(NetconfError::Step {
+                    key: link.key.clone(),
+                    link: link.name.clone(),
+                    action: format!("create {link}"),
+                    source: netlink::io_error(e),
+                });
+            }
+        }
+    }
+    let links = netlink::links(handle).await?;
+    Ok((plan(network, &links), errors))
 }
 
 /// dhcpcd's configuration.
@@ -136,6 +185,12 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
                 let mode = if link.dhcp { "DHCP" } else { "static" };
                 eprintln!("netconf: {} ({mode}) from {}", link.link.name, link.key);
             }
+            // What Berth added, so that `berth network apply` can take away what a later
+            // configuration drops.
+            let state = reload::applied(&outcome.plan, &outcome.errors);
+            if let Err(e) = reload::write_state(Path::new(reload::STATE_FILE), &state) {
+                eprintln!("netconf: writing {}: {e}", reload::STATE_FILE);
+            }
             outcome.plan
         }
         Err(e) => {
@@ -204,6 +259,20 @@ pub fn hook_main(loaded: &berth_config::Loaded) -> i32 {
     if search.is_empty() {
         search = words("new_domain_name");
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    if let Some(lease) = status::lease_from_env(&|k| std::env::var(k).ok(), now) {
+        let dir = Path::new(status::LEASES_DIR);
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            let json = serde_json::to_vec(&lease).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(format!("{}.json", lease.interface)), json)
+        });
+        if let Err(e) = written {
+            eprintln!("berth-dhcpcd-hook: recording the lease in {}: {e}", dir.display());
+        }
+    }
     let text = resolv_conf(&loaded.config, &servers, &search);
     match write_resolv_conf(Path::new(RESOLV_CONF), &text) {
         Ok(()) => 0,
@@ -257,11 +326,13 @@ mod tests {
                 index: 2,
                 name: "eth0".into(),
                 mac: None,
+                ..Link::default()
             },
             Link {
                 index: 3,
                 name: "eth1".into(),
                 mac: None,
+                ..Link::default()
             },
         ];
         let conf = dhcpcd_conf(&config, &plan(&config.berth.network, &links));
@@ -282,6 +353,7 @@ mod tests {
             index: 2,
             name: "eth0".into(),
             mac: None,
+            ..Link::default()
         }];
         assert!(static_resolv_conf(&static_only, &plan(&static_only, &links)));
         // With DHCP and only a search list, the lease's servers are awaited (no server-less file).

@@ -33,6 +33,11 @@ enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
     Completion { shell: clap_complete::Shell },
+    /// Show the network (links, addresses, routes, DNS, leases) or apply its configuration
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -86,6 +91,33 @@ enum Command {
     ShutdownHelper { action: String },
 }
 
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Links (state, MAC, MTU, master, addresses), routes, DNS and DHCP leases
+    Status {
+        /// Output format
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+    },
+    /// Apply berth.network now, without a reboot, and print what changed (needs sudo)
+    Apply,
+}
+
+fn network(command: NetworkCommand) -> i32 {
+    match command {
+        NetworkCommand::Status { format } => berth_netconf::command::status_main(&format),
+        NetworkCommand::Apply => {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!(
+                    "berth network apply: changing the network needs root: run `sudo berth network apply`"
+                );
+                return 1;
+            }
+            berth_netconf::command::apply_main(&load_config())
+        }
+    }
+}
+
 pub fn load_config() -> Loaded {
     let cmdline = KernelCmdline::read().unwrap_or_else(|_| KernelCmdline::parse(""));
     berth_config::load(&ConfigPaths::system(), &cmdline)
@@ -108,6 +140,7 @@ pub fn main(args: &[String]) -> i32 {
             completion(shell, &mut std::io::stdout());
             0
         }
+        Command::Network { command } => network(command),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {

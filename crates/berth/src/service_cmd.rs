@@ -320,7 +320,6 @@ async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), Strin
         system_scope: scope(spec) == Scope::System,
         prestart: std::sync::Arc::new(|_: &str| None),
         rerun_oneshots: true,
-        images: None,
     };
     let outcome = berth_services::up::up_service(&engine, name, spec)
         .await

@@ -114,6 +114,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.berth.network.errors());
         errors
     }
 }
