@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod daemons;
 pub mod engine_pair;
 pub mod graph;
 pub mod images;
