@@ -229,7 +229,10 @@ mod tests {
             image("udev", Some("base"), &["libsystemd-shared"]),
             image("child", Some("udev"), &[]),
         ];
-        assert_eq!(all[0].excluded_packages(&all, &os), ["systemd", "libsystemd-shared", "dpkg"]);
+        assert_eq!(
+            all[0].excluded_packages(&all, &os),
+            ["systemd", "libsystemd-shared", "dpkg"]
+        );
         assert_eq!(all[1].excluded_packages(&all, &os), ["systemd", "dpkg"]);
         assert_eq!(all[2].excluded_packages(&all, &os), ["systemd", "dpkg"]);
     }
@@ -240,7 +243,11 @@ mod tests {
         let images = load_images(&dir).unwrap();
         let os = OsRecipe::load(&dir).unwrap();
         let udev = images.iter().find(|i| i.name == "udev").expect("a udev image");
-        assert!(!udev.excluded_packages(&images, &os).contains(&"libsystemd-shared".to_string()));
+        assert!(
+            !udev
+                .excluded_packages(&images, &os)
+                .contains(&"libsystemd-shared".to_string())
+        );
         for name in ["ntp", "syslog", "acpid"] {
             assert!(images.iter().any(|i| i.name == name), "no {name} image");
         }

@@ -28,6 +28,9 @@ pub enum Serial {
     Socket { socket: PathBuf, log: PathBuf },
 }
 
+/// The PCIe root port a machine with a monitor has for hotplug: `device_add ...,bus=hotplug0`.
+pub const HOTPLUG_PORT: &str = "hotplug0";
+
 #[derive(Clone, Debug)]
 pub struct Vm {
     pub boot: Boot,
@@ -50,6 +53,10 @@ pub struct Vm {
     pub net: Option<String>,
     /// `guestfwd` rules: guest connections to an address go to a command's stdin/stdout.
     pub guest_forwards: Vec<String>,
+    /// QEMU's human monitor on this unix socket (with a [`Serial::Socket`] console), for
+    /// [`monitor_command`]: hotplug, `system_powerdown`. The machine then also has an empty
+    /// PCIe root port, [`HOTPLUG_PORT`], to `device_add` into (q35's root bus takes none).
+    pub monitor: Option<PathBuf>,
 }
 
 impl Vm {
@@ -68,6 +75,7 @@ impl Vm {
             allow_reboot: true,
             net: None,
             guest_forwards: Vec::new(),
+            monitor: None,
         }
     }
 
@@ -102,8 +110,17 @@ impl Vm {
                 "-serial".into(),
                 "chardev:ser0".into(),
                 "-monitor".into(),
-                "none".into(),
+                match &self.monitor {
+                    Some(path) => format!("unix:{},server=on,wait=off", path.display()),
+                    None => "none".into(),
+                },
             ]),
+        }
+        if self.monitor.is_some() {
+            a.extend([
+                "-device".into(),
+                format!("pcie-root-port,id={HOTPLUG_PORT},chassis=8"),
+            ]);
         }
         if self.uefi {
             a.extend(["-bios".into(), ovmf().display().to_string()]);
@@ -198,6 +215,39 @@ impl Vm {
         cmd.args(self.args());
         cmd
     }
+}
+
+/// Send one command to QEMU's human monitor at `socket` and return what it printed back
+/// (up to its next prompt, or after 5 s of silence).
+pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to QEMU's monitor at {}", socket.display()))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_until_prompt = |stream: &mut std::os::unix::net::UnixStream, out: &mut Vec<u8>| {
+        let start = out.len();
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out[start..].ends_with(b"(qemu) ") {
+                break;
+            }
+        }
+    };
+    read_until_prompt(&mut stream, &mut out);
+    let banner = out.len();
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    read_until_prompt(&mut stream, &mut out);
+    // The monitor echoes the command as it is typed (with terminal escapes): keep what follows.
+    let reply = String::from_utf8_lossy(&out[banner..]).into_owned();
+    Ok(match reply.split_once("\r\n") {
+        Some((_, rest)) => rest.to_string(),
+        None => reply,
+    })
 }
 
 pub fn ovmf() -> PathBuf {

@@ -73,10 +73,16 @@ pub fn ntp_main(loaded: &Loaded) -> i32 {
         eprintln!("ntp: {e}");
         return 1;
     }
-    eprintln!("ntp: servers {}", sources.lines().skip(1).collect::<Vec<_>>().join("; "));
+    eprintln!(
+        "ntp: servers {}",
+        sources.lines().skip(1).collect::<Vec<_>>().join("; ")
+    );
     // -d: foreground, log to stderr (`system-docker logs ntp`); -u: drop to _chrony, keeping
     // only CAP_SYS_TIME (and what binding needs).
-    exec("/usr/sbin/chronyd", &["-d", "-u", "_chrony", "-f", "/etc/chrony/chrony.conf"])
+    exec(
+        "/usr/sbin/chronyd",
+        &["-d", "-u", "_chrony", "-f", "/etc/chrony/chrony.conf"],
+    )
 }
 
 /// Make `/dev/log` a link to rsyslog's socket in its shared directory: the link survives

@@ -110,7 +110,10 @@ impl fmt::Display for NtpServer {
     }
 }
 
-text_value!(NtpServer, "an NTP server (host name or IP address, optionally :PORT)");
+text_value!(
+    NtpServer,
+    "an NTP server (host name or IP address, optionally :PORT)"
+);
 
 #[cfg(test)]
 mod tests {
@@ -152,7 +155,11 @@ mod tests {
 
     #[test]
     fn the_default_is_debians_pool() {
-        let servers: Vec<String> = NtpConfig::default().servers.iter().map(|s| s.to_string()).collect();
+        let servers: Vec<String> = NtpConfig::default()
+            .servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             servers,
             [

@@ -72,7 +72,8 @@ impl FromStr for SyslogRemote {
                 None => (rest, None),
             };
             if host.parse::<IpAddr>().is_err() {
-                host.parse::<Hostname>().map_err(|_| bad("not a host name or address"))?;
+                host.parse::<Hostname>()
+                    .map_err(|_| bad("not a host name or address"))?;
             }
             (host.to_string(), port)
         };
@@ -98,7 +99,10 @@ impl fmt::Display for SyslogRemote {
     }
 }
 
-text_value!(SyslogRemote, "a syslog receiver URL (udp://HOST:PORT or tcp://HOST:PORT)");
+text_value!(
+    SyslogRemote,
+    "a syslog receiver URL (udp://HOST:PORT or tcp://HOST:PORT)"
+);
 
 #[cfg(test)]
 mod tests {
@@ -108,13 +112,27 @@ mod tests {
     #[test]
     fn receivers_parse() {
         for (text, protocol, host, port) in [
-            ("udp://logs.example.org:514", SyslogProtocol::Udp, "logs.example.org", 514),
+            (
+                "udp://logs.example.org:514",
+                SyslogProtocol::Udp,
+                "logs.example.org",
+                514,
+            ),
             ("tcp://192.0.2.7:601", SyslogProtocol::Tcp, "192.0.2.7", 601),
             ("UDP://logs", SyslogProtocol::Udp, "logs", 514),
-            ("tcp://[2001:db8::1]:6514", SyslogProtocol::Tcp, "2001:db8::1", 6514),
+            (
+                "tcp://[2001:db8::1]:6514",
+                SyslogProtocol::Tcp,
+                "2001:db8::1",
+                6514,
+            ),
         ] {
             let remote: SyslogRemote = text.parse().unwrap();
-            assert_eq!((remote.protocol, remote.host.as_str(), remote.port), (protocol, host, port), "{text}");
+            assert_eq!(
+                (remote.protocol, remote.host.as_str(), remote.port),
+                (protocol, host, port),
+                "{text}"
+            );
             assert_eq!(remote.to_string().parse::<SyslogRemote>().unwrap(), remote);
         }
     }
