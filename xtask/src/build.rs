@@ -159,10 +159,17 @@ fn resolve(apt: &Apt, os: &OsRecipe, images: &[ImageRecipe]) -> Result<Resolved>
             .iter()
             .flat_map(|r| r.packages.iter().cloned())
             .collect();
-        let closure: Vec<Package> = apt
-            .resolve(&names)?
+        let image_excluded = image.excluded_packages(images, os);
+        if image_excluded.len() != os.exclude_packages.len() {
+            apt.exclude(&image_excluded)?;
+        }
+        let resolved = apt.resolve(&names);
+        if image_excluded.len() != os.exclude_packages.len() {
+            apt.exclude(&os.exclude_packages)?;
+        }
+        let closure: Vec<Package> = resolved?
             .into_iter()
-            .filter(|p| !excluded(p))
+            .filter(|p| !image_excluded.contains(&p.name))
             .collect();
         let parent: BTreeSet<String> = image
             .from

@@ -50,6 +50,11 @@ pub struct ImageRecipe {
     pub from: Option<String>,
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Packages of the OS recipe's `exclude_packages` that this image does need (udev needs
+    /// `libsystemd-shared`, the library its daemon links against): resolved and unpacked here
+    /// (and in images built on this one) only.
+    #[serde(default)]
+    pub keep_packages: Vec<String>,
     /// busybox applets to link in /usr/bin.
     #[serde(default)]
     pub busybox_applets: Vec<String>,
@@ -169,6 +174,16 @@ impl ImageRecipe {
         chain
     }
 
+    /// The OS recipe's excluded packages minus the ones this image's chain keeps.
+    pub fn excluded_packages(&self, all: &[ImageRecipe], os: &OsRecipe) -> Vec<String> {
+        let chain = self.chain(all);
+        os.exclude_packages
+            .iter()
+            .filter(|p| !chain.iter().any(|r| r.keep_packages.contains(p)))
+            .cloned()
+            .collect()
+    }
+
     pub fn mode(&self, path: &str) -> Result<Option<u32>> {
         self.modes
             .get(path)
@@ -176,5 +191,65 @@ impl ImageRecipe {
                 u32::from_str_radix(m, 8).with_context(|| format!("{}: bad mode {m} for {path}", self.name))
             })
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn os(excluded: &[&str]) -> OsRecipe {
+        OsRecipe {
+            kernel: "k".into(),
+            packages: vec![],
+            engine_packages: vec![],
+            engine: IndexMap::new(),
+            exclude_packages: excluded.iter().map(|s| s.to_string()).collect(),
+            exclude_paths: vec![],
+        }
+    }
+
+    fn image(name: &str, from: Option<&str>, keep: &[&str]) -> ImageRecipe {
+        let text = format!(
+            "description: {name}\n{}keep_packages: [{}]\n",
+            from.map(|f| format!("from: {f}\n")).unwrap_or_default(),
+            keep.join(", ")
+        );
+        let mut recipe: ImageRecipe = serde_saphyr::from_str(&text).unwrap();
+        recipe.name = name.into();
+        recipe
+    }
+
+    #[test]
+    fn an_image_keeps_only_the_excluded_packages_its_chain_names() {
+        let os = os(&["systemd", "libsystemd-shared", "dpkg"]);
+        let all = vec![
+            image("base", None, &[]),
+            image("udev", Some("base"), &["libsystemd-shared"]),
+            image("child", Some("udev"), &[]),
+        ];
+        assert_eq!(
+            all[0].excluded_packages(&all, &os),
+            ["systemd", "libsystemd-shared", "dpkg"]
+        );
+        assert_eq!(all[1].excluded_packages(&all, &os), ["systemd", "dpkg"]);
+        assert_eq!(all[2].excluded_packages(&all, &os), ["systemd", "dpkg"]);
+    }
+
+    #[test]
+    fn the_shipped_recipes_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../os");
+        let images = load_images(&dir).unwrap();
+        let os = OsRecipe::load(&dir).unwrap();
+        let udev = images.iter().find(|i| i.name == "udev").expect("a udev image");
+        assert!(
+            !udev
+                .excluded_packages(&images, &os)
+                .contains(&"libsystemd-shared".to_string())
+        );
+        for name in ["ntp", "syslog", "acpid"] {
+            assert!(images.iter().any(|i| i.name == name), "no {name} image");
+        }
     }
 }

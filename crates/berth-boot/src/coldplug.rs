@@ -1,5 +1,10 @@
 //! Coldplug: load the drivers of the hardware present, in a thread of PID 1, while System
 //! Docker starts.
+//!
+//! This is a one-shot walk of `/sys`; PID 1 never listens to uevents. Hotplug is the `udev`
+//! system service's job: it starts right after System Docker and replays every device's "add"
+//! event (`udevadm trigger`). When both ask for the same module, the kernel answers the second
+//! request with `EEXIST`, which the loader counts as success, so the overlap is harmless.
 
 use berth_runtime::log;
 use std::path::Path;

@@ -179,6 +179,22 @@ const CASES: &[(&str, &str)] = &[
         "registry mirror",
         "berth: {docker: {registry_mirrors: [mirror.example]}}\n",
     ),
+    (
+        "ntp server: a URL",
+        "berth:\n  ntp:\n    servers: [pool.example.org, \"ntp://time.example.org\"]\n",
+    ),
+    (
+        "ntp server: bad port",
+        "berth: {ntp: {servers: [\"time.example.org:ntp\"]}}\n",
+    ),
+    (
+        "syslog remote: not a URL",
+        "berth:\n  syslog:\n    remote: logs.example.org:514\n",
+    ),
+    (
+        "syslog remote: http",
+        "berth: {syslog: {remote: \"http://logs.example.org\"}}\n",
+    ),
     ("sysctl list", "berth: {sysctl: {vm.swappiness: [1]}}\n"),
     ("sysctl key: absolute", "berth: {sysctl: {/etc/shadow: x}}\n"),
     (

@@ -29,6 +29,9 @@ pub enum Serial {
     Socket { socket: PathBuf, log: PathBuf },
 }
 
+/// The PCIe root port a machine with a monitor has for hotplug: `device_add ...,bus=hotplug0`.
+pub const HOTPLUG_PORT: &str = "hotplug0";
+
 #[derive(Clone, Debug)]
 pub struct Vm {
     pub boot: Boot,
@@ -53,7 +56,10 @@ pub struct Vm {
     pub guest_forwards: Vec<String>,
     /// NICs on test networks (after the user-network NIC), see [`crate::testnet`].
     pub taps: Vec<TapNic>,
-    /// QEMU's human monitor on this unix socket (with `Serial::Socket`; else none).
+    /// QEMU's human monitor on this unix socket (with a [`Serial::Socket`] console), for
+    /// `Machine::monitor`: hotplug, `system_powerdown`, `set_link`. The machine then also has
+    /// an empty PCIe root port, [`HOTPLUG_PORT`], to `device_add` into (q35's root bus takes
+    /// none).
     pub monitor: Option<PathBuf>,
     /// A virtio-serial channel named `org.qemu.guest_agent.0` (what libvirt gives a guest for
     /// its agent), served on this unix socket.
@@ -123,6 +129,12 @@ impl Vm {
             ]),
             (Serial::Socket { .. }, None) => a.extend(["-monitor".into(), "none".into()]),
             (Serial::Stdio, _) => {}
+        }
+        if self.monitor.is_some() {
+            a.extend([
+                "-device".into(),
+                format!("pcie-root-port,id={HOTPLUG_PORT},chassis=8"),
+            ]);
         }
         if self.uefi {
             a.extend(["-bios".into(), ovmf().display().to_string()]);

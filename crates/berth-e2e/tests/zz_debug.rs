@@ -15,6 +15,10 @@ fn debug_status() {
         "sudo cat /proc/self/status | grep -i -E 'cap|nonew|seccomp'",
     ] {
         let out = m.ssh(cmd).unwrap();
-        println!("$ {cmd}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!(
+            "$ {cmd}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

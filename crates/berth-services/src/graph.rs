@@ -194,6 +194,40 @@ mod tests {
         assert_eq!(graph.dependants("cloud-init"), ["console", "docker"]);
     }
 
+    /// The shipped os/defaults.yml: udev first, before network; syslog and acpid after udev;
+    /// ntp after cloud-init (its write_files land before it starts); none of the four is
+    /// restarted by any change of the configuration.
+    #[test]
+    fn shipped_defaults_order_the_system_daemons() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = berth_config::ConfigPaths {
+            defaults: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../os/defaults.yml"),
+            oem_dir: dir.path().join("oem"),
+            conf_dir: dir.path().join("conf"),
+        };
+        let loaded = berth_config::load(&paths, &berth_config::KernelCmdline::parse(""));
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let s: IndexMap<String, ServiceSpec> = loaded
+            .config
+            .berth
+            .services
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_string(), v))
+            .collect();
+        let order = ServiceGraph::new(&s).start_order().unwrap();
+        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
+        assert!(at("udev") < at("network"), "{order:?}");
+        assert!(at("udev") < at("syslog") && at("udev") < at("acpid"), "{order:?}");
+        assert!(at("cloud-init") < at("ntp"), "{order:?}");
+        for name in ["udev", "syslog", "ntp", "acpid"] {
+            assert_eq!(scope(&s[name]), Scope::System, "{name}");
+            assert!(detached(&s[name]), "{name}");
+        }
+        for name in ["udev", "acpid", "syslog"] {
+            assert!(s[name].berth_label("restart-on-change").is_some(), "{name}");
+        }
+    }
+
     #[test]
     fn before_labels_rancher_names_and_user_scope() {
         let s = services(

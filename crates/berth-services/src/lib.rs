@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod daemons;
 pub mod engine_pair;
 pub mod graph;
 pub mod image_store;

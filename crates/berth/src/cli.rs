@@ -80,6 +80,12 @@ enum Command {
     /// The network service's entry point
     #[command(hide = true)]
     Netconf,
+    /// The ntp service's entry point: chrony's servers from berth.ntp, then chronyd
+    #[command(hide = true)]
+    Ntp,
+    /// The syslog service's entry point: forwarding from berth.syslog, /dev/log, then rsyslogd
+    #[command(hide = true)]
+    Syslog,
     /// The cloud-init service's entry point
     #[command(hide = true, name = "cloud-init")]
     CloudInit {
@@ -170,6 +176,8 @@ pub fn main(args: &[String]) -> i32 {
             berth_services::engine_pair::run(&pair, &|_| {})
         }
         Command::Netconf => berth_netconf::main(&load_config()),
+        Command::Ntp => berth_services::daemons::ntp_main(&load_config()),
+        Command::Syslog => berth_services::daemons::syslog_main(&load_config()),
         Command::CloudInit { args } => berth_cloudinit::main_cloud_init(&args),
         Command::ShutdownHelper { action } => {
             let loaded = load_config();

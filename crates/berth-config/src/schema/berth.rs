@@ -2,7 +2,9 @@
 
 use super::forms::string_map;
 use super::network::NetworkConfig;
+use super::ntp::NtpConfig;
 use super::service::ServiceSpec;
+use super::syslog::SyslogConfig;
 use super::values::{
     Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName, SysctlKey,
     SysctlValue, TtyName,
@@ -38,6 +40,10 @@ pub struct BerthConfig {
     pub ssh: SshConfig,
     pub cloud_init: CloudInitConfig,
     pub network: NetworkConfig,
+    /// The `ntp` service's time servers.
+    pub ntp: NtpConfig,
+    /// The `syslog` service's forwarding.
+    pub syslog: SyslogConfig,
     /// Credentials for image pulls, by registry. Private.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub registry_auths: IndexMap<String, RegistryAuth>,
@@ -62,6 +68,8 @@ impl Default for BerthConfig {
             ssh: SshConfig::default(),
             cloud_init: CloudInitConfig::default(),
             network: NetworkConfig::default(),
+            ntp: NtpConfig::default(),
+            syslog: SyslogConfig::default(),
             registry_auths: IndexMap::new(),
         }
     }

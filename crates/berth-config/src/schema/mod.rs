@@ -8,7 +8,9 @@ pub mod berth;
 pub mod cloud;
 pub mod forms;
 pub mod network;
+pub mod ntp;
 pub mod service;
+pub mod syslog;
 pub mod values;
 
 use berth::BerthConfig;
