@@ -97,6 +97,8 @@ fn vm_config_drive_state_layers_and_config_set() {
     );
     let mut vm = env.kernel_vm("");
     vm.disks = vec![state, drive];
+    let agent = env.dir.join("qga.sock");
+    vm.guest_agent = Some(agent.clone());
     let m = env.start("configdrive", vm);
     check(&m, "boot to ssh (keys from config-drive)", m.wait_ssh(BOOT));
     assert_eq!(check(&m, "hostname", m.run("hostname")).trim(), "cd-host");
@@ -136,6 +138,12 @@ fn vm_config_drive_state_layers_and_config_set() {
         "config set",
         m.run("sudo berth config set hostname set-by-admin"),
     );
+    // An optional service enabled now runs at once and after the reboot.
+    check(
+        &m,
+        "service enable",
+        m.run("sudo berth service enable qemu-guest-agent"),
+    );
     reboot(&m);
     assert_eq!(
         check(&m, "hostname after reboot", m.run("hostname")).trim(),
@@ -153,7 +161,58 @@ fn vm_config_drive_state_layers_and_config_set() {
         "runcmd ran again on the same instance: {ran:?}"
     );
     status_service_and_logs(&m);
+    guest_agent(&m, &agent);
     poweroff(&m);
+}
+
+/// The optional qemu-guest-agent service, enabled before the reboot, answers the host on its
+/// virtio-serial channel; disabling it removes it.
+fn guest_agent(m: &berth_e2e::machine::Machine, socket: &Path) {
+    use std::io::{BufRead, BufReader};
+    let list = check(m, "service list", m.run("sudo berth service list --format json"));
+    let services: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let qga = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "qemu-guest-agent")
+        .unwrap_or_else(|| panic!("no qemu-guest-agent: {list}"));
+    assert_eq!(
+        (&qga["enabled"], &qga["optional"], &qga["state"]),
+        (&true.into(), &true.into(), &"running".into()),
+        "{qga}"
+    );
+    let mut answer = String::new();
+    for _ in 0..10 {
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+            std::thread::sleep(Duration::from_secs(2));
+            continue;
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .write_all(b"{\"execute\": \"guest-sync\", \"arguments\": {\"id\": 4242}}\n")
+            .unwrap();
+        answer.clear();
+        let _ = BufReader::new(&stream).read_line(&mut answer);
+        if answer.contains("4242") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(answer.contains("\"return\": 4242"), "guest agent: {answer:?}");
+    check(
+        m,
+        "service disable",
+        m.run("sudo berth service disable qemu-guest-agent"),
+    );
+    let ps = check(
+        m,
+        "containers",
+        m.run("sudo system-docker ps -a --format '{{.Names}}'"),
+    );
+    assert!(!ps.lines().any(|l| l == "qemu-guest-agent"), "{ps}");
+    let conf = check(m, "config", m.run("sudo berth config get berth.services_include"));
+    assert!(conf.contains("qemu-guest-agent: false"), "{conf}");
 }
 
 /// `berth status`, `berth service` and `berth logs` on this machine (state disk, one broken

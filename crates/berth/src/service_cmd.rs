@@ -147,12 +147,17 @@ pub fn engine(socket: &str) -> Result<Docker, String> {
             what.to_string()
         }
     };
-    match std::fs::metadata(socket) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(denied(&format!("cannot open {socket}")));
-        }
-        Err(e) => return Err(format!("{socket}: {e} (is the engine running?)")),
-        Ok(_) => {}
+    if let Err(e) = std::fs::metadata(socket) {
+        return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+            denied(&format!("cannot open {socket}"))
+        } else {
+            format!("{socket}: {e} (is the engine running?)")
+        });
+    }
+    // The client connects lazily, and then only says "client error (Connect)": a socket this
+    // user may not write to is told about here, with what to do.
+    if nix::unistd::access(socket, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(denied(&format!("permission denied on {socket}")));
     }
     berth_services::client::connect(socket, Duration::from_secs(30)).map_err(|e| denied(&e.to_string()))
 }
@@ -169,7 +174,12 @@ pub fn state_of(
         enabled: true,
         optional: false,
         description: spec.berth_label("description").map(str::to_string),
-        image: spec.image.to_string(),
+        // Until a container shows what it runs, the definition's image, with the release's
+        // version filled in as the service manager would.
+        image: spec
+            .image
+            .to_string()
+            .replace("${BERTH_VERSION}", berth_boot::VERSION),
         state: "not created".into(),
         health: None,
         restarts: 0,
