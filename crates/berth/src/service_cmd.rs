@@ -131,7 +131,7 @@ fn scope_name(spec: &ServiceSpec) -> &'static str {
     }
 }
 
-fn socket_of(spec: &ServiceSpec) -> &'static str {
+pub fn socket_of(spec: &ServiceSpec) -> &'static str {
     match scope(spec) {
         Scope::System => SYSTEM_DOCKER_SOCKET,
         Scope::User => USER_DOCKER_SOCKET,
@@ -387,7 +387,7 @@ fn include(name: &str, on: bool) -> Result<(), String> {
 }
 
 /// The service called `name`, or an error that says where to look.
-fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a ServiceSpec, String> {
+pub fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a ServiceSpec, String> {
     loaded
         .config
         .berth

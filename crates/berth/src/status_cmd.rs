@@ -376,22 +376,12 @@ fn print_files(files: &[PathBuf], tail: Option<u64>, follow: bool) -> i32 {
 pub fn logs_main(args: LogsArgs) -> i32 {
     if let Some(name) = args.service {
         let loaded = service_cmd::load_with_catalog();
-        let Some(spec) = loaded
-            .config
-            .berth
-            .services
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, s)| s)
-        else {
-            eprintln!(
-                "berth logs: no service named {name:?} in berth.services; `berth service list` shows them"
-            );
-            return 1;
-        };
-        let socket = match berth_services::graph::scope(spec) {
-            berth_services::graph::Scope::System => SYSTEM_DOCKER_SOCKET,
-            berth_services::graph::Scope::User => USER_DOCKER_SOCKET,
+        let socket = match service_cmd::find(&loaded, &name) {
+            Ok(spec) => service_cmd::socket_of(spec),
+            Err(e) => {
+                eprintln!("berth logs: {e}");
+                return 1;
+            }
         };
         let result = runtime().and_then(|rt| {
             rt.block_on(async {
