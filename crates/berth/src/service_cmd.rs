@@ -218,8 +218,29 @@ pub fn state_of(
     }
     let crashed =
         out.state == "exited" && out.exit_code.unwrap_or(0) != 0 && berth_services::graph::detached(spec);
-    out.failing = out.state == "restarting" || out.health.as_deref() == Some("unhealthy") || crashed;
+    // Between two crashes the engine says `restarting`; but a start can take longer than the
+    // crash itself (seconds, on a slow machine), so a service restarted by its policy again
+    // and again, and started again lately, is crash-looping too.
+    let looping = out.restarts >= CRASH_LOOP_RESTARTS
+        && out
+            .started_at
+            .as_deref()
+            .and_then(seconds_since)
+            .is_some_and(|s| s < CRASH_LOOP_WINDOW_SECS);
+    out.failing =
+        out.state == "restarting" || out.health.as_deref() == Some("unhealthy") || crashed || looping;
     out
+}
+
+/// Restarts by the engine's policy after which a service that started again within
+/// [`CRASH_LOOP_WINDOW_SECS`] counts as crash-looping.
+const CRASH_LOOP_RESTARTS: i64 = 3;
+const CRASH_LOOP_WINDOW_SECS: f64 = 120.0;
+
+/// Seconds from an RFC 3339 time (as the engine writes them) to now.
+fn seconds_since(rfc3339: &str) -> Option<f64> {
+    let then = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((time::OffsetDateTime::now_utc() - then).as_seconds_f64())
 }
 
 /// The state of every service of the configuration, system ones first, each engine asked once
@@ -675,5 +696,30 @@ mod tests {
         let oneshot = "image: a\nlabels: {io.berth.detach: 'false'}\n";
         assert!(!state(oneshot, ContainerStateStatusEnum::EXITED, 1).failing);
         assert!(state("image: a\n", ContainerStateStatusEnum::EXITED, 1).failing);
+    }
+
+    #[test]
+    fn a_service_restarted_again_and_again_and_started_lately_is_failing() {
+        let running = |restarts: i64, started: time::OffsetDateTime| {
+            let c = ContainerInspectResponse {
+                restart_count: Some(restarts),
+                state: Some(ContainerState {
+                    status: Some(ContainerStateStatusEnum::RUNNING),
+                    started_at: started
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            state_of("s", &spec("image: a\n"), Ok(Some(c)))
+        };
+        let now = time::OffsetDateTime::now_utc();
+        assert!(running(7, now - time::Duration::seconds(5)).failing);
+        assert!(!running(1, now - time::Duration::seconds(5)).failing);
+        assert!(
+            !running(7, now - time::Duration::minutes(10)).failing,
+            "it settled"
+        );
     }
 }
