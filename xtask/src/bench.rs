@@ -439,7 +439,7 @@ fn time_command(runs: usize, make: &dyn Fn() -> Command) -> Result<(f64, f64)> {
 }
 
 fn config(runs: usize) -> Result<()> {
-    let berth = build::build_berth()?;
+    let berth = build::build_berth(layout::version())?;
     let root = tempfile_dir()?;
     let share = root.join("usr/share/berth");
     std::fs::create_dir_all(&share)?;

@@ -23,6 +23,14 @@ pub struct BuildArgs {
     /// Refresh the Debian package lists even if they are less than a day old
     #[arg(long)]
     pub refresh: bool,
+    /// The release version to build (a semantic version; default: the workspace's). Tests build
+    /// a second, newer release with it to upgrade to.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Where to write the artifacts (default: target/berth). Each output directory keeps its own
+    /// work files; the Debian package cache and the signing key stay in target/berth.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// What a build produced: the same layout the test harness reads.
@@ -93,7 +101,7 @@ fn read_dir_digest(dir: &Path) -> Result<Vec<u8>> {
 }
 
 /// Build the static `berth` binary; returns its path.
-pub fn build_berth() -> Result<PathBuf> {
+pub fn build_berth(version: &str) -> Result<PathBuf> {
     let (target, static_flags) = if musl_available() {
         (MUSL_TARGET, None)
     } else {
@@ -112,6 +120,8 @@ pub fn build_berth() -> Result<PathBuf> {
     if let Some(flags) = static_flags {
         cmd.env("RUSTFLAGS", flags);
     }
+    // The version every crate reports (berth_runtime::VERSION).
+    cmd.env("BERTH_RELEASE_VERSION", version);
     let status = cmd.status().context("running cargo build for berth")?;
     if !status.success() {
         bail!("building the berth binary failed");
@@ -263,11 +273,15 @@ pub struct ImageInfo {
 
 pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     let started = std::time::Instant::now();
-    let mut steps = ui::Steps::new(11);
-    let out = layout::out_dir();
-    let work = layout::work_dir();
+    let mut steps = ui::Steps::new(12);
+    let out = match &args.out {
+        Some(dir) => std::path::absolute(dir)?,
+        None => layout::out_dir(),
+    };
+    let work = out.join("work");
     std::fs::create_dir_all(&work)?;
-    let version = layout::version();
+    let version = args.version.as_deref().unwrap_or(layout::version());
+    berth_upgrade::is_newer(version, "0.0.0").context("--version")?;
 
     let step = steps.step("Checking host tools");
     crate::host::ensure(&[crate::host::Purpose::Build])?;
@@ -308,7 +322,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     drop(step);
 
     let mut step = steps.step("Building the berth binary");
-    let berth_built = build_berth()?;
+    let berth_built = build_berth(version)?;
     let berth = work.join("berth");
     std::fs::copy(&berth_built, &berth)?;
     let berth_sha = crate::apt::sha256_file(&berth)?;
@@ -342,11 +356,16 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         &store,
         &images_img,
         version,
+        &work,
         &mut step,
     )?;
     drop(step);
 
     let mut step = steps.step("Building the OS image (squashfs)");
+    // The release key's public half goes into the image: this release accepts only upgrade
+    // bundles signed with the same key.
+    let signer = crate::signing::load_or_create()?;
+    let public_key = signer.public_key()?;
     let os_img = work.join("os.img");
     let os_print = fingerprint(&[
         BUILDER_REVISION.as_bytes(),
@@ -359,10 +378,19 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         &std::fs::read(layout::os_dir().join("defaults.yml"))?,
         &std::fs::read(layout::os_dir().join("os-image.yaml"))?,
         version.as_bytes(),
+        public_key.as_bytes(),
     ]);
     let fresh = cached(&work.join("os.stamp"), &os_print, &[&os_img], || {
         build_os_image(
-            &apt, &os_recipe, &resolved, &kernel, &berth, version, &work, &os_img,
+            &apt,
+            &os_recipe,
+            &resolved,
+            &kernel,
+            &berth,
+            version,
+            &public_key,
+            &work,
+            &os_img,
         )
     })?;
     step.note(format!(
@@ -445,6 +473,43 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     ));
     drop(step);
 
+    let mut step = steps.step("Writing the signed upgrade bundle");
+    let bundle = out.join(format!("berth-{version}.upgrade"));
+    let signature = berth_upgrade::signature_path(&bundle);
+    let b_print = fingerprint(&[
+        BUILDER_REVISION.as_bytes(),
+        i_print.as_bytes(),
+        &std::fs::read(&vmlinuz)?,
+        public_key.as_bytes(),
+    ]);
+    let fresh = cached(
+        &work.join("bundle.stamp"),
+        &b_print,
+        &[&bundle, &signature],
+        || {
+            berth_upgrade::write(
+                &bundle,
+                version,
+                berth_upgrade::ARCH,
+                &[
+                    ("vmlinuz", vmlinuz.as_path()),
+                    ("initrd", slim.as_path()),
+                    ("berth/os.img", os_img.as_path()),
+                    ("berth/images.img", images_img.as_path()),
+                ],
+            )?;
+            signer.sign(&bundle, &format!("Berth {version} upgrade bundle"))?;
+            Ok(())
+        },
+    )?;
+    step.note(format!(
+        "{}, signed with {}{}",
+        ui::human_size(std::fs::metadata(&bundle)?.len()),
+        signer.path.display(),
+        if fresh { "" } else { ", cached" }
+    ));
+    drop(step);
+
     let step = steps.step("Writing the manifest");
     let artifacts = Artifacts::at(&out);
     write_manifest(&artifacts, &resolved, &image_infos, &kernel.release, version)?;
@@ -498,9 +563,9 @@ fn build_images(
     store: &Path,
     images_img: &Path,
     version: &str,
+    work: &Path,
     step: &mut ui::Step,
 ) -> Result<Vec<ImageInfo>> {
-    let work = layout::work_dir();
     let info_path = work.join("images.json");
     let mut prints = Vec::new();
     for image in images {
@@ -642,6 +707,7 @@ fn build_os_image(
     kernel: &kernel::Kernel,
     berth: &Path,
     version: &str,
+    public_key: &str,
     work: &Path,
     os_img: &Path,
 ) -> Result<()> {
@@ -698,6 +764,8 @@ fn build_os_image(
         "engine": resolved.engine.iter().map(|p| (p.name.clone(), p.version.clone())).collect::<BTreeMap<_, _>>(),
     });
     std::fs::write(share.join("release.json"), serde_json::to_vec_pretty(&release)?)?;
+    std::fs::create_dir_all(share.join("keys"))?;
+    std::fs::write(share.join("keys/berth.pub"), public_key)?;
     tree::write_file(
         &root,
         "/usr/lib/os-release",

@@ -21,6 +21,7 @@ mod kernel;
 mod layout;
 mod recipe;
 mod run;
+mod signing;
 mod test;
 mod toolchain;
 mod tree;

@@ -23,7 +23,7 @@ pub mod system_docker;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = berth_runtime::VERSION;
 
 /// Why boot could not go on.
 #[derive(Debug, thiserror::Error)]

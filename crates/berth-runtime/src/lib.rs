@@ -13,4 +13,11 @@ pub mod report;
 pub mod spawn;
 
 pub use log::uptime;
+
+/// This build's Berth version: the workspace version, or the one `cargo xtask build --version V`
+/// gave (through `BERTH_RELEASE_VERSION` at compile time) so a test can build a newer release.
+pub const VERSION: &str = match option_env!("BERTH_RELEASE_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 pub use report::{ServiceOutcome, ServiceRecord, SysinitReport};

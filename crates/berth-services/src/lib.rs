@@ -19,7 +19,7 @@ pub mod sysinit;
 pub mod up;
 pub mod user_engine;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = berth_runtime::VERSION;
 /// System Docker's socket.
 pub const SYSTEM_SOCKET: &str = berth_runtime::paths::SYSTEM_DOCKER_SOCKET;
 /// User Docker's socket (the `docker` service mounts only this directory).
