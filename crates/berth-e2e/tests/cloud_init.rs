@@ -71,7 +71,8 @@ fn vm_config_drive_state_layers_and_config_set() {
          write_files:\n\
          \x20 - path: /etc/berth-e2e/console-file\n    content: from-config-drive\n\
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
-         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n{HEALTH_SERVICES}"
+         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n\
+         rancher:\n  modules: [nbd nbds_max=16]\n{HEALTH_SERVICES}"
     );
     let drive = vfat_with(
         &env.dir,
@@ -131,6 +132,17 @@ fn vm_config_drive_state_layers_and_config_set() {
         m.run("for i in $(seq 60); do test -s ~/runcmd.log && break; sleep 2; done; cat ~/runcmd.log"),
     );
     assert_eq!(ran.lines().count(), 1, "runcmd output: {ran:?}");
+    // RancherOS's modules key from user-data, with a parameter: loaded by cloud-init on the
+    // first boot (its container has the modules but no modprobe program).
+    assert_eq!(
+        check(
+            &m,
+            "user-data module with parameter",
+            m.run("cat /sys/module/nbd/parameters/nbds_max")
+        )
+        .trim(),
+        "16"
+    );
 
     // A local setting wins over the datasource's and survives a reboot; runcmd does not rerun.
     check(

@@ -1,5 +1,6 @@
 //! The real [`HostOps`]: `sethostname(2)` (cloud-init shares the host's UTS namespace),
-//! Berth's `modprobe`, and mounts made from a thread that has entered the host's mount
+//! Berth's module loader (in process: the cloud-init container has the kernel's modules
+//! mounted but no `modprobe` program), and mounts made from a thread that has entered the host's mount
 //! namespace (`/proc/1/ns/mnt`; cloud-init shares the host's PID namespace).
 
 use super::{HostOps, MountRequest};
@@ -8,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct SystemHost {
-    /// The program that loads modules (Berth's own `modprobe`, found on `PATH`).
-    pub modprobe: PathBuf,
+    /// The root whose `lib/modules/<release>` holds the running kernel's modules.
+    pub modules_root: PathBuf,
     /// The mount namespace to mount in.
     pub host_mount_ns: PathBuf,
 }
@@ -17,7 +18,7 @@ pub struct SystemHost {
 impl Default for SystemHost {
     fn default() -> Self {
         SystemHost {
-            modprobe: PathBuf::from("modprobe"),
+            modules_root: PathBuf::from("/"),
             host_mount_ns: PathBuf::from("/proc/1/ns/mnt"),
         }
     }
@@ -29,16 +30,16 @@ impl HostOps for SystemHost {
     }
 
     fn load_module(&self, module: &ModuleSpec) -> Result<(), String> {
-        let output = std::process::Command::new(&self.modprobe)
-            .arg(module.name())
-            .args(module.params())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.modprobe.display()))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!("modprobe {module}: {} {}", output.status, stderr.trim()))
+        let index = berth_kmod::ModuleIndex::for_running_kernel(&self.modules_root)
+            .map_err(|e| format!("cannot load {module}: the kernel's modules are unavailable ({e})"))?;
+        berth_kmod::modprobe(
+            &index,
+            &mut berth_kmod::KernelModuleLoader,
+            module.name(),
+            &module.params().join(" "),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("modprobe {module}: {e}"))
     }
 
     fn host_mounts(&self, requests: &[MountRequest]) -> Vec<Result<String, String>> {
@@ -153,7 +154,7 @@ mod tests {
     #[test]
     fn missing_namespace_fails_every_request() {
         let host = SystemHost {
-            modprobe: PathBuf::from("/nonexistent/modprobe"),
+            modules_root: PathBuf::from("/nonexistent"),
             host_mount_ns: PathBuf::from("/nonexistent/ns"),
         };
         let results = host.host_mounts(&[
@@ -171,6 +172,10 @@ mod tests {
                 .all(|r| r.as_ref().unwrap_err().contains("/nonexistent/ns"))
         );
         let module: ModuleSpec = "dummy numdummies=0".parse().unwrap();
-        assert!(host.load_module(&module).unwrap_err().contains("cannot run"));
+        let err = host.load_module(&module).unwrap_err();
+        assert!(
+            err.contains("cannot load dummy numdummies=0: the kernel's modules are unavailable"),
+            "{err}"
+        );
     }
 }
