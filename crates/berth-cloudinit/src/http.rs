@@ -307,6 +307,100 @@ impl HttpClient {
         )))
     }
 
+    /// GET `url` into the file `dest` (created or truncated), following up to five redirects:
+    /// for answers too large for memory (upgrade bundles, images). Only 200 is a success; an
+    /// answer over `max` bytes is refused. `idle` bounds each wait for the server (the answer's
+    /// headers, every chunk), not the whole transfer. `progress(done, total)` runs after each
+    /// chunk. On an error `dest` is removed.
+    pub async fn download(
+        &self,
+        url: &str,
+        dest: &Path,
+        max: u64,
+        idle: Duration,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<u64, FetchError> {
+        let result = self.download_inner(url, dest, max, idle, progress).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result
+    }
+
+    async fn download_inner(
+        &self,
+        url: &str,
+        dest: &Path,
+        max: u64,
+        idle: Duration,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<u64, FetchError> {
+        use tokio::io::AsyncWriteExt as _;
+        let first = Target::parse(url)?;
+        let mut target = first.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let shown = target.to_string();
+            let stalled = || FetchError::Transient(format!("{shown}: no answer within {} s", idle.as_secs()));
+            let with_url = |e: FetchError| match e {
+                FetchError::Transient(m) => FetchError::Transient(format!("{shown}: {m}")),
+                FetchError::Permanent(m) => FetchError::Permanent(format!("{shown}: {m}")),
+            };
+            let client = self.client_for(&target).map_err(with_url)?;
+            let mut response = tokio::time::timeout(idle, client.get(target.0.clone()).send())
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| with_url(classify(e)))?;
+            let status = response.status().as_u16();
+            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        FetchError::Permanent(format!("{shown}: HTTP {status} without a Location"))
+                    })?;
+                target = target.redirect(location)?;
+                continue;
+            }
+            if status != 200 {
+                return Err(FetchError::Permanent(format!("{shown}: HTTP {status}")));
+            }
+            let total = response.content_length();
+            let too_large =
+                || FetchError::Permanent(format!("{shown}: the answer is larger than {} MiB", max >> 20));
+            if total.is_some_and(|n| n > max) {
+                return Err(too_large());
+            }
+            let local = |e: std::io::Error| FetchError::Permanent(format!("{}: {e}", dest.display()));
+            let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+            let mut done = 0u64;
+            loop {
+                let chunk = tokio::time::timeout(idle, response.chunk())
+                    .await
+                    .map_err(|_| stalled())?
+                    .map_err(|e| with_url(classify(e)))?;
+                let Some(chunk) = chunk else { break };
+                done += chunk.len() as u64;
+                if done > max {
+                    return Err(too_large());
+                }
+                file.write_all(&chunk).await.map_err(local)?;
+                progress(done, total);
+            }
+            file.sync_all().await.map_err(local)?;
+            if total.is_some_and(|n| n != done) {
+                return Err(FetchError::Transient(format!(
+                    "{shown}: the answer ended after {done} of {} bytes",
+                    total.unwrap_or_default()
+                )));
+            }
+            return Ok(done);
+        }
+        Err(FetchError::Permanent(format!(
+            "{first}: more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
     /// PUT with an empty body (no redirects).
     pub async fn put(
         &self,

@@ -29,7 +29,7 @@ pub mod datasource;
 mod error;
 mod fsutil;
 pub mod host;
-mod http;
+pub mod http;
 pub mod metadata;
 pub mod report;
 pub mod save;

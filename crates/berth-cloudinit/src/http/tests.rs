@@ -307,3 +307,48 @@ async fn fetches_go_through_the_proxy_except_no_proxy_hosts() {
     assert_eq!(direct.requests().len(), 1);
     assert_eq!(proxy.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn download_streams_to_a_file_through_redirects_and_refuses_errors_and_excess() {
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let served = body.clone();
+    let server = TestServer::start(move |req| match req.path.as_str() {
+        "/bundle" => Reply::redirect("/files/bundle"),
+        "/files/bundle" => Reply::ok(served.clone()),
+        _ => Reply::status(404),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("got");
+    let client = no_trust();
+    let mut calls = Vec::new();
+    let n = client
+        .download(&server.url("/bundle"), &dest, 1 << 30, T, &mut |done, total| {
+            calls.push((done, total))
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, body.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(calls.last(), Some(&(n, Some(n))));
+
+    let err = client
+        .download(&server.url("/missing"), &dest, 1 << 30, T, &mut |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Permanent(ref m) if m.contains("HTTP 404")),
+        "{err:?}"
+    );
+    assert!(!dest.exists(), "a failed download leaves no file");
+
+    let err = client
+        .download(&server.url("/bundle"), &dest, 1 << 20, T, &mut |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Permanent(ref m) if m.contains("larger than 1 MiB")),
+        "{err:?}"
+    );
+    assert!(!dest.exists());
+}
