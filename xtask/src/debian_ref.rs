@@ -24,7 +24,7 @@ pub struct Pins {
     pub kernel: String,
     /// The kernel release (`/boot/vmlinuz-<release>`).
     pub kernel_release: String,
-    /// `docker.io=<v>`, `containerd=<v>`, `runc=<v>`
+    /// `docker.io=<v>`, `docker-cli=<v>`, `containerd=<v>`, `runc=<v>`
     pub engine: Vec<String>,
 }
 
@@ -45,7 +45,8 @@ impl Pins {
             field(&["kernel", "version"])?
         );
         let kernel_release = field(&["kernel", "release"])?;
-        let engine = ["docker.io", "containerd", "runc"]
+        // docker.io only recommends the CLI (docker-cli); `docker info` needs it.
+        let engine = ["docker.io", "docker-cli", "containerd", "runc"]
             .iter()
             .map(|p| Ok(format!("{p}={}", field(&["engine", p])?)))
             .collect::<Result<Vec<_>>>()?;
@@ -98,6 +99,7 @@ printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLo
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n' > "$root/etc/systemd/network/10-dhcp.network"
 chroot "$root" systemctl enable systemd-networkd.service ssh.service docker.service
 test -f "$root/boot/initrd.img-$2"
+test -x "$root/usr/bin/docker"
 "#
     )
 }
@@ -257,11 +259,12 @@ mod tests {
     fn pins_come_from_the_manifest_and_a_missing_field_is_named() {
         let manifest = serde_json::json!({
             "kernel": {"package": "linux-image-6.12.1-cloud-amd64", "release": "6.12.1-cloud-amd64", "version": "6.12.1-1"},
-            "engine": {"docker.io": "26.1.5", "containerd": "1.7.24", "runc": "1.1.15"},
+            "engine": {"docker.io": "26.1.5", "docker-cli": "26.1.5", "containerd": "1.7.24", "runc": "1.1.15"},
         });
         let pins = Pins::from_manifest(&manifest).unwrap();
         assert_eq!(pins.kernel, "linux-image-6.12.1-cloud-amd64=6.12.1-1");
         assert!(pins.packages().contains(&"docker.io=26.1.5".to_string()));
+        assert!(pins.packages().contains(&"docker-cli=26.1.5".to_string()));
         assert!(pins.packages().contains(&"openssh-server".to_string()));
         let broken = serde_json::json!({"kernel": {"package": "x"}});
         let err = format!("{:#}", Pins::from_manifest(&broken).unwrap_err());
