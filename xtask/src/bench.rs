@@ -749,7 +749,8 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         bench_chart::svg(
             &systems,
             &format!(
-                "{date}, QEMU TCG (no KVM), 2 vCPUs, q35; medians of {runs} run(s); idle: {idle_after} s after the engine is ready"
+                "{} UTC · QEMU TCG (no KVM), 2 vCPUs, q35 · median of {runs} run(s) · idle memory {idle_after} s after engine ready",
+                date.get(..16).unwrap_or(&date).replace('T', " ")
             ),
         ),
     )?;
