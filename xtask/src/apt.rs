@@ -19,6 +19,16 @@ const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Package lists older than this are refreshed.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// The one-line sources every Debian package comes from (the image's and the benchmark's
+/// Debian reference alike), signed by Debian's archive keyring.
+pub fn sources_list() -> String {
+    format!(
+        "deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n\
+         deb [signed-by={KEYRING}] {MIRROR} {SUITE}-updates main\n\
+         deb [signed-by={KEYRING}] {SECURITY_MIRROR} {SUITE}-security main\n"
+    )
+}
+
 /// One Debian package at an exact version, as apt resolved it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Package {
@@ -56,12 +66,7 @@ impl Apt {
             std::fs::create_dir_all(apt.root.join(dir))
                 .with_context(|| format!("creating {}", apt.root.join(dir).display()))?;
         }
-        let sources = format!(
-            "deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n\
-             deb [signed-by={KEYRING}] {MIRROR} {SUITE}-updates main\n\
-             deb [signed-by={KEYRING}] {SECURITY_MIRROR} {SUITE}-security main\n"
-        );
-        write_if_changed(&apt.root.join("etc/sources.list"), &sources)?;
+        write_if_changed(&apt.root.join("etc/sources.list"), &sources_list())?;
         if !apt.status.exists() {
             std::fs::write(&apt.status, "")?;
         }

@@ -11,6 +11,8 @@ pub enum Purpose {
     Build,
     Boot,
     Test,
+    /// `cargo xtask bench boot`: also builds the Debian reference image.
+    Bench,
 }
 
 impl Purpose {
@@ -57,6 +59,9 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("dnsmasq", "dnsmasq-base", Purpose::Test),
     // The engine integration tests put a static busybox in their images.
     ("/usr/share/doc/busybox-static", "busybox-static", Purpose::Test),
+    // The boot benchmark's Debian reference: a trixie root made by mmdebstrap, put on ext4.
+    ("mmdebstrap", "mmdebstrap", Purpose::Bench),
+    ("mkfs.ext4", "e2fsprogs", Purpose::Bench),
 ];
 
 fn present(tool: &str) -> bool {

@@ -9,8 +9,10 @@
 
 mod apt;
 mod bench;
+mod bench_chart;
 mod build;
 mod deb;
+mod debian_ref;
 mod docker_archive;
 mod fuzz;
 mod host;
