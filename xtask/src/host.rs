@@ -37,7 +37,7 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     // ring (rustls' crypto) has C and assembly that cc builds with musl-gcc for the musl target.
     ("musl-gcc", "musl-tools", Purpose::Build),
     (
-        "/usr/lib/grub/i386-pc/eltorito.img",
+        "/usr/lib/grub/i386-pc/cdboot.img",
         "grub-pc-bin",
         Purpose::Build,
     ),
