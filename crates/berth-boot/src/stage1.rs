@@ -5,7 +5,7 @@ use crate::mounts::{self, MountSpec};
 use crate::state::StateDecision;
 use crate::{BootError, VERSION, loopdev, medium, recovery, root, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
-use berth_runtime::{log, problems};
+use berth_runtime::{log, problems, timeline};
 use berth_services::image_store;
 use nix::mount::MsFlags;
 use std::os::unix::process::CommandExt;
@@ -43,6 +43,9 @@ pub fn run() -> ! {
 
 fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     let started = log::uptime();
+    // /run moves to the real root at switch_root: stage 2 and sysinit append after these.
+    timeline::record_into(Path::new(timeline::BOOT_TIMELINE));
+    timeline::record(timeline::Event::Stage1Start);
     tracing::info!("Berth {VERSION} init: stage 1 (initramfs) at {started:.2}s after kernel start");
     load_early_modules();
 
@@ -98,6 +101,7 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         "stage 1 done in {:.2}s; switching to the real root",
         log::uptime() - started
     );
+    timeline::record(timeline::Event::Stage1Done);
     root::switch_root(newroot)?;
     log::detach_file();
     exec_stage2()

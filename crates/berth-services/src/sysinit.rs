@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const SYSTEM_DOCKER_WAIT: Duration = Duration::from_secs(120);
 const USER_DOCKER_WAIT: Duration = Duration::from_secs(180);
 
-use berth_runtime::uptime;
+use berth_runtime::{timeline, uptime};
 
 /// What sysinit did: written to [`berth_runtime::paths::SYSINIT_REPORT`] for PID 1 and the CLI.
 pub type Report = berth_runtime::SysinitReport;
@@ -152,6 +152,7 @@ pub async fn run_with(
         }
     };
     let ready = uptime();
+    timeline::record(timeline::Event::SystemDockerReady);
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
 
@@ -247,6 +248,7 @@ pub async fn run_with(
         match client::wait_ready(&endpoints.sockets.user, endpoints.user_docker_wait).await {
             Ok(user_docker) => {
                 let ready = uptime();
+                timeline::record(timeline::Event::UserDockerReady);
                 report.user_docker_ready = Some(ready);
                 tracing::info!("User Docker is ready ({ready:.2}s since boot)");
                 if !user.is_empty() {
