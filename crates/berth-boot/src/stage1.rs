@@ -153,7 +153,7 @@ fn check_unpacked_whole(root: &Path) {
     if let Ok(fs) = nix::sys::statfs::statfs(root)
         && let Some(problem) = unpack_problem(
             fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC,
-            fs.blocks_available() as u64 * fs.block_size() as u64,
+            fs.blocks_available().saturating_mul(fs.block_size() as u64),
         )
     {
         problems::report(Path::new("/"), &problem);
