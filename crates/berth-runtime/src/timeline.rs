@@ -261,8 +261,8 @@ impl Timeline {
     }
 
     /// The chain of bars that ends at `target` (User Docker ready by default): from the last
-    /// bar back, each link is the bar that got ready last at or before the next one began —
-    /// what it waited for. First bar first.
+    /// bar back, each link is the bar that got ready nearest to the moment the next one began
+    /// (not after it, but for a small slack) — what it waited for. First bar first.
     pub fn critical_chain(&self, target: &str) -> Vec<&Bar> {
         const SLACK: f64 = 0.05;
         let mut chain = Vec::new();
@@ -276,7 +276,12 @@ impl Timeline {
                 .iter()
                 .filter(|b| !chain.iter().any(|c| std::ptr::eq(*c, *b)))
                 .filter(|b| b.ready.is_some_and(|r| r <= current.start + SLACK))
-                .max_by(|a, b| a.ready.unwrap_or(0.0).total_cmp(&b.ready.unwrap_or(0.0)));
+                // The one that got ready nearest to this one's start (within the slack, a
+                // bar ready a moment after another can still be what this one waited for).
+                .min_by(|a, b| {
+                    let gap = |x: &Bar| (current.start - x.ready.unwrap_or(0.0)).abs();
+                    gap(a).total_cmp(&gap(b))
+                });
             match before {
                 Some(bar) if current.start > 0.0 => {
                     chain.push(bar);
@@ -393,6 +398,22 @@ mod tests {
                 "user-docker"
             ]
         );
+    }
+
+    #[test]
+    fn the_chain_takes_the_bar_ready_nearest_to_the_start() {
+        // Seen in a boot: udev got ready 17 ms after the docker service, and User Docker's
+        // wait began between the two; it waited for the docker service.
+        let mut records = boot();
+        records.retain(|r| !matches!(&r.event, Event::ServiceReady { name } if name == "udev"));
+        records.push(rec(8.62, Event::ServiceReady { name: svc("udev") }));
+        let t = Timeline::from_records(&records);
+        let chain: Vec<_> = t
+            .critical_chain(USER_DOCKER)
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(chain[chain.len() - 2..], ["docker", "user-docker"]);
     }
 
     #[test]
