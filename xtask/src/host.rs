@@ -36,11 +36,7 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("grub-mkrescue", "grub-common", Purpose::Build),
     // ring (rustls' crypto) has C and assembly that cc builds with musl-gcc for the musl target.
     ("musl-gcc", "musl-tools", Purpose::Build),
-    (
-        "/usr/lib/grub/i386-pc/cdboot.img",
-        "grub-pc-bin",
-        Purpose::Build,
-    ),
+    ("/usr/lib/grub/i386-pc/cdboot.img", "grub-pc-bin", Purpose::Build),
     (
         "/usr/lib/grub/x86_64-efi/linux.mod",
         "grub-efi-amd64-bin",

@@ -43,9 +43,11 @@ pub struct RunArgs {
     pub no_build: bool,
 }
 
-/// The kernel command line of a development boot.
+/// The kernel command line of a development boot. `rootfstype=ramfs`: the kernel unpacks the
+/// full initrd into a tmpfs capped at half of the RAM it counts then (the initrd itself not
+/// included), which cuts the image store short below ~400 MiB; ramfs has no cap.
 pub fn default_append(extra: &str) -> String {
-    format!("console=ttyS0,115200n8 panic=10 berth.autologin=ttyS0 {extra}")
+    format!("console=ttyS0,115200n8 panic=10 rootfstype=ramfs berth.autologin=ttyS0 {extra}")
         .trim()
         .to_string()
 }

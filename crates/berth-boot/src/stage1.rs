@@ -5,7 +5,7 @@ use crate::mounts::{self, MountSpec};
 use crate::state::StateDecision;
 use crate::{BootError, VERSION, loopdev, medium, recovery, root, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
-use berth_runtime::{log, problems};
+use berth_runtime::{log, problems, timeline};
 use berth_services::image_store;
 use nix::mount::MsFlags;
 use std::os::unix::process::CommandExt;
@@ -43,7 +43,11 @@ pub fn run() -> ! {
 
 fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     let started = log::uptime();
+    // /run moves to the real root at switch_root: stage 2 and sysinit append after these.
+    timeline::record_into(Path::new(timeline::BOOT_TIMELINE));
+    timeline::record(timeline::Event::Stage1Start);
     tracing::info!("Berth {VERSION} init: stage 1 (initramfs) at {started:.2}s after kernel start");
+    check_unpacked_whole(Path::new("/"));
     load_early_modules();
 
     let step = log::uptime();
@@ -98,6 +102,7 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         "stage 1 done in {:.2}s; switching to the real root",
         log::uptime() - started
     );
+    timeline::record(timeline::Event::Stage1Done);
     root::switch_root(newroot)?;
     log::detach_file();
     exec_stage2()
@@ -138,6 +143,31 @@ fn use_image_store(newroot: &Path, images: &Path) {
             ),
         ),
     }
+}
+
+/// The kernel unpacks the initramfs into a tmpfs capped at half of the memory it counts then
+/// (the initrd itself not included): on a small machine the full initrd does not fit, the
+/// kernel only logs "Initramfs unpacking failed" and the last files (the image store) are cut
+/// short. A tmpfs root with no room left is that case: say what to do.
+fn check_unpacked_whole(root: &Path) {
+    if let Ok(fs) = nix::sys::statfs::statfs(root)
+        && let Some(problem) = unpack_problem(
+            fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC,
+            fs.blocks_available().saturating_mul(fs.block_size() as u64),
+        )
+    {
+        problems::report(Path::new("/"), &problem);
+    }
+}
+
+/// Why the initramfs is probably incomplete, from the root's filesystem and its free bytes.
+fn unpack_problem(tmpfs: bool, available: u64) -> Option<String> {
+    (tmpfs && available < 1 << 20).then(|| {
+        "the initramfs did not fit in the kernel's first root filesystem (a tmpfs capped at half \
+         the memory): its last files are cut short. Add rootfstype=ramfs to the kernel command \
+         line, or give the machine more memory"
+            .to_string()
+    })
 }
 
 fn load_early_modules() {
@@ -273,4 +303,18 @@ fn exec_stage2() -> Result<(), BootError> {
         .env(stage2::STAGE_ENV, "2")
         .exec();
     Err(BootError::Io("starting stage 2 (/usr/bin/berth)".into(), err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_tmpfs_root_means_a_cut_initramfs() {
+        let said = unpack_problem(true, 4096).unwrap();
+        assert!(said.contains("rootfstype=ramfs"), "{said}");
+        // Room left, or ramfs (which reports no free space at all): nothing to say.
+        assert_eq!(unpack_problem(true, 64 << 20), None);
+        assert_eq!(unpack_problem(false, 0), None);
+    }
 }

@@ -19,6 +19,7 @@ pub fn run() -> ! {
         let _ = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE);
         let (oem, loaded) = mount_oem_and_load(&cmdline);
         log::init("init", loaded.config.berth.debug);
+        berth_runtime::timeline::record_into(Path::new(berth_runtime::timeline::BOOT_TIMELINE));
         if let Err(e) = log::attach_file(Path::new("/var/log/boot/init.log")) {
             tracing::warn!("cannot write /var/log/boot/init.log: {e}");
         }
@@ -225,6 +226,7 @@ fn exec_system_docker(loaded: &Loaded) -> ! {
         berth_runtime::spawn::supervised(cmd);
         berth_runtime::spawn::output_to(cmd, Path::new(system_docker::LOG));
     };
+    berth_runtime::timeline::record(berth_runtime::timeline::Event::SystemDockerStart);
     if let Err(e) = berth_services::engine_pair::start_containerd(
         &pair,
         &prepare,

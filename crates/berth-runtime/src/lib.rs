@@ -11,6 +11,7 @@ pub mod paths;
 pub mod problems;
 pub mod report;
 pub mod spawn;
+pub mod timeline;
 
 pub use log::uptime;
 

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SYSTEM_DOCKER_WAIT: Duration = Duration::from_secs(120);
-const USER_DOCKER_WAIT: Duration = Duration::from_secs(180);
+/// Counted from System Docker ready: it covers the system services before the docker service.
+const USER_DOCKER_WAIT: Duration = Duration::from_secs(300);
 
-use berth_runtime::uptime;
+use berth_runtime::{timeline, uptime};
 
 /// What sysinit did: written to [`berth_runtime::paths::SYSINIT_REPORT`] for PID 1 and the CLI.
 pub type Report = berth_runtime::SysinitReport;
@@ -152,8 +153,20 @@ pub async fn run_with(
         }
     };
     let ready = uptime();
+    timeline::record(timeline::Event::SystemDockerReady);
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
+    // User Docker answers as soon as the docker service is up, often long before the last
+    // system service (the console) is: its time is taken then, not when the bring-up ends.
+    let user_socket = endpoints.sockets.user.clone();
+    let user_wait = endpoints.user_docker_wait;
+    let user_docker = tokio::spawn(async move {
+        let answered = client::wait_ready(&user_socket, user_wait).await;
+        if answered.is_ok() {
+            timeline::record(timeline::Event::UserDockerReady);
+        }
+        answered.map(|d| (d, uptime()))
+    });
 
     // The system images are in System Docker from the start (its data root was assembled
     // from the read-only image store before it started): name any that are not.
@@ -244,9 +257,15 @@ pub async fn run_with(
     let system_names: BTreeSet<String> = system.keys().cloned().collect();
 
     if engine_started {
-        match client::wait_ready(&endpoints.sockets.user, endpoints.user_docker_wait).await {
-            Ok(user_docker) => {
-                let ready = uptime();
+        let answered = match user_docker.await {
+            Ok(answered) => answered,
+            Err(e) => {
+                problem(&format!("waiting for User Docker failed: {e}"));
+                return report;
+            }
+        };
+        match answered {
+            Ok((user_docker, ready)) => {
                 report.user_docker_ready = Some(ready);
                 tracing::info!("User Docker is ready ({ready:.2}s since boot)");
                 if !user.is_empty() {
@@ -262,8 +281,11 @@ pub async fn run_with(
                 report.errors.push(e.to_string());
             }
         }
-    } else if !user.is_empty() {
-        problem("user services were not started: the docker service is not running");
+    } else {
+        user_docker.abort();
+        if !user.is_empty() {
+            problem("user services were not started: the docker service is not running");
+        }
     }
     report
 }

@@ -7,6 +7,7 @@ use crate::client::is_not_found;
 use crate::graph::{self, ServiceGraph};
 use crate::spec::{self, Environment};
 use berth_config::ServiceSpec;
+use berth_runtime::timeline;
 use bollard::Docker;
 use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions, WaitContainerOptions,
@@ -286,6 +287,9 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
             return Err(engine_err("starting", e));
         }
     }
+    timeline::record(timeline::Event::ServiceStarted {
+        name: name.to_string(),
+    });
     if graph::detached(service) {
         // Readiness: the services after it wait for its healthcheck, not only its start.
         if let Some(limit) = health_limit(name, service)? {
@@ -483,7 +487,12 @@ pub async fn up_all_reporting(
             tasks.spawn(async move {
                 let started = Instant::now();
                 tracing::info!("starting {name}");
+                timeline::record(timeline::Event::ServiceStart { name: name.clone() });
                 let result = up_service(&engine, &name, &spec).await;
+                timeline::record(match result {
+                    Ok(_) => timeline::Event::ServiceReady { name: name.clone() },
+                    Err(_) => timeline::Event::ServiceFailed { name: name.clone() },
+                });
                 (name, result, started.elapsed().as_secs_f64())
             });
         }

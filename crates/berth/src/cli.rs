@@ -30,6 +30,8 @@ enum Command {
     Status(crate::status_cmd::StatusArgs),
     /// Boot logs, the system log, or a service's output
     Logs(crate::status_cmd::LogsArgs),
+    /// Where the boot's time went: each stage and service, longest first; --svg draws it
+    Analyze(crate::analyze_cmd::AnalyzeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
     Completion { shell: clap_complete::Shell },
@@ -142,6 +144,7 @@ pub fn main(args: &[String]) -> i32 {
         Command::Service(args) => crate::service_cmd::main(args),
         Command::Status(args) => crate::status_cmd::status_main(args),
         Command::Logs(args) => crate::status_cmd::logs_main(args),
+        Command::Analyze(args) => crate::analyze_cmd::main(args),
         Command::Completion { shell } => {
             completion(shell, &mut std::io::stdout());
             0
@@ -316,6 +319,7 @@ fn version(format: &str) -> i32 {
 fn sysinit(after_engine_restart: bool) -> i32 {
     let loaded = load_config();
     berth_runtime::log::init("sysinit", loaded.config.berth.debug);
+    berth_runtime::timeline::record_into(Path::new(berth_runtime::timeline::BOOT_TIMELINE));
     if let Err(e) = berth_runtime::log::attach_file(Path::new("/var/log/boot/sysinit.log")) {
         tracing::warn!("cannot write /var/log/boot/sysinit.log: {e}");
     }

@@ -3,6 +3,7 @@
 //! `system-docker`, the dhcpcd hook; under any other name it is the `berth` CLI.
 #![forbid(unsafe_code)]
 
+mod analyze_cmd;
 mod cli;
 mod config_cmd;
 mod service_cmd;

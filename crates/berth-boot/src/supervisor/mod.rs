@@ -59,6 +59,7 @@ pub fn spawn_system_docker(loaded: &Loaded) -> std::io::Result<u32> {
     cmd.envs(system_docker::environment(&loaded.config.berth));
     spawn::supervised(&mut cmd);
     spawn::output_to(&mut cmd, Path::new(system_docker::LOG));
+    berth_runtime::timeline::record(berth_runtime::timeline::Event::SystemDockerStart);
     let child = cmd.spawn()?;
     if let Err(e) = spawn::set_oom_score_adj(child.id(), SYSTEM_DOCKER_OOM_SCORE_ADJ) {
         tracing::warn!("cannot protect System Docker from the OOM killer: {e}");

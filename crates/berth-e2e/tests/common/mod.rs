@@ -57,9 +57,13 @@ impl Env {
         let mut vm = Vm::new(Boot::Kernel {
             vmlinuz: self.artifacts.vmlinuz.clone(),
             initrd: self.artifacts.initrd.clone(),
-            append: format!("console=ttyS0,115200n8 panic=10 berth.autologin=ttyS0 {append}")
-                .trim()
-                .to_string(),
+            // rootfstype=ramfs, as docs/quickstart.md says for kernel + initrd boots: the
+            // default tmpfs root is capped at half the RAM and cuts the full initrd short.
+            append: format!(
+                "console=ttyS0,115200n8 panic=10 rootfstype=ramfs berth.autologin=ttyS0 {append}"
+            )
+            .trim()
+            .to_string(),
         });
         vm.memory_mib = 1024;
         vm

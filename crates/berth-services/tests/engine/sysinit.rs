@@ -234,3 +234,52 @@ fn included_optional_services_come_up_and_unknown_ones_are_told() {
         );
     });
 }
+
+/// User Docker's time is taken when it answers, not when the last system service is up: a
+/// one-shot after the docker service that runs 3 s does not push it back.
+#[test]
+fn user_docker_ready_is_timed_when_it_answers_not_after_the_last_system_service() {
+    let system_engine = Dockerd::start();
+    let user_engine = Dockerd::start();
+    let images = system_engine.scratch("store");
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: user_engine.socket(),
+        },
+        images_dir: images.clone(),
+        catalog_dir: std::path::PathBuf::from("/nonexistent"),
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait: Duration::from_secs(30),
+        rerun_oneshots: true,
+    };
+    let loaded = loaded(&format!(
+        "berth:\n  services:\n\
+         \x20   docker:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.scope: system}}\n\
+         \x20   slow:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sleep, '3']\n\
+         \x20     labels: {{io.berth.scope: system, io.berth.detach: 'false', io.berth.after: docker}}\n"
+    ));
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        let id = system.inspect_image(BUSYBOX).await.unwrap().id.unwrap();
+        std::fs::write(
+            images.join("images.json"),
+            format!(r#"[{{"repo_tag":"{BUSYBOX}","id":"{id}"}}]"#),
+        )
+        .unwrap();
+        let (report, problems) = sysinit(&endpoints, &loaded).await;
+        let done = berth_runtime::uptime();
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(status(&report, "slow"), &ServiceOutcome::Exited { code: 0 });
+        let ready = report.user_docker_ready.expect("User Docker answered");
+        assert!(
+            done - ready >= 2.5,
+            "User Docker's time ({ready:.2}s) was taken after the 3 s one-shot (done at {done:.2}s)"
+        );
+    });
+}
