@@ -49,10 +49,12 @@ pub fn read(dir: &Path) -> (Vec<Entry>, Vec<String>) {
     (entries, problems)
 }
 
-/// `loaded` with the included optional services added to `berth.services`, and what was
-/// wrong (an included name the catalogue does not have, a catalogue file that cannot be read).
+/// `loaded` with the included optional services added to `berth.services` and the console
+/// `berth.console` names, and what was wrong (an included name the catalogue does not have,
+/// a catalogue file that cannot be read).
 pub fn with_included(loaded: &Loaded, dir: &Path) -> (Loaded, Vec<String>) {
     let mut out = loaded.clone();
+    crate::console_choice::apply(&mut out);
     let include: Vec<&str> = loaded
         .config
         .berth

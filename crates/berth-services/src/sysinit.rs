@@ -141,7 +141,7 @@ pub async fn run_with(
         }
         l
     };
-    let loaded = &with_catalog(loaded);
+    let loaded = with_catalog(loaded);
     let report_failure = |e: &up::UpError| problem(&e.to_string());
     let docker = match client::wait_ready(&endpoints.sockets.system, endpoints.system_docker_wait).await {
         Ok(d) => d,
@@ -154,6 +154,7 @@ pub async fn run_with(
     let ready = uptime();
     report.system_docker_ready = Some(ready);
     tracing::info!("System Docker is ready ({ready:.2}s since boot)");
+    let loaded = &crate::console_choice::fall_back_if_missing(&docker, loaded, problem).await;
 
     // The system images are in System Docker from the start (its data root was assembled
     // from the read-only image store before it started): name any that are not.
@@ -188,7 +189,8 @@ pub async fn run_with(
             &report_failure,
         )
         .await;
-        let again = with_catalog(&reload());
+        let again =
+            crate::console_choice::fall_back_if_missing(&docker, with_catalog(&reload()), problem).await;
         if again.tree != loaded.tree {
             tracing::info!(
                 "the configuration changed ({}): reading it again",
