@@ -30,6 +30,8 @@ enum Command {
     Status(crate::status_cmd::StatusArgs),
     /// Boot logs, the system log, or a service's output
     Logs(crate::status_cmd::LogsArgs),
+    /// List the consoles (default, debian) and switch between them (`ros console`)
+    Console(crate::console_cmd::ConsoleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
     Completion { shell: clap_complete::Shell },
@@ -142,6 +144,7 @@ pub fn main(args: &[String]) -> i32 {
         Command::Service(args) => crate::service_cmd::main(args),
         Command::Status(args) => crate::status_cmd::status_main(args),
         Command::Logs(args) => crate::status_cmd::logs_main(args),
+        Command::Console(args) => crate::console_cmd::main(args),
         Command::Completion { shell } => {
             completion(shell, &mut std::io::stdout());
             0
