@@ -93,10 +93,11 @@ pub fn with_included(loaded: &Loaded, dir: &Path) -> (Loaded, Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn loaded(yaml: &str) -> Loaded {
+    /// The configuration with `yaml` as the local cloud-config.
+    pub(crate) fn loaded(yaml: &str) -> Loaded {
         let dir = tempfile::tempdir().unwrap();
         let paths = berth_config::ConfigPaths::under(dir.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();

@@ -85,14 +85,7 @@ pub async fn fall_back_if_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn loaded(yaml: &str) -> Loaded {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = berth_config::ConfigPaths::under(dir.path());
-        std::fs::create_dir_all(&paths.conf_dir).unwrap();
-        std::fs::write(paths.conf_dir.join("cloud-config.yml"), yaml).unwrap();
-        berth_config::load(&paths, &berth_config::KernelCmdline::parse(""))
-    }
+    use crate::catalog::tests::loaded;
 
     const CONSOLE: &str = "berth:\n  services:\n    console:\n      image: berth/console:${BERTH_VERSION}\n";
 

@@ -368,20 +368,7 @@ async fn replace() -> Result<(), String> {
     let loaded =
         console_choice::fall_back_if_missing(&docker, loaded, &|p| eprintln!("berth console: {p}")).await;
     let spec = crate::service_cmd::find(&loaded, SERVICE)?;
-    let engine = berth_services::up::Engine {
-        docker,
-        env: std::sync::Arc::new(berth_services::spec::Environment::new(
-            &loaded.config.berth.environment,
-        )),
-        system_scope: true,
-        prestart: std::sync::Arc::new(|_: &str| None),
-        rerun_oneshots: true,
-    };
-    let outcome = berth_services::up::up_service(&engine, SERVICE, spec)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{SERVICE}: {outcome:?}");
-    Ok(())
+    crate::service_cmd::up(&loaded, SERVICE, spec).await
 }
 
 #[cfg(test)]
