@@ -19,6 +19,7 @@ mod initramfs;
 mod iso;
 mod kernel;
 mod layout;
+mod optional_image;
 mod recipe;
 mod run;
 mod test;
