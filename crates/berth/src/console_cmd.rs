@@ -21,7 +21,10 @@ use serde::Serialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The helper container that replaces the console.
+/// How long loading a console's archive may take.
+const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// The helper container that replaces the console (kept after it ran, for
+/// `sudo system-docker logs console-switch`; the next switch removes it).
 const SWITCH_CONTAINER: &str = "console-switch";
 /// Where stage 1 mounts the boot medium; an optional console found in its `berth/` directory
 /// is loaded from there.
@@ -243,6 +246,9 @@ async fn load(docker: &Docker, archive: &Path) -> Result<(), String> {
             Err(e) => Some(Err(e)),
         })
     });
+    // Unpacking some 100 MB of layers takes minutes under emulation: more than the client's
+    // usual request timeout.
+    let docker = docker.clone().with_timeout(LOAD_TIMEOUT);
     let mut progress = docker.import_image_stream(
         ImportImageOptions {
             quiet: true,
@@ -339,7 +345,6 @@ async fn start_replacement(docker: &Docker) -> Result<(), String> {
         host_config: Some(HostConfig {
             binds: Some(binds.iter().map(|b| b.to_string()).collect()),
             network_mode: Some("none".into()),
-            auto_remove: Some(true),
             ..Default::default()
         }),
         ..Default::default()
