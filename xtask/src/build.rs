@@ -594,98 +594,118 @@ fn build_images(
     }
     let print = prints.join(",");
     let mut infos: Vec<ImageInfo> = Vec::new();
-    let fresh = cached(
-        &work.join("images.stamp"),
-        &print,
-        &[store, &info_path, images_img],
-        || {
-            fresh_dir(store)?;
-            let mut entries: Vec<ManifestEntry> = Vec::new();
-            let mut image_layers: BTreeMap<String, Vec<docker_archive::Layer>> = BTreeMap::new();
-            for image in images {
-                let layer_root = work.join("image-trees").join(&image.name);
-                fresh_dir(&layer_root)?;
-                let chain = image.chain(images);
-                if image.from.is_none() {
-                    tree::skeleton(&layer_root)?;
-                }
-                unpack_packages(apt, &resolved.layers[&image.name], &layer_root, os)?;
-                // Debian's packages put nothing we want under these; a layer that ships them would
-                // hide the parent's files.
-                for path in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
-                    let _ = std::fs::remove_file(tree::at(&layer_root, path));
-                }
-                tree::write_user_database(&layer_root, &chain)?;
-                tree::ca_bundle(&layer_root)?;
-                if let Some(files) = &image.files {
-                    tree::copy_overlay(&layout::os_dir().join("files").join(files), &layer_root)?;
-                }
-                tree::finish(&layer_root, image)?;
-                let layer = docker_archive::write_layer(&layer_root, store)?;
-                let mut layers = image
-                    .from
-                    .as_ref()
-                    .and_then(|p| image_layers.get(p).cloned())
-                    .unwrap_or_default();
-                layers.push(layer);
-                let config = chain
-                    .iter()
-                    .rev()
-                    .find(|r| !r.config.env.is_empty())
-                    .map(|r| &r.config);
-                let env = config.map(|c| c.env.clone()).unwrap_or_default();
-                let cmd = chain
-                    .iter()
-                    .rev()
-                    .find(|r| !r.config.cmd.is_empty())
-                    .map(|r| r.config.cmd.clone())
-                    .unwrap_or_default();
-                let entrypoint = image.config.entrypoint.clone();
-                let repo_tag = format!("berth/{}:{version}", image.name);
-                let mut labels = IndexMap::new();
-                labels.insert("io.berth.image".to_string(), image.name.clone());
-                labels.insert("io.berth.version".to_string(), version.to_string());
-                labels.insert(
-                    "org.opencontainers.image.title".to_string(),
-                    format!("berth/{}", image.name),
-                );
-                labels.insert(
-                    "org.opencontainers.image.description".to_string(),
-                    image.description.clone(),
-                );
-                let spec = ImageSpec {
-                    repo_tag: repo_tag.clone(),
-                    env: &env,
-                    entrypoint: &entrypoint,
-                    cmd: &cmd,
-                    labels,
-                    history: chain
-                        .iter()
-                        .map(|r| format!("berth image builder: {}", r.name))
-                        .collect(),
-                    layers: layers.clone(),
-                };
-                let (entry, id) = docker_archive::write_image(store, &spec)?;
-                let size = layers.iter().map(|l| l.size).sum();
-                infos.push(ImageInfo {
-                    name: image.name.clone(),
-                    repo_tag,
-                    id,
-                    layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
-                    size,
-                });
-                entries.push(entry);
-                image_layers.insert(image.name.clone(), layers);
-                std::fs::remove_dir_all(&layer_root)?;
+    let optional: Vec<PathBuf> = images
+        .iter()
+        .filter(|i| i.optional)
+        .map(|i| crate::optional_image::artifact_path(&layout::out_dir(), &i.name))
+        .collect();
+    let mut outputs: Vec<&Path> = vec![store, &info_path, images_img];
+    outputs.extend(optional.iter().map(PathBuf::as_path));
+    let fresh = cached(&work.join("images.stamp"), &print, &outputs, || {
+        fresh_dir(store)?;
+        let mut entries: Vec<ManifestEntry> = Vec::new();
+        let mut image_layers: BTreeMap<String, Vec<docker_archive::Layer>> = BTreeMap::new();
+        for image in images {
+            let layer_root = work.join("image-trees").join(&image.name);
+            fresh_dir(&layer_root)?;
+            let chain = image.chain(images);
+            if image.from.is_none() {
+                tree::skeleton(&layer_root)?;
             }
-            docker_archive::write_manifest(store, &entries)?;
-            std::fs::write(store.join("images.json"), serde_json::to_vec_pretty(&infos)?)?;
-            std::fs::write(&info_path, serde_json::to_vec_pretty(&infos)?)?;
-            // The store's identity: a release's images replace another's as a whole.
-            let release = format!("{version}-{}", &fingerprint(&[print.as_bytes()])[..16]);
-            crate::image_store::build(store, &info_path, &release, &work.join("image-store"), images_img)
-        },
-    )?;
+            unpack_packages(apt, &resolved.layers[&image.name], &layer_root, os)?;
+            // Debian's packages put nothing we want under these; a layer that ships them would
+            // hide the parent's files.
+            for path in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
+                let _ = std::fs::remove_file(tree::at(&layer_root, path));
+            }
+            tree::write_user_database(&layer_root, &chain)?;
+            tree::ca_bundle(&layer_root)?;
+            if let Some(files) = &image.files {
+                tree::copy_overlay(&layout::os_dir().join("files").join(files), &layer_root)?;
+            }
+            tree::finish(&layer_root, image)?;
+            if image.dpkg_database {
+                let installed: Vec<Package> = chain
+                    .iter()
+                    .flat_map(|r| resolved.layers[&r.name].iter().cloned())
+                    .collect();
+                crate::optional_image::write_dpkg_database(apt, &installed, &layer_root, os)?;
+            }
+            let layer = docker_archive::write_layer(&layer_root, store)?;
+            let mut layers = image
+                .from
+                .as_ref()
+                .and_then(|p| image_layers.get(p).cloned())
+                .unwrap_or_default();
+            layers.push(layer);
+            let config = chain
+                .iter()
+                .rev()
+                .find(|r| !r.config.env.is_empty())
+                .map(|r| &r.config);
+            let env = config.map(|c| c.env.clone()).unwrap_or_default();
+            let cmd = chain
+                .iter()
+                .rev()
+                .find(|r| !r.config.cmd.is_empty())
+                .map(|r| r.config.cmd.clone())
+                .unwrap_or_default();
+            let entrypoint = image.config.entrypoint.clone();
+            let repo_tag = format!("berth/{}:{version}", image.name);
+            let mut labels = IndexMap::new();
+            labels.insert("io.berth.image".to_string(), image.name.clone());
+            labels.insert("io.berth.version".to_string(), version.to_string());
+            labels.insert(
+                "org.opencontainers.image.title".to_string(),
+                format!("berth/{}", image.name),
+            );
+            labels.insert(
+                "org.opencontainers.image.description".to_string(),
+                image.description.clone(),
+            );
+            let spec = ImageSpec {
+                repo_tag: repo_tag.clone(),
+                env: &env,
+                entrypoint: &entrypoint,
+                cmd: &cmd,
+                labels,
+                history: chain
+                    .iter()
+                    .map(|r| format!("berth image builder: {}", r.name))
+                    .collect(),
+                layers: layers.clone(),
+            };
+            if image.optional {
+                let dest = crate::optional_image::artifact_path(&layout::out_dir(), &image.name);
+                let own_store = work.join("images-optional").join(&image.name);
+                crate::optional_image::pack(store, &own_store, &spec, &dest)?;
+                // Its own layer stays out of the release's store.
+                if let Some(own) = spec.layers.last().and_then(|l| Path::new(&l.file).parent()) {
+                    std::fs::remove_dir_all(store.join(own))?;
+                }
+                std::fs::remove_dir_all(&layer_root)?;
+                continue;
+            }
+            let (entry, id) = docker_archive::write_image(store, &spec)?;
+            let size = layers.iter().map(|l| l.size).sum();
+            infos.push(ImageInfo {
+                name: image.name.clone(),
+                repo_tag,
+                id,
+                layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+                size,
+            });
+            entries.push(entry);
+            image_layers.insert(image.name.clone(), layers);
+            std::fs::remove_dir_all(&layer_root)?;
+        }
+        docker_archive::write_manifest(store, &entries)?;
+        std::fs::write(store.join("images.json"), serde_json::to_vec_pretty(&infos)?)?;
+        std::fs::write(&info_path, serde_json::to_vec_pretty(&infos)?)?;
+        // The store's identity: a release's images replace another's as a whole.
+        let release = format!("{version}-{}", &fingerprint(&[print.as_bytes()])[..16]);
+        crate::image_store::build(store, &info_path, &release, &work.join("image-store"), images_img)
+    })?;
     let infos: Vec<ImageInfo> = serde_json::from_slice(&std::fs::read(&info_path)?)?;
     let summary: Vec<String> = infos
         .iter()
@@ -875,7 +895,11 @@ fn write_manifest(
         ("os.img", &a.os_img),
         ("images.img", &a.images_img),
         ("initrd-slim.img", &a.slim_initrd),
+        ("console-debian.tar.zst", &a.out.join("console-debian.tar.zst")),
     ] {
+        if !path.exists() {
+            continue;
+        }
         artifacts.push(ManifestArtifact {
             name: name.to_string(),
             size: std::fs::metadata(path)?.len(),

@@ -21,6 +21,7 @@ mod initramfs;
 mod iso;
 mod kernel;
 mod layout;
+mod optional_image;
 mod recipe;
 mod run;
 mod signing;

@@ -73,6 +73,14 @@ pub struct ImageRecipe {
     pub users: Vec<User>,
     #[serde(default)]
     pub config: ImageConfig,
+    /// Not part of the release's image store (nor the ISO): written as a separate artifact,
+    /// `target/berth/<name>.tar.zst`, a docker-archive loaded on demand (the `debian` console).
+    #[serde(default)]
+    pub optional: bool,
+    /// Write dpkg's database (`/var/lib/dpkg/status` and the file lists) for every package of
+    /// the image's chain, so that dpkg and apt-get work in it.
+    #[serde(default)]
+    pub dpkg_database: bool,
 }
 
 /// The OS image (`/usr`) and the kernel.
@@ -250,6 +258,43 @@ mod tests {
         );
         for name in ["ntp", "syslog", "acpid"] {
             assert!(images.iter().any(|i| i.name == name), "no {name} image");
+        }
+        // The debian console is an artifact of its own, with dpkg (which no other image has).
+        let debian = images
+            .iter()
+            .find(|i| i.name == "console-debian")
+            .expect("a debian console");
+        assert!(debian.optional && debian.dpkg_database);
+        assert!(
+            !debian
+                .excluded_packages(&images, &os)
+                .contains(&"dpkg".to_string())
+        );
+        assert!(
+            images
+                .iter()
+                .filter(|i| i.optional)
+                .all(|i| i.name == "console-debian")
+        );
+        // The slim console leaves the full userland to it.
+        let console = images.iter().find(|i| i.name == "console").expect("a console");
+        for gone in [
+            "vim-tiny",
+            "curl",
+            "e2fsprogs",
+            "less",
+            "tzdata",
+            "bash-completion",
+        ] {
+            assert!(
+                !console.packages.iter().any(|p| p == gone),
+                "{gone} in the slim console"
+            );
+            assert!(debian.chain(&images).iter().any(|r| {
+                r.packages
+                    .iter()
+                    .any(|p| p.contains(gone.trim_end_matches("-tiny")))
+            }));
         }
     }
 }

@@ -690,4 +690,24 @@ mod tests {
         assert_eq!(config.berth.autologin[0].as_str(), "ttyS0");
         assert_eq!(config.berth.environment["B"], "yes");
     }
+
+    #[test]
+    fn the_console_is_default_or_debian() {
+        let (result, warnings) = check("berth:\n  console: debian\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(result.unwrap().berth.console, crate::ConsoleKind::Debian);
+        let (result, _) = check("hostname: a\n");
+        assert_eq!(result.unwrap().berth.console, crate::ConsoleKind::Default);
+        let text = "berth:\n  console: ubuntu\n";
+        let shown: Vec<String> = crate::validate_text(text, "c.yml")
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("c.yml:2") && d.contains("berth.console") && d.contains("debian")),
+            "{shown:?}"
+        );
+    }
 }

@@ -54,6 +54,6 @@ pub use error::ConfigError;
 pub use interpolate::interpolate;
 pub use load::{ConfigPaths, LayerInfo, LayerKind, LayerStatus, Loaded, load};
 pub use schema::Config;
-pub use schema::berth::BerthConfig;
+pub use schema::berth::{BerthConfig, ConsoleKind};
 pub use schema::service::{HealthTest, Healthcheck, ServiceSpec};
 pub use schema::values::parse_bool;

@@ -233,8 +233,11 @@ const RANCHER: &[(&str, Rule)] = &[
         "bootstrap_docker",
         Unsupported("Berth starts System Docker directly, without a bootstrap engine"),
     ),
-    ("console", Unsupported("Berth has a single console")),
-    ("force_console_rebuild", Unsupported("Berth has a single console")),
+    ("console", Convert(console)),
+    (
+        "force_console_rebuild",
+        Unsupported("`sudo berth console switch NAME` recreates the console"),
+    ),
     (
         "upgrade",
         Unsupported("Berth has no upgrade channel yet: boot a newer image"),
@@ -454,6 +457,25 @@ fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'stat
     Some(("state.wait", node))
 }
 
+/// `rancher.console`: Berth has RancherOS's `default` and `debian` consoles; the others
+/// (ubuntu, centos, alpine, ...) are reported and the console stays as it is.
+fn console(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
+    match value.as_str() {
+        Some("default" | "debian") => Some(("console", value)),
+        other => {
+            findings.push(Finding::warning(
+                value.report_loc(),
+                path,
+                format!(
+                    "is a RancherOS console Berth does not have ({}); ignored (Berth's consoles: default, debian)",
+                    other.unwrap_or(value.kind_name())
+                ),
+            ));
+            None
+        }
+    }
+}
+
 /// Interfaces keep the keys Berth's network model has; the others are reported.
 fn interfaces(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let mut value = value;
@@ -582,10 +604,22 @@ mod tests {
             serde_json::json!({"berth": {"network": {"interfaces": {"eth0": {"dhcp": true}}}}})
         );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
-        assert!(warnings[0].starts_with("rancher.console: is a RancherOS setting Berth does not support"));
+        assert!(
+            warnings[0].starts_with("rancher.console: is a RancherOS console Berth does not have (ubuntu)")
+        );
         assert!(warnings[1].starts_with("rancher.docker.engine: "));
         assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.dhcp_args: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
+    }
+
+    #[test]
+    fn the_debian_console_is_accepted() {
+        let (tree, warnings) = map("rancher:\n  console: debian\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"console": "debian"}}));
+        let (tree, warnings) = map("rancher:\n  console: default\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"console": "default"}}));
     }
 
     #[test]

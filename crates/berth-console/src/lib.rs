@@ -297,6 +297,11 @@ pub fn console_init(
         if zone.exists() {
             let _ = std::fs::remove_file("/etc/localtime");
             let _ = std::os::unix::fs::symlink(&zone, "/etc/localtime");
+        } else {
+            notes.push(timezone_note(
+                tz.as_str(),
+                Path::new("/usr/share/zoneinfo").is_dir(),
+            ));
         }
     }
     if running_from_ram() {
@@ -337,6 +342,18 @@ pub fn console_init(
             .join(", ")
     );
     respawn::run(entries)
+}
+
+/// Why `timezone: TZ` is not applied: the slim console has no time zone database.
+fn timezone_note(tz: &str, have_database: bool) -> String {
+    if have_database {
+        format!("timezone {tz}: not in the time zone database (/usr/share/zoneinfo); the clock stays UTC")
+    } else {
+        format!(
+            "timezone {tz}: the default console has no time zone database (tzdata); the clock \
+             stays UTC here. The debian console has it: `sudo berth console switch debian`"
+        )
+    }
 }
 
 #[cfg(test)]
@@ -408,5 +425,15 @@ mod tests {
         assert!(!issue("1", &[], &[]).contains("Problems"));
         let motd = motd(&["x".to_string()], &[]);
         assert!(motd.contains("  ! x") && !motd.contains("\\l"), "{motd}");
+    }
+
+    #[test]
+    fn a_timezone_without_a_database_says_where_it_is() {
+        let note = timezone_note("Europe/Paris", false);
+        assert!(
+            note.contains("Europe/Paris") && note.contains("tzdata") && note.contains("switch debian"),
+            "{note}"
+        );
+        assert!(timezone_note("Mars/Base", true).contains("not in the time zone database"));
     }
 }

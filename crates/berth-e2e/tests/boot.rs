@@ -62,7 +62,7 @@ fn vm_kernel_initrd_with_state_disk() {
     let body = check(
         &m,
         "published port",
-        m.run("for i in $(seq 30); do curl -sf http://127.0.0.1:8080/ && exit 0; sleep 1; done; exit 1"),
+        m.run("for i in $(seq 30); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 1; done; exit 1"),
     );
     assert_eq!(body.trim(), "hello-from-berth");
 

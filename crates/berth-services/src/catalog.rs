@@ -49,10 +49,12 @@ pub fn read(dir: &Path) -> (Vec<Entry>, Vec<String>) {
     (entries, problems)
 }
 
-/// `loaded` with the included optional services added to `berth.services`, and what was
-/// wrong (an included name the catalogue does not have, a catalogue file that cannot be read).
+/// `loaded` with the included optional services added to `berth.services` and the console
+/// `berth.console` names, and what was wrong (an included name the catalogue does not have,
+/// a catalogue file that cannot be read).
 pub fn with_included(loaded: &Loaded, dir: &Path) -> (Loaded, Vec<String>) {
     let mut out = loaded.clone();
+    crate::console_choice::apply(&mut out);
     let include: Vec<&str> = loaded
         .config
         .berth
@@ -91,10 +93,11 @@ pub fn with_included(loaded: &Loaded, dir: &Path) -> (Loaded, Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn loaded(yaml: &str) -> Loaded {
+    /// The configuration with `yaml` as the local cloud-config.
+    pub(crate) fn loaded(yaml: &str) -> Loaded {
         let dir = tempfile::tempdir().unwrap();
         let paths = berth_config::ConfigPaths::under(dir.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();

@@ -142,7 +142,7 @@ pub async fn run_with(
         }
         l
     };
-    let loaded = &with_catalog(loaded);
+    let loaded = with_catalog(loaded);
     let report_failure = |e: &up::UpError| problem(&e.to_string());
     let docker = match client::wait_ready(&endpoints.sockets.system, endpoints.system_docker_wait).await {
         Ok(d) => d,
@@ -167,6 +167,7 @@ pub async fn run_with(
         }
         answered.map(|d| (d, uptime()))
     });
+    let loaded = &crate::console_choice::fall_back_if_missing(&docker, loaded, problem).await;
 
     // The system images are in System Docker from the start (its data root was assembled
     // from the read-only image store before it started): name any that are not.
@@ -201,7 +202,8 @@ pub async fn run_with(
             &report_failure,
         )
         .await;
-        let again = with_catalog(&reload());
+        let again =
+            crate::console_choice::fall_back_if_missing(&docker, with_catalog(&reload()), problem).await;
         if again.tree != loaded.tree {
             tracing::info!(
                 "the configuration changed ({}): reading it again",

@@ -32,6 +32,8 @@ enum Command {
     Logs(crate::status_cmd::LogsArgs),
     /// Where the boot's time went: each stage and service, longest first; --svg draws it
     Analyze(crate::analyze_cmd::AnalyzeArgs),
+    /// List the consoles (default, debian) and switch between them (`ros console`)
+    Console(crate::console_cmd::ConsoleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
     Completion { shell: clap_complete::Shell },
@@ -145,6 +147,7 @@ pub fn main(args: &[String]) -> i32 {
         Command::Status(args) => crate::status_cmd::status_main(args),
         Command::Logs(args) => crate::status_cmd::logs_main(args),
         Command::Analyze(args) => crate::analyze_cmd::main(args),
+        Command::Console(args) => crate::console_cmd::main(args),
         Command::Completion { shell } => {
             completion(shell, &mut std::io::stdout());
             0

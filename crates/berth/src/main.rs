@@ -6,6 +6,7 @@
 mod analyze_cmd;
 mod cli;
 mod config_cmd;
+mod console_cmd;
 mod service_cmd;
 mod status_cmd;
 

@@ -341,7 +341,7 @@ pub fn load_with_catalog() -> Loaded {
 }
 
 /// Bring `name` up in its engine from its current definition.
-async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), String> {
+pub async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), String> {
     let docker = engine(socket_of(spec))?;
     let engine = berth_services::up::Engine {
         docker,

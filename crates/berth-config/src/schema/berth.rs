@@ -19,6 +19,9 @@ pub struct BerthConfig {
     pub debug: bool,
     /// Terminals with automatic login (`ttyS0`, `tty1`).
     pub autologin: Vec<TtyName>,
+    /// Which console runs: the slim `default` or the optional `debian` one (written by
+    /// `berth console switch`; RancherOS's `rancher.console`).
+    pub console: ConsoleKind,
     /// Variables interpolated into service definitions (`${NAME}`).
     #[serde(deserialize_with = "string_map")]
     pub environment: IndexMap<String, String>,
@@ -55,6 +58,7 @@ impl Default for BerthConfig {
             defaults: Defaults::default(),
             debug: false,
             autologin: Vec::new(),
+            console: ConsoleKind::Default,
             environment: IndexMap::new(),
             shutdown_timeout: 60,
             state: StateConfig::default(),
@@ -72,6 +76,46 @@ impl Default for BerthConfig {
             syslog: SyslogConfig::default(),
             registry_auths: IndexMap::new(),
         }
+    }
+}
+
+/// The consoles a release offers (`berth console list`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleKind {
+    /// The slim console of the release's image store.
+    #[default]
+    Default,
+    /// The full Debian userland with apt-get, loaded from a separate artifact.
+    Debian,
+}
+
+impl ConsoleKind {
+    pub const ALL: [ConsoleKind; 2] = [ConsoleKind::Default, ConsoleKind::Debian];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleKind::Default => "default",
+            ConsoleKind::Debian => "debian",
+        }
+    }
+
+    /// The image of the `console` service for this console (`${BERTH_VERSION}` not expanded).
+    pub fn image(self) -> &'static str {
+        match self {
+            ConsoleKind::Default => "berth/console:${BERTH_VERSION}",
+            ConsoleKind::Debian => "berth/console-debian:${BERTH_VERSION}",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsoleKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ConsoleKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("no console named {s:?}: the consoles are default and debian"))
     }
 }
 
