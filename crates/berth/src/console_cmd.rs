@@ -53,9 +53,10 @@ enum ConsoleCommand {
     Switch {
         /// default or debian
         name: ConsoleKind,
-        /// The console's image archive (console-debian.tar.zst) when System Docker lacks it
-        #[arg(long, value_name = "FILE")]
-        from: Option<PathBuf>,
+        /// The console's image archive (console-debian.tar.zst) when System Docker lacks it:
+        /// a file, or an http(s) URL (fetched through the configured proxies)
+        #[arg(long, value_name = "FILE|URL")]
+        from: Option<String>,
     },
     /// Replace the console container from the configuration (run by `switch` in a helper
     /// container of System Docker)
@@ -223,7 +224,7 @@ pub fn archive_source(kind: ConsoleKind, from: Option<&Path>, medium: &Path) -> 
     }
     Err(format!(
         "System Docker has no image {} and the boot medium has no berth/{}: give the archive \
-         built next to the ISO (target/berth/{}) with --from FILE",
+         built next to the ISO (target/berth/{}) with --from FILE (or --from URL)",
         console_choice::image_tag(kind, berth_boot::VERSION),
         archive_name(kind),
         archive_name(kind),
@@ -266,7 +267,7 @@ async fn load(docker: &Docker, archive: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn switch(loaded: &Loaded, kind: ConsoleKind, from: Option<&Path>) -> Result<(), String> {
+async fn switch(loaded: &Loaded, kind: ConsoleKind, from: Option<&str>) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err(format!(
             "switching the console needs root: run `sudo berth console switch {}`",
@@ -276,8 +277,23 @@ async fn switch(loaded: &Loaded, kind: ConsoleKind, from: Option<&Path>) -> Resu
     let docker = crate::service_cmd::engine(SYSTEM_DOCKER_SOCKET)?;
     let tag = console_choice::image_tag(kind, berth_boot::VERSION);
     if docker.inspect_image(&tag).await.is_err() || from.is_some() {
-        let archive = archive_source(kind, from, Path::new(MEDIUM_DIR))?;
-        load(&docker, &archive).await?;
+        let mut downloaded = None;
+        let from = match from {
+            Some(url) if crate::fetch::is_url(url) => {
+                let dest = Path::new("/var/lib/berth").join(format!("{}.download", archive_name(kind)));
+                let fetched = crate::fetch::download(&crate::fetch::client(), url, &dest, 4 << 30).await;
+                fetched.map_err(|e| format!("fetching the console image: {e}"))?;
+                downloaded = Some(dest.clone());
+                Some(dest)
+            }
+            other => other.map(PathBuf::from),
+        };
+        let archive = archive_source(kind, from.as_deref(), Path::new(MEDIUM_DIR))?;
+        let loaded_image = load(&docker, &archive).await;
+        if let Some(file) = downloaded {
+            let _ = std::fs::remove_file(file);
+        }
+        loaded_image?;
         if docker.inspect_image(&tag).await.is_err() {
             return Err(format!(
                 "{} loaded, but it does not hold {tag} (an archive of another release?)",

@@ -7,6 +7,7 @@ mod analyze_cmd;
 mod cli;
 mod config_cmd;
 mod console_cmd;
+mod fetch;
 mod service_cmd;
 mod status_cmd;
 
