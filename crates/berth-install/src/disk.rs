@@ -165,17 +165,11 @@ fn write_contents<D: Disk>(
     progress(Progress::Partition {
         name: layout::EFI.name,
     });
-    fat_partition(
-        disk,
-        layout::EFI,
-        4096,
-        &mut |fs, _| {
-            fat::put(fs, EFI_LOADER, &mut &plan.grub.efi[..], &mut |_| {})
-                .map(drop)
-                .map_err(io(format!("writing {EFI_LOADER}")))
-        },
-        progress,
-    )?;
+    fat_partition(disk, layout::EFI, 4096, &mut |fs| {
+        fat::put(fs, EFI_LOADER, &mut &plan.grub.efi[..], &mut |_| {})
+            .map(drop)
+            .map_err(io(format!("writing {EFI_LOADER}")))
+    })?;
 
     // GRUB's partition: the menu, the counter and the first boot's user-data.
     progress(Progress::Partition {
@@ -183,20 +177,14 @@ fn write_contents<D: Disk>(
     });
     let cfg = crate::grub::grub_cfg();
     let env = GrubEnv::installed().to_block()?;
-    fat_partition(
-        disk,
-        layout::BOOT,
-        4096,
-        &mut |fs, _| {
-            fat::put(fs, GRUB_CFG, &mut cfg.as_bytes(), &mut |_| {}).map_err(io("writing grub.cfg"))?;
-            fat::put(fs, GRUBENV, &mut &env[..], &mut |_| {}).map_err(io("writing grubenv"))?;
-            if let Some(data) = plan.user_data {
-                fat::put(fs, USER_DATA, &mut &data[..], &mut |_| {}).map_err(io("writing the user-data"))?;
-            }
-            Ok(())
-        },
-        progress,
-    )?;
+    fat_partition(disk, layout::BOOT, 4096, &mut |fs| {
+        fat::put(fs, GRUB_CFG, &mut cfg.as_bytes(), &mut |_| {}).map_err(io("writing grub.cfg"))?;
+        fat::put(fs, GRUBENV, &mut &env[..], &mut |_| {}).map_err(io("writing grubenv"))?;
+        if let Some(data) = plan.user_data {
+            fat::put(fs, USER_DATA, &mut &data[..], &mut |_| {}).map_err(io("writing the user-data"))?;
+        }
+        Ok(())
+    })?;
 
     // Slot A: this release. Slot B: empty until an upgrade.
     write_slot(disk, Slot::A, Some(plan.slot_a), progress)?;
@@ -219,13 +207,12 @@ fn fat_partition<D: Disk>(
     disk: &mut D,
     part: layout::PartitionSpec,
     cluster: u32,
-    fill: &mut dyn FnMut(&FatFs<'_, D>, &mut dyn FnMut(Progress)) -> Result<(), InstallError>,
-    progress: &mut dyn FnMut(Progress),
+    fill: &mut dyn FnMut(&FatFs<'_, D>) -> Result<(), InstallError>,
 ) -> Result<(), InstallError> {
     fat::format(disk, part.start, part.size, part.name, cluster)
         .map_err(io(format!("formatting {}", part.name)))?;
     let fs = fat::open(disk, part.start, part.size).map_err(io(format!("opening {}", part.name)))?;
-    fill(&fs, progress)?;
+    fill(&fs)?;
     fs.unmount().map_err(io(format!("closing {}", part.name)))
 }
 
@@ -238,42 +225,36 @@ pub fn write_slot<D: Disk>(
 ) -> Result<(), InstallError> {
     let part = layout::slot(slot);
     progress(Progress::Partition { name: part.name });
-    fat_partition(
-        disk,
-        part,
-        32 * 1024,
-        &mut |fs, progress| {
-            let Some(release) = release else { return Ok(()) };
-            let mut done = 0u64;
-            let sources = [
-                &release.vmlinuz,
-                &release.initrd,
-                &release.os_img,
-                &release.images_img,
-            ];
-            for (name, from) in SLOT_FILES.iter().zip(sources) {
-                let mut file = File::open(from).map_err(io(format!("reading {}", from.display())))?;
-                let before = done;
-                let n = fat::put(fs, name, &mut file, &mut |n| {
-                    progress(Progress::Written {
-                        name: part.name,
-                        bytes: before + n,
-                    })
+    fat_partition(disk, part, 32 * 1024, &mut |fs| {
+        let Some(release) = release else { return Ok(()) };
+        let mut done = 0u64;
+        let sources = [
+            &release.vmlinuz,
+            &release.initrd,
+            &release.os_img,
+            &release.images_img,
+        ];
+        for (name, from) in SLOT_FILES.iter().zip(sources) {
+            let mut file = File::open(from).map_err(io(format!("reading {}", from.display())))?;
+            let before = done;
+            let n = fat::put(fs, name, &mut file, &mut |n| {
+                progress(Progress::Written {
+                    name: part.name,
+                    bytes: before + n,
                 })
-                .map_err(io(format!("writing {name} into {}", part.name)))?;
-                done += n;
-            }
-            fat::put(
-                fs,
-                SLOT_VERSION,
-                &mut format!("{}\n", release.version).as_bytes(),
-                &mut |_| {},
-            )
-            .map_err(io("writing the version"))?;
-            Ok(())
-        },
-        progress,
-    )
+            })
+            .map_err(io(format!("writing {name} into {}", part.name)))?;
+            done += n;
+        }
+        fat::put(
+            fs,
+            SLOT_VERSION,
+            &mut format!("{}\n", release.version).as_bytes(),
+            &mut |_| {},
+        )
+        .map_err(io("writing the version"))?;
+        Ok(())
+    })
 }
 
 /// The GPT (primary and backup) and the protective MBR carrying GRUB's boot code.

@@ -1,4 +1,5 @@
 //! The layout written into a sparse image file, then read back with the `gpt` crate and fatfs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 use berth_install::disk::{self, GrubImages, Plan, Progress, Release};
 use berth_install::layout::{self, MIB};
