@@ -11,6 +11,7 @@ mod apt;
 mod bench;
 mod build;
 mod deb;
+mod disk;
 mod docker_archive;
 mod fuzz;
 mod host;
