@@ -5,6 +5,7 @@
 
 mod cli;
 mod config_cmd;
+mod install_cmd;
 mod service_cmd;
 mod status_cmd;
 
