@@ -47,6 +47,24 @@ fn image(dir: &Path, size: u64) -> File {
     file
 }
 
+/// Write the layout without user-data, ignoring progress.
+fn install(
+    file: &mut File,
+    size: u64,
+    min_state: u64,
+    release: &Release,
+    grub: &GrubImages,
+) -> Result<(), disk::InstallError> {
+    let plan = Plan {
+        disk_size: size,
+        min_state,
+        slot_a: release,
+        grub,
+        user_data: None,
+    };
+    disk::write(file, &plan, &mut |_| {})
+}
+
 #[test]
 fn an_installed_disk_reads_back_and_its_state_grows() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,14 +163,7 @@ fn a_slot_copied_with_a_byte_flipped_differs_only_there() {
     let grub = grub();
     let size = layout::min_disk_size(MIB);
     let mut file = image(dir.path(), size);
-    let plan = Plan {
-        disk_size: size,
-        min_state: MIB,
-        slot_a: &release,
-        grub: &grub,
-        user_data: None,
-    };
-    disk::write(&mut file, &plan, &mut |_| {}).unwrap();
+    install(&mut file, size, MIB, &release, &grub).unwrap();
     disk::copy_slot(&mut file, Slot::A, Slot::B, &mut |name, bytes| {
         if name == "berth/os.img" {
             bytes[10] ^= 1;
@@ -177,14 +188,7 @@ fn too_small_or_failing_writes_leave_no_partition_table() {
     let size = layout::min_disk_size(layout::MIN_STATE_INSTALL) - MIB;
     let mut file = image(dir.path(), size);
     std::fs::write(dir.path().join("marker"), b"").unwrap();
-    let plan = Plan {
-        disk_size: size,
-        min_state: layout::MIN_STATE_INSTALL,
-        slot_a: &release,
-        grub: &grub,
-        user_data: None,
-    };
-    let err = disk::write(&mut file, &plan, &mut |_| {})
+    let err = install(&mut file, size, layout::MIN_STATE_INSTALL, &release, &grub)
         .unwrap_err()
         .to_string();
     assert!(
@@ -199,23 +203,9 @@ fn too_small_or_failing_writes_leave_no_partition_table() {
     // A release file that cannot be read half way: the disk has no partition table after.
     let size = layout::min_disk_size(MIB);
     let mut file = image(dir.path(), size);
-    let plan = Plan {
-        disk_size: size,
-        min_state: MIB,
-        slot_a: &release,
-        grub: &grub,
-        user_data: None,
-    };
-    disk::write(&mut file, &plan, &mut |_| {}).unwrap();
+    install(&mut file, size, MIB, &release, &grub).unwrap();
     release.images_img = dir.path().join("missing.img");
-    let plan = Plan {
-        disk_size: size,
-        min_state: MIB,
-        slot_a: &release,
-        grub: &grub,
-        user_data: None,
-    };
-    let err = disk::write(&mut file, &plan, &mut |_| {})
+    let err = install(&mut file, size, MIB, &release, &grub)
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing.img"), "{err}");
