@@ -116,7 +116,9 @@ fn mkfs_ext4(newroot: &Path, device: &Path) -> Result<(), FirstBootError> {
         .arg(newroot.join("usr/sbin/mke2fs"))
         .args(["-q", "-F", "-t", "ext4", "-L", berth_install::layout::STATE_NAME])
         .arg(device)
-        .env("MKE2FS_CONFIG", "/dev/null")
+        // No /etc/mke2fs.conf here: a config path that does not exist makes mke2fs use its
+        // built-in defaults (ext4 with a journal); an empty file would give a bare ext2.
+        .env("MKE2FS_CONFIG", "/nonexistent/mke2fs.conf")
         .output()
         .map_err(|source| FirstBootError::Io {
             what: "running mkfs.ext4 for",
