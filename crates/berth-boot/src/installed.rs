@@ -110,10 +110,14 @@ pub fn prepare_state(newroot: &Path) -> Result<Option<Prepared>, FirstBootError>
 /// Run the OS image's mkfs.ext4 through its own dynamic loader (the initramfs has none).
 fn mkfs_ext4(newroot: &Path, device: &Path) -> Result<(), FirstBootError> {
     let libs = newroot.join("usr/lib/x86_64-linux-gnu");
-    let output = Command::new(libs.join("ld-linux-x86-64.so.2"))
-        .arg("--library-path")
-        .arg(&libs)
-        .arg(newroot.join("usr/sbin/mke2fs"))
+    let mut cmd = Command::new(libs.join("ld-linux-x86-64.so.2"));
+    cmd.arg("--library-path").arg(&libs).arg(newroot.join("usr/sbin/mke2fs"));
+    mke2fs(cmd, device)
+}
+
+/// `mke2fs` (the given command) making the state filesystem on `device`.
+fn mke2fs(mut cmd: Command, device: &Path) -> Result<(), FirstBootError> {
+    let output = cmd
         .args(["-q", "-F", "-t", "ext4", "-L", berth_install::layout::STATE_NAME])
         .arg(device)
         // No /etc/mke2fs.conf here: a config path that does not exist makes mke2fs use its
@@ -189,6 +193,22 @@ pub fn reread_partitions(disk: &File) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without /etc/mke2fs.conf (as in the initramfs) the result is still a real ext4.
+    #[test]
+    fn the_state_filesystem_is_ext4_without_a_config_file() {
+        if Command::new("mke2fs").arg("-V").output().is_err() {
+            eprintln!("mke2fs is not installed (e2fsprogs): skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::fs::File::create(&path).unwrap().set_len(64 << 20).unwrap();
+        mke2fs(Command::new("mke2fs"), &path).unwrap();
+        let fs = berth_blockdev::probe(&path).unwrap();
+        assert_eq!(fs.fstype, "ext4");
+        assert_eq!(fs.label.as_deref(), Some("BERTH_STATE"));
+    }
 
     #[test]
     fn only_zeros_are_blank() {
