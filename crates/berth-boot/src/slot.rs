@@ -221,4 +221,16 @@ mod tests {
         // GRUB fell back to A in the same boot: B is not confirmed by A's success.
         assert_eq!(mark_good(&trying_b, Slot::A), None);
     }
+
+    #[test]
+    fn a_rollback_is_told_on_the_slot_that_took_over() {
+        let env = env(&[("boot_slot", "A"), ("boot_ok", "1"), ("rolled_back", "B")]);
+        let note = rollback_note(&env, Slot::A).unwrap();
+        assert!(
+            note.contains("slot B failed to boot") && note.contains("this is slot A"),
+            "{note}"
+        );
+        assert_eq!(rollback_note(&env, Slot::B), None);
+        assert_eq!(rollback_note(&GrubEnv::installed(), Slot::A), None);
+    }
 }
