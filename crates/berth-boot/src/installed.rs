@@ -111,7 +111,9 @@ pub fn prepare_state(newroot: &Path) -> Result<Option<Prepared>, FirstBootError>
 fn mkfs_ext4(newroot: &Path, device: &Path) -> Result<(), FirstBootError> {
     let libs = newroot.join("usr/lib/x86_64-linux-gnu");
     let mut cmd = Command::new(libs.join("ld-linux-x86-64.so.2"));
-    cmd.arg("--library-path").arg(&libs).arg(newroot.join("usr/sbin/mke2fs"));
+    cmd.arg("--library-path")
+        .arg(&libs)
+        .arg(newroot.join("usr/sbin/mke2fs"));
     mke2fs(cmd, device)
 }
 
