@@ -104,7 +104,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     let var = check(
         &m,
         "state",
-        m.run("findmnt -n -o SOURCE,FSTYPE /var; cat /sys/class/block/vda6/size"),
+        m.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth; cat /sys/class/block/vda6/size"),
     );
     assert!(var.contains("/dev/vda6") && var.contains("ext4"), "{var}");
     let sectors: u64 = var.lines().last().unwrap().trim().parse().unwrap();
