@@ -353,6 +353,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         BUILDER_REVISION.as_bytes(),
         berth_install::grub::PREFIX.as_bytes(),
         berth_install::grub::MODULES.join(" ").as_bytes(),
+        berth_install::grub::EFI_MODULES.join(" ").as_bytes(),
         &std::fs::read("/usr/lib/grub/i386-pc/kernel.img").context("grub-pc-bin")?,
         &std::fs::read("/usr/lib/grub/x86_64-efi/kernel.img").context("grub-efi-amd64-bin")?,
     ]);

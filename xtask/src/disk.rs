@@ -28,7 +28,7 @@ pub fn make_grub(dir: &Path) -> Result<()> {
         Ok(())
     };
     mkimage("i386-pc", "core.img", grub::BIOS_MODULES)?;
-    mkimage("x86_64-efi", "BOOTX64.EFI", &[])?;
+    mkimage("x86_64-efi", "BOOTX64.EFI", grub::EFI_MODULES)?;
     std::fs::copy("/usr/lib/grub/i386-pc/boot.img", dir.join("boot.img"))
         .context("copying boot.img (grub-pc-bin)")?;
     // Fail at build time, not at install time, if core.img outgrows the BIOS partition.

@@ -88,6 +88,9 @@ pub const MODULES: &[&str] = &[
 ];
 /// Extra modules of the BIOS image (disk access through the BIOS).
 pub const BIOS_MODULES: &[&str] = &["biosdisk"];
+/// Extra modules of the UEFI image: the firmware's framebuffer, handed to the kernel so a
+/// machine with a screen shows the console (without them GRUB boots "in blind mode").
+pub const EFI_MODULES: &[&str] = &["efi_gop", "efi_uga", "video"];
 /// The prefix both images carry: partition 3 of the disk GRUB was loaded from.
 pub const PREFIX: &str = "(,gpt3)/grub";
 
