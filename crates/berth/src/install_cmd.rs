@@ -265,3 +265,49 @@ fn cloud_config(path: &Path) -> Result<Vec<u8>, String> {
     }
     Ok(text.into_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ram_boot_is_told_to_boot_the_iso() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = release_on(dir.path()).unwrap_err();
+        assert!(
+            err.contains("not booted from the ISO") && err.contains("Boot the ISO"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.path().join("berth")).unwrap();
+        std::fs::write(dir.path().join("berth/os.img"), b"os").unwrap();
+        let err = release_on(dir.path()).unwrap_err();
+        assert!(
+            err.contains("the kernel") && err.contains("boot/vmlinuz"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cloud_config_with_errors_stops_the_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("cc.yml");
+        std::fs::write(&bad, "#cloud-config\nberth:\n  ssh:\n    port: x\n").unwrap();
+        assert!(cloud_config(&bad).unwrap_err().contains("has errors"));
+        std::fs::write(&bad, "#!/bin/sh\necho hi\n").unwrap();
+        assert!(cloud_config(&bad).unwrap_err().contains("#cloud-config"));
+        std::fs::write(&bad, "#cloud-config\nhostname: node1\n").unwrap();
+        assert!(cloud_config(&bad).is_ok());
+    }
+
+    #[test]
+    fn a_disk_with_a_partition_table_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk");
+        let mut bytes = vec![0u8; 4096];
+        std::fs::write(&disk, &bytes).unwrap();
+        assert!(in_use(&disk, None).is_empty());
+        bytes[512..520].copy_from_slice(b"EFI PART");
+        std::fs::write(&disk, &bytes).unwrap();
+        assert_eq!(in_use(&disk, None), ["a GPT partition table"]);
+    }
+}
