@@ -5,7 +5,7 @@ use crate::apt::{Apt, Package};
 use crate::docker_archive::{self, ImageSpec, ManifestEntry};
 use crate::recipe::{self, ImageRecipe, OsRecipe};
 use crate::toolchain::{MUSL_TARGET, musl_available};
-use crate::{deb, initramfs, iso, kernel, layout, tree, ui};
+use crate::{deb, disk, initramfs, iso, kernel, layout, tree, ui};
 use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -273,7 +273,7 @@ pub struct ImageInfo {
 
 pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     let started = std::time::Instant::now();
-    let mut steps = ui::Steps::new(12);
+    let mut steps = ui::Steps::new(14);
     let out = match &args.out {
         Some(dir) => std::path::absolute(dir)?,
         None => layout::out_dir(),
@@ -361,6 +361,29 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     )?;
     drop(step);
 
+    // GRUB's images for installed disks: in the OS image (for `berth install`) and beside it.
+    let mut step = steps.step("GRUB for installed disks (BIOS + UEFI)");
+    let grub_dir = work.join("grub");
+    let grub_print = fingerprint(&[
+        BUILDER_REVISION.as_bytes(),
+        berth_install::grub::PREFIX.as_bytes(),
+        berth_install::grub::MODULES.join(" ").as_bytes(),
+        berth_install::grub::EFI_MODULES.join(" ").as_bytes(),
+        &std::fs::read("/usr/lib/grub/i386-pc/kernel.img").context("grub-pc-bin")?,
+        &std::fs::read("/usr/lib/grub/x86_64-efi/kernel.img").context("grub-efi-amd64-bin")?,
+    ]);
+    let grub_files: Vec<PathBuf> = berth_install::disk::GRUB_FILES
+        .iter()
+        .map(|f| grub_dir.join(f))
+        .collect();
+    let grub_refs: Vec<&Path> = grub_files.iter().map(PathBuf::as_path).collect();
+    let fresh = cached(&work.join("grub.stamp"), &grub_print, &grub_refs, || {
+        disk::make_grub(&grub_dir)
+    })?;
+    tree::copy_overlay(&grub_dir, &out.join("grub"))?;
+    step.note(if fresh { "made" } else { "cached" });
+    drop(step);
+
     let mut step = steps.step("Building the OS image (squashfs)");
     // The release key's public half goes into the image: this release accepts only upgrade
     // bundles signed with the same key.
@@ -379,6 +402,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         &std::fs::read(layout::os_dir().join("os-image.yaml"))?,
         version.as_bytes(),
         public_key.as_bytes(),
+        grub_print.as_bytes(),
     ]);
     let fresh = cached(&work.join("os.stamp"), &os_print, &[&os_img], || {
         build_os_image(
@@ -390,6 +414,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
             version,
             &public_key,
             &work,
+            &grub_dir,
             &os_img,
         )
     })?;
@@ -506,6 +531,31 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         "{}, signed with {}{}",
         ui::human_size(std::fs::metadata(&bundle)?.len()),
         signer.path.display(),
+        if fresh { "" } else { ", cached" }
+    ));
+    drop(step);
+
+    let mut step = steps.step("Building the disk image (berth.qcow2)");
+    let qcow2 = out.join("berth.qcow2");
+    let qcow2_print = fingerprint(&[
+        BUILDER_REVISION.as_bytes(),
+        i_print.as_bytes(),
+        grub_print.as_bytes(),
+        berth_install::grub::grub_cfg().as_bytes(),
+    ]);
+    let fresh = cached(&work.join("qcow2.stamp"), &qcow2_print, &[&qcow2], || {
+        let release = berth_install::Release {
+            version: version.to_string(),
+            vmlinuz: vmlinuz.clone(),
+            initrd: slim.clone(),
+            os_img: os_img.clone(),
+            images_img: images_img.clone(),
+        };
+        disk::build_qcow2(&work, &grub_dir, &release, &qcow2)
+    })?;
+    step.note(format!(
+        "{}{}",
+        ui::human_size(std::fs::metadata(&qcow2)?.len()),
         if fresh { "" } else { ", cached" }
     ));
     drop(step);
@@ -729,6 +779,7 @@ fn build_os_image(
     version: &str,
     public_key: &str,
     work: &Path,
+    grub_dir: &Path,
     os_img: &Path,
 ) -> Result<()> {
     let root = work.join("os-tree");
@@ -776,6 +827,8 @@ fn build_os_image(
     std::fs::copy(layout::os_dir().join("defaults.yml"), share.join("defaults.yml"))
         .context("copying os/defaults.yml")?;
     tree::copy_overlay(&layout::os_dir().join("files/host-etc"), &share.join("etc"))?;
+    // GRUB's images, for `berth install` on the machine.
+    tree::copy_overlay(grub_dir, &share.join("grub"))?;
     // The optional services (`berth service enable NAME`).
     tree::copy_overlay(&layout::os_dir().join("services"), &share.join("services"))?;
     let release = serde_json::json!({

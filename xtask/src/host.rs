@@ -34,6 +34,10 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("dockerd", "docker.io", Purpose::Build),
     ("docker", "docker.io", Purpose::Build),
     ("grub-mkrescue", "grub-common", Purpose::Build),
+    // Installed disks (xtask/src/disk.rs): GRUB images for the layout, and berth.qcow2.
+    ("grub-mkimage", "grub-common", Purpose::Build),
+    ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin", Purpose::Build),
+    ("qemu-img", "qemu-utils", Purpose::Build),
     // ring (rustls' crypto) has C and assembly that cc builds with musl-gcc for the musl target.
     ("musl-gcc", "musl-tools", Purpose::Build),
     ("/usr/lib/grub/i386-pc/cdboot.img", "grub-pc-bin", Purpose::Build),

@@ -23,6 +23,11 @@ pub const EARLY_MODULES: &[&str] = &[
     "loop",
     "squashfs",
     "isofs",
+    // The slots of an installed disk are FAT (crates/berth-install).
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
 ];
 
 pub struct Kernel {

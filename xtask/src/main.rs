@@ -13,6 +13,7 @@ mod bench_chart;
 mod build;
 mod deb;
 mod debian_ref;
+mod disk;
 mod docker_archive;
 mod fuzz;
 mod host;

@@ -242,19 +242,67 @@ pub fn list(sysfs: &Path) -> Vec<BlockDevice> {
     devices
 }
 
+/// What the partition table says about a partition (from the kernel's uevent in sysfs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionEntry {
+    /// The GPT partition name (`PARTNAME`).
+    pub name: Option<String>,
+    /// The partition's unique GUID (`PARTUUID`), lower case.
+    pub uuid: Option<String>,
+    /// The partition number (`PARTN`).
+    pub number: Option<u32>,
+}
+
+/// Parse a block device's `uevent` file.
+pub fn parse_uevent(text: &str) -> PartitionEntry {
+    let mut entry = PartitionEntry::default();
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("PARTNAME", v)) => entry.name = Some(v.to_string()),
+            Some(("PARTUUID", v)) => entry.uuid = Some(v.to_ascii_lowercase()),
+            Some(("PARTN", v)) => entry.number = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    entry
+}
+
+/// The partition table's entry for the block device `name` (empty for a whole disk).
+pub fn partition_entry(sysfs: &Path, name: &str) -> PartitionEntry {
+    std::fs::read_to_string(sysfs.join("class/block").join(name).join("uevent"))
+        .map(|t| parse_uevent(&t))
+        .unwrap_or_default()
+}
+
+/// The whole disk a partition belongs to (`vda` for `vda6`), from sysfs.
+pub fn parent_disk(sysfs: &Path, name: &str) -> Option<PathBuf> {
+    let link = std::fs::canonicalize(sysfs.join("class/block").join(name)).ok()?;
+    let parent = link.parent()?.file_name()?.to_string_lossy().into_owned();
+    Some(PathBuf::from("/dev").join(parent))
+}
+
 /// How a device is named in configuration: `LABEL=x`, `UUID=x` or a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
     Label(String),
     Uuid(String),
+    /// A GPT partition's name (`PARTLABEL=`), as the kernel reports it in sysfs.
+    PartLabel(String),
+    /// A GPT partition's unique GUID (`PARTUUID=`).
+    PartUuid(String),
     Path(PathBuf),
 }
 
 impl DeviceSpec {
-    /// Parse `LABEL=x`, `UUID=x` or `/dev/...`; anything else is `None`.
+    /// Parse `LABEL=x`, `UUID=x`, `PARTLABEL=x`, `PARTUUID=x` or `/dev/...`; anything else
+    /// is `None`.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        if let Some(label) = s.strip_prefix("LABEL=") {
+        if let Some(name) = s.strip_prefix("PARTLABEL=") {
+            (!name.is_empty()).then(|| DeviceSpec::PartLabel(name.to_string()))
+        } else if let Some(uuid) = s.strip_prefix("PARTUUID=") {
+            (!uuid.is_empty()).then(|| DeviceSpec::PartUuid(uuid.to_ascii_lowercase()))
+        } else if let Some(label) = s.strip_prefix("LABEL=") {
             (!label.is_empty()).then(|| DeviceSpec::Label(label.to_string()))
         } else if let Some(uuid) = s.strip_prefix("UUID=") {
             (!uuid.is_empty()).then(|| DeviceSpec::Uuid(uuid.to_ascii_lowercase()))
@@ -271,6 +319,8 @@ impl std::fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Label(l) => write!(f, "LABEL={l}"),
             DeviceSpec::Uuid(u) => write!(f, "UUID={u}"),
+            DeviceSpec::PartLabel(l) => write!(f, "PARTLABEL={l}"),
+            DeviceSpec::PartUuid(u) => write!(f, "PARTUUID={u}"),
             DeviceSpec::Path(p) => write!(f, "{}", p.display()),
         }
     }
@@ -315,11 +365,27 @@ pub fn resolve_all_with(
             }
             continue;
         }
+        if let DeviceSpec::PartLabel(_) | DeviceSpec::PartUuid(_) = spec {
+            // The partition table names the device, whatever (if anything) is on it.
+            let part = partition_entry(Path::new("/sys"), &device.name);
+            let hit = match spec {
+                DeviceSpec::PartLabel(l) => part.name.as_deref() == Some(l.as_str()),
+                DeviceSpec::PartUuid(u) => part.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)),
+                _ => false,
+            };
+            if hit {
+                found.push(Found {
+                    device: device.clone(),
+                    fs: probe(device),
+                });
+            }
+            continue;
+        }
         let Some(fs) = probe(device) else { continue };
         let hit = match spec {
             DeviceSpec::Label(l) => fs.label.as_deref() == Some(l.as_str()),
             DeviceSpec::Uuid(u) => fs.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)),
-            DeviceSpec::Path(_) => false,
+            DeviceSpec::PartLabel(_) | DeviceSpec::PartUuid(_) | DeviceSpec::Path(_) => false,
         };
         if hit {
             found.push(Found {
@@ -350,6 +416,27 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         f.as_file().set_len(size_mib << 20).unwrap();
         f
+    }
+
+    #[test]
+    fn partition_references_parse_and_uevents_name_partitions() {
+        assert_eq!(
+            DeviceSpec::parse("PARTLABEL=BERTH_STATE"),
+            Some(DeviceSpec::PartLabel("BERTH_STATE".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("PARTUUID=ABC-1"),
+            Some(DeviceSpec::PartUuid("abc-1".into()))
+        );
+        assert_eq!(DeviceSpec::parse("PARTLABEL="), None);
+        assert_eq!(DeviceSpec::PartLabel("X".into()).to_string(), "PARTLABEL=X");
+        let entry = parse_uevent(
+            "MAJOR=253\nMINOR=6\nDEVNAME=vda6\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=6\nPARTNAME=BERTH_STATE\nPARTUUID=AB-CD\n",
+        );
+        assert_eq!(entry.name.as_deref(), Some("BERTH_STATE"));
+        assert_eq!(entry.uuid.as_deref(), Some("ab-cd"));
+        assert_eq!(entry.number, Some(6));
+        assert_eq!(parse_uevent("DEVTYPE=disk\n"), PartitionEntry::default());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! that stops boot ends in a recovery shell on the console that says why.
 
 pub mod coldplug;
+pub mod installed;
 pub mod loopdev;
 pub mod medium;
 pub mod mounts;
@@ -14,6 +15,7 @@ pub mod power;
 pub mod recovery;
 pub mod root;
 pub mod shutdown;
+pub mod slot;
 pub mod stage1;
 pub mod stage2;
 pub mod state;

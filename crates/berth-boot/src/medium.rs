@@ -140,6 +140,49 @@ pub fn find(initramfs_root: &Path, mount_dir: &Path, wait: Duration) -> Result<M
     }
 }
 
+/// What the booted slot of an installed disk holds.
+pub enum SlotMedium {
+    /// This build's images: boot from them.
+    Found(Box<Medium>),
+    /// The OS image is not this build's (altered on disk): the slot must not be used.
+    Altered(String),
+}
+
+/// The medium of an installed disk's booted slot: only the partition named `partition`
+/// (`BERTH_A`), waiting up to `wait` for it to appear. Its OS image is checked against the
+/// initrd's digests like any medium's.
+pub fn find_slot(
+    initramfs_root: &Path,
+    mount_dir: &Path,
+    partition: &str,
+    wait: Duration,
+) -> Result<SlotMedium, BootError> {
+    let expected = read_expected(initramfs_root)?;
+    let started = Instant::now();
+    loop {
+        if let Some(device) = crate::slot::partition_named(partition) {
+            let fstype = berth_blockdev::probe(&device).map(|f| f.fstype).unwrap_or("vfat");
+            return match try_device(&device, fstype, mount_dir, &expected)? {
+                Probe::Found(found) => Ok(SlotMedium::Found(found)),
+                Probe::Refused(why) => Ok(SlotMedium::Altered(why)),
+                Probe::Absent => Ok(SlotMedium::Altered(format!(
+                    "{} ({}) holds no readable berth/os.img",
+                    partition,
+                    device.display()
+                ))),
+            };
+        }
+        if started.elapsed() >= wait {
+            return Err(BootError::Other(format!(
+                "berth.slot names partition {partition}, but no disk has a partition of that name \
+                 (waited {}s)",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The digests the slim initrd carries. Without them no medium can be trusted.
 fn read_expected(initramfs_root: &Path) -> Result<Expected, BootError> {
     let path = initramfs_root.join(EXPECTED_DIGESTS);

@@ -35,7 +35,7 @@ pub fn plan(
     let specs = crate::state::with_rancher_alias(dev, "OEM");
     if specs.is_empty() {
         return Err(format!(
-            "berth.oem.dev {dev:?} names no device Berth can find: use LABEL=, UUID= or a /dev \
+            "berth.oem.dev {dev:?} names no device Berth can find: use LABEL=, UUID=, PARTLABEL=, PARTUUID= or a /dev \
              path (or none to use no OEM partition)"
         ));
     }
@@ -188,7 +188,7 @@ mod tests {
         let probe = labelled("vfat", "BERTH_OEM");
         assert_eq!(plan("none", "auto", &devices, &probe).unwrap(), None);
         assert_eq!(plan("", "auto", &devices, &probe).unwrap(), None);
-        let err = plan("PARTLABEL=oem", "auto", &devices, &probe).unwrap_err();
-        assert!(err.contains("PARTLABEL=oem") && err.contains("LABEL="), "{err}");
+        let err = plan("ID=oem", "auto", &devices, &probe).unwrap_err();
+        assert!(err.contains("ID=oem") && err.contains("LABEL="), "{err}");
     }
 }

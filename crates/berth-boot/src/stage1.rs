@@ -3,7 +3,7 @@
 
 use crate::mounts::{self, MountSpec};
 use crate::state::StateDecision;
-use crate::{BootError, VERSION, loopdev, medium, recovery, root, stage2};
+use crate::{BootError, VERSION, installed, loopdev, medium, recovery, root, slot, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
 use berth_runtime::{log, problems, timeline};
 use berth_services::image_store;
@@ -16,7 +16,16 @@ pub const NEWROOT: &str = "/newroot";
 /// How long to wait for a boot medium holding the OS image (CD drives are slow to appear).
 const MEDIUM_WAIT: Duration = Duration::from_secs(30);
 /// Modules stage 1 needs whatever the hardware: the OS image's filesystem and loop devices.
-const EARLY_MODULES: &[&str] = &["loop", "squashfs", "isofs"];
+/// The slots of an installed disk are FAT.
+const EARLY_MODULES: &[&str] = &[
+    "loop",
+    "squashfs",
+    "isofs",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+];
 
 pub fn run() -> ! {
     let result = std::panic::catch_unwind(|| {
@@ -52,7 +61,23 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
 
     let step = log::uptime();
     let mount_dir = Path::new("/run/berth/medium");
-    let found = medium::find(Path::new("/"), mount_dir, MEDIUM_WAIT)?;
+    // An installed disk: GRUB names the slot, and only that slot's partition is the medium.
+    let booted_slot = slot::booted(cmdline);
+    let found = match booted_slot {
+        None => medium::find(Path::new("/"), mount_dir, MEDIUM_WAIT)?,
+        Some(booted) => {
+            match medium::find_slot(Path::new("/"), mount_dir, booted.partition_name(), MEDIUM_WAIT)? {
+                medium::SlotMedium::Found(found) => *found,
+                medium::SlotMedium::Altered(why) => return give_up_slot(booted, &why),
+            }
+        }
+    };
+    let rollback_note = booted_slot.and_then(|booted| {
+        slot::read_grubenv()
+            .map_err(|e| tracing::warn!("cannot read the boot counter: {e}"))
+            .ok()
+            .and_then(|env| slot::rollback_note(&env, booted))
+    });
     tracing::info!(
         "OS image: {} ({:.2}s)",
         found.os_image.display(),
@@ -77,8 +102,33 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         problems::report(Path::new("/"), &d.to_string());
     }
     let state = &loaded.config.berth.state;
+    // The first boot of an installed disk: its blank state partition is grown and formatted.
+    let first_boot = match booted_slot.map(|_| installed::prepare_state(newroot)) {
+        Some(Ok(Some(prepared))) => {
+            tracing::info!(
+                "first boot of this disk: {} {}formatted ext4 BERTH_STATE",
+                prepared.device.display(),
+                prepared
+                    .grown_to
+                    .map(|s| format!("grown to {} MiB and ", s >> 20))
+                    .unwrap_or_default()
+            );
+            true
+        }
+        Some(Err(e)) => {
+            problems::report(
+                Path::new("/"),
+                &format!("the state partition could not be prepared: {e}"),
+            );
+            false
+        }
+        Some(Ok(None)) | None => false,
+    };
     mount_state(newroot, state.dev.as_str(), state.wait, state.required)?;
     root::populate(newroot)?;
+    if first_boot {
+        keep_install_user_data(newroot);
+    }
 
     match &found.images_image {
         Some(images) => use_image_store(newroot, images),
@@ -98,6 +148,9 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
             file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         );
     }
+    if let Some(note) = &rollback_note {
+        problems::report(Path::new("/"), note);
+    }
     tracing::info!(
         "stage 1 done in {:.2}s; switching to the real root",
         log::uptime() - started
@@ -106,6 +159,70 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     root::switch_root(newroot)?;
     log::detach_file();
     exec_stage2()
+}
+
+/// The booted slot's images are not this build's (altered on disk): set the boot counter to
+/// the other slot and reboot, unless the other slot failed already.
+fn give_up_slot(booted: berth_install::Slot, why: &str) -> Result<(), BootError> {
+    let problem = format!("slot {booted} cannot be used: {why}");
+    let mut next = None;
+    let mut no_fallback = None;
+    let updated = slot::update_grubenv(|env| match slot::on_altered(env, booted) {
+        slot::OnAltered::SwitchTo { slot, env } => {
+            next = Some(slot);
+            Some(env)
+        }
+        slot::OnAltered::NoFallback { why } => {
+            no_fallback = Some(why);
+            None
+        }
+    });
+    match (updated, next) {
+        (Ok(_), Some(other)) => {
+            tracing::error!(
+                "{problem}. The boot counter now says slot {other} (rolled_back={booted}); rebooting into it"
+            );
+            nix::unistd::sync();
+            std::thread::sleep(Duration::from_secs(1));
+            let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+            Err(BootError::Other(format!(
+                "{problem}; rebooting into slot {other} failed: {err:?}"
+            )))
+        }
+        (Ok(_), None) => Err(BootError::Other(format!(
+            "{problem}, and {}: there is no slot left to boot",
+            no_fallback.unwrap_or_default()
+        ))),
+        (Err(e), _) => Err(BootError::Other(format!(
+            "{problem}; the boot counter could not be set to the other slot: {e}"
+        ))),
+    }
+}
+
+/// Where the cloud-config given to `berth install` becomes a configuration layer.
+const INSTALL_USER_DATA: &str = "var/lib/berth/conf/cloud-config.d/berth-install.yml";
+
+/// At the first boot, keep the user-data `berth install` left on BERTH_BOOT as a
+/// configuration layer on the new state partition.
+fn keep_install_user_data(newroot: &Path) {
+    let dest = newroot.join(INSTALL_USER_DATA);
+    match slot::read_boot_file(berth_install::disk::USER_DATA) {
+        Ok(Some(bytes)) => {
+            let written = dest
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&dest, bytes));
+            match written {
+                Ok(()) => tracing::info!("the install's cloud-config is now /{INSTALL_USER_DATA}"),
+                Err(e) => problems::report(
+                    Path::new("/"),
+                    &format!("the install's cloud-config could not be kept in /{INSTALL_USER_DATA}: {e}"),
+                ),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot read the install's cloud-config: {e}"),
+    }
 }
 
 /// Mount the read-only image store and assemble System Docker's data root from it, before

@@ -60,23 +60,6 @@ pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
             }
         });
     }
-    for device in ["berth.state.dev", "berth.oem.dev"] {
-        let segments: Vec<&str> = device.split('.').collect();
-        visit(layer, &segments, String::new(), &mut |path, node| {
-            if let Some(text) = node.as_str()
-                && (text.starts_with("PARTLABEL=") || text.starts_with("PARTUUID="))
-            {
-                out.push(Finding::warning(
-                    node.report_loc(),
-                    path,
-                    format!(
-                        "{text} cannot be resolved yet: no device will match; use LABEL=, UUID= \
-                         or a /dev path"
-                    ),
-                ));
-            }
-        });
-    }
     out
 }
 
@@ -155,20 +138,16 @@ mod tests {
     }
 
     #[test]
-    fn partition_references_and_tls_files_are_reported() {
+    fn partition_references_are_accepted_and_tls_files_reported() {
+        // PARTLABEL= and PARTUUID= are resolved by berth-blockdev from the partition table.
         let got = warnings(
             "berth:\n  state:\n    dev: PARTLABEL=state\n  oem:\n    dev: PARTUUID=0b1c-01\n  docker:\n    server_key: KEY\n",
         );
-        assert_eq!(got.len(), 3, "{got:#?}");
+        assert_eq!(got.len(), 1, "{got:#?}");
         assert!(
             got[0].contains("berth.docker.server_key") && !got[0].contains("KEY"),
             "{got:#?}"
         );
-        assert!(
-            got[1].contains("berth.state.dev") && got[1].contains("PARTLABEL=state"),
-            "{got:#?}"
-        );
-        assert!(got[2].contains("berth.oem.dev"), "{got:#?}");
     }
 
     #[test]

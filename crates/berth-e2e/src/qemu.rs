@@ -19,6 +19,9 @@ pub enum Boot {
     Cdrom(PathBuf),
     /// The ISO (or a disk image) as the first hard disk.
     Disk(PathBuf),
+    /// An installed disk (raw) as the first hard disk, written to: what the machine changes
+    /// (boot counter, state partition) stays for the next boot and for the test to read.
+    Installed(PathBuf),
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +172,17 @@ impl Vm {
                 a.extend([
                     "-drive".into(),
                     format!("file={},format=raw,if=none,id=boot0,snapshot=on", image.display()),
+                    "-device".into(),
+                    "virtio-blk-pci,drive=boot0,bootindex=0".into(),
+                ]);
+            }
+            Boot::Installed(image) => {
+                a.extend([
+                    "-drive".into(),
+                    format!(
+                        "file={},format=raw,if=none,id=boot0,cache=unsafe",
+                        image.display()
+                    ),
                     "-device".into(),
                     "virtio-blk-pci,drive=boot0,bootindex=0".into(),
                 ]);

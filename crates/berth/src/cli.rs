@@ -42,6 +42,8 @@ enum Command {
         #[command(subcommand)]
         command: NetworkCommand,
     },
+    /// Install this release on a disk, for BIOS and UEFI (`ros install`); see docs/install.md
+    Install(crate::install_cmd::InstallArgs),
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -153,6 +155,7 @@ pub fn main(args: &[String]) -> i32 {
             0
         }
         Command::Network { command } => network(command),
+        Command::Install(args) => crate::install_cmd::main(args),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {

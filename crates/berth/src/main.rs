@@ -8,6 +8,7 @@ mod cli;
 mod config_cmd;
 mod console_cmd;
 mod fetch;
+mod install_cmd;
 mod service_cmd;
 mod status_cmd;
 

@@ -68,6 +68,9 @@ pub enum Action {
     },
     /// Record a boot problem (log + console banner).
     Problem(String),
+    /// The boot is complete (User Docker answered): confirm the booted slot of an installed
+    /// disk to the boot counter. Given once per boot.
+    BootComplete,
     /// The ordered shutdown (never returns).
     Shutdown {
         action: PowerAction,
@@ -141,6 +144,8 @@ pub struct Supervisor {
     bringup_again: bool,
     /// The console service was running at the last report.
     console_up: bool,
+    /// [`Action::BootComplete`] was given.
+    boot_complete: bool,
     emergency: Option<EmergencyShell>,
     shutting_down: bool,
 }
@@ -164,6 +169,7 @@ impl Supervisor {
             bringup: Bringup::Idle,
             bringup_again: false,
             console_up: false,
+            boot_complete: false,
             emergency: None,
             shutting_down: false,
         }
@@ -381,6 +387,10 @@ impl Supervisor {
         }
         let why = match report {
             Ok(report) => {
+                if report.user_docker_ready.is_some() && !self.boot_complete {
+                    self.boot_complete = true;
+                    out.push(Action::BootComplete);
+                }
                 self.console_up = report.is_running("console");
                 if self.console_up {
                     return;

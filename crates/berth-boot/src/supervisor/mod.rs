@@ -179,6 +179,10 @@ fn perform(action: Action, loaded: &Loaded, timeout: Duration) -> Option<Event> 
             problems::report(Path::new("/"), &message);
             None
         }
+        Action::BootComplete => {
+            crate::slot::confirm_boot();
+            None
+        }
         Action::Shutdown {
             action,
             system_docker,

@@ -50,6 +50,10 @@ pub struct BerthConfig {
     /// Credentials for image pulls, by registry. Private.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub registry_auths: IndexMap<String, RegistryAuth>,
+    /// The slot (`A` or `B`) of an installed disk that GRUB booted: set by GRUB on the kernel
+    /// command line (`berth.slot=A`), read by init (crates/berth-boot/src/slot.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 impl Default for BerthConfig {
@@ -75,6 +79,7 @@ impl Default for BerthConfig {
             ntp: NtpConfig::default(),
             syslog: SyslogConfig::default(),
             registry_auths: IndexMap::new(),
+            slot: None,
         }
     }
 }

@@ -354,3 +354,24 @@ fn a_power_request_shuts_down_at_any_point_and_ends_the_machine() {
         assert!(run.send(Event::Power(PowerAction::Reboot)).is_empty());
     }
 }
+
+#[test]
+fn the_boot_is_complete_once_user_docker_answers_and_said_once() {
+    let mut run = Run::booted();
+    let without = run.sysinit_exits_with(Ok(report_with(ServiceOutcome::Started)));
+    assert!(!without.contains(&Action::BootComplete), "{without:?}");
+    let mut ready = report_with(ServiceOutcome::Started);
+    ready.user_docker_ready = Some(20.0);
+    let _ = run.send(Event::Spawned {
+        child: Child::Sysinit,
+        pid: SYSINIT,
+    });
+    let first = run.sysinit_exits_with(Ok(ready.clone()));
+    assert!(first.contains(&Action::BootComplete), "{first:?}");
+    let _ = run.send(Event::Spawned {
+        child: Child::Sysinit,
+        pid: SYSINIT,
+    });
+    let again = run.sysinit_exits_with(Ok(ready));
+    assert!(!again.contains(&Action::BootComplete), "{again:?}");
+}

@@ -1,0 +1,190 @@
+//! Install to disk (issue 8): `berth install` from the ISO onto a blank disk, then that disk
+//! alone under SeaBIOS (the boot counter counts a try and init marks the slot good; the state
+//! partition is made at the first boot and fills the disk; the install's cloud-config lets
+//! us in), then under OVMF with slot B holding an altered OS image: B is given up, the machine
+//! comes up on A and says so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
+
+mod common;
+
+use berth_e2e::qemu::{Boot, Vm};
+use berth_install::{GrubEnv, Slot, disk};
+use common::{BOOT, check, env};
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const GIB: u64 = 1 << 30;
+
+fn open(path: &Path) -> File {
+    OpenOptions::new().read(true).write(true).open(path).unwrap()
+}
+
+fn set_env(path: &Path, pairs: &[(&str, &str)]) {
+    let mut file = open(path);
+    let mut env = disk::read_grubenv(&mut file).unwrap();
+    for (k, v) in pairs {
+        env.set(k, v).unwrap();
+    }
+    disk::write_grubenv(&mut file, &env).unwrap();
+    file.sync_all().unwrap();
+}
+
+fn grubenv(path: &Path) -> GrubEnv {
+    disk::read_grubenv(&mut open(path)).unwrap()
+}
+
+#[test]
+fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
+    let started = Instant::now();
+    let env = env("install");
+    let target = env.dir.join("installed.img");
+    File::create(&target).unwrap().set_len(3 * GIB).unwrap();
+
+    // (1) The ISO with a blank disk: install with a cloud-config holding the test's key.
+    let mut vm = Vm::new(Boot::Cdrom(env.artifacts.iso.clone()));
+    vm.disks.push(target.clone());
+    vm.cidata = Some(env.cidata(&env.user_data("berth-live", "")));
+    let m = env.start("install-iso", vm);
+    check(&m, "ssh on the ISO", m.wait_ssh(BOOT));
+    let cloud_config = env.user_data("berth-installed", "");
+    check(
+        &m,
+        "write the cloud-config",
+        m.run(&format!("cat > /tmp/cc.yml <<'EOF'\n{cloud_config}EOF")),
+    );
+    // Bad input first: the ISO's own disk and a broken cloud-config are refused.
+    let refused = m
+        .run("sudo berth install --device /dev/sr0 --no-reboot 2>&1; echo rc=$?")
+        .unwrap();
+    assert!(refused.contains("rc=1"), "installing on the CD: {refused}");
+    let bad = check(
+        &m,
+        "bad cloud-config",
+        m.run(
+            "printf '#cloud-config\\nberth:\\n  ssh:\\n    port: x\\n' > /tmp/bad.yml; \
+               sudo berth install -d /dev/vda -c /tmp/bad.yml --no-reboot 2>&1; echo rc=$?",
+        ),
+    );
+    assert!(bad.contains("/tmp/bad.yml:4") && bad.contains("rc=1"), "{bad}");
+    let out = check(
+        &m,
+        "berth install",
+        m.run("sudo berth install --device /dev/vda --cloud-config /tmp/cc.yml --no-reboot 2>&1"),
+    );
+    assert!(
+        out.contains("BERTH_A") && out.contains("MiB written") && out.contains("is installed on /dev/vda"),
+        "{out}"
+    );
+    // A second install without --force is refused: the disk holds partitions now.
+    let again = m
+        .run("sudo berth install -d /dev/vda --no-reboot 2>&1; echo rc=$?")
+        .unwrap();
+    assert!(again.contains("--force") && again.contains("rc=1"), "{again}");
+    common::poweroff(&m);
+    drop(m);
+    eprintln!("install done at {:.0}s", started.elapsed().as_secs_f64());
+
+    // The counter armed from the host: GRUB must take a try, init must confirm the boot.
+    set_env(
+        &target,
+        &[("boot_slot", "A"), ("boot_ok", "0"), ("boot_tries", "3")],
+    );
+
+    // (2) The disk alone under SeaBIOS: no seed, so ssh works only with the install's key.
+    let mut vm = Vm::new(Boot::Installed(target.clone()));
+    vm.allow_reboot = false;
+    let m = env.start("installed-bios", vm);
+    check(&m, "ssh on the installed disk (BIOS)", m.wait_ssh(BOOT));
+    let host = check(&m, "hostname", m.run("hostname; cat /proc/cmdline"));
+    assert!(
+        host.contains("berth-installed") && host.contains("berth.slot=A"),
+        "{host}"
+    );
+    let var = check(
+        &m,
+        "state",
+        m.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth; cat /sys/class/block/vda6/size"),
+    );
+    assert!(var.contains("/dev/vda6") && var.contains("ext4"), "{var}");
+    let sectors: u64 = var.lines().last().unwrap().trim().parse().unwrap();
+    assert_eq!(
+        sectors * 512,
+        3 * GIB - 1090 * (1 << 20) - (1 << 20),
+        "the state partition fills the disk"
+    );
+    let hello = check(
+        &m,
+        "a user container",
+        m.run(&format!(
+            "sudo system-docker save berth/base:{v} | docker load >/dev/null && docker run --rm berth/base:{v} busybox echo hello-from-disk",
+            v = env!("CARGO_PKG_VERSION")
+        )),
+    );
+    assert!(hello.contains("hello-from-disk"), "{hello}");
+    // init marks the slot good once User Docker answers (the docker run above needed it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = m
+            .run("grep -h 'marked good' /var/log/boot/*.log || true")
+            .unwrap_or_default();
+        if log.contains("slot A booted completely") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot A was not marked good");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    common::poweroff(&m);
+    drop(m);
+    let after = grubenv(&target);
+    assert_eq!(after.get("boot_ok"), Some("1"), "{after:?}");
+    assert_eq!(after.get("boot_tries"), Some("2"), "GRUB took one try: {after:?}");
+    eprintln!("BIOS boot done at {:.0}s", started.elapsed().as_secs_f64());
+
+    // (3)+(4) Slot B = slot A with one byte of os.img flipped, armed as the next boot; under
+    // OVMF. B must be refused by its initrd's digests, and the machine come up on A.
+    {
+        let mut file = open(&target);
+        disk::copy_slot(&mut file, Slot::A, Slot::B, &mut |name, bytes| {
+            if name == "berth/os.img" {
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x01;
+            }
+        })
+        .unwrap();
+        file.sync_all().unwrap();
+    }
+    set_env(
+        &target,
+        &[
+            ("boot_slot", "B"),
+            ("prev_slot", "A"),
+            ("boot_ok", "0"),
+            ("boot_tries", "3"),
+        ],
+    );
+    let mut vm = Vm::new(Boot::Installed(target.clone()));
+    vm.uefi = true;
+    vm.allow_reboot = true;
+    let m = env.start("installed-uefi", vm);
+    check(
+        &m,
+        "slot B refused",
+        m.wait_console("slot B cannot be used", 0, BOOT),
+    );
+    check(&m, "ssh on slot A (UEFI)", m.wait_ssh(BOOT));
+    let slot = check(
+        &m,
+        "slot",
+        m.run("cat /proc/cmdline; cat /run/berth/boot-problems; grep -h 'slot B' /var/log/boot/init.log"),
+    );
+    assert!(slot.contains("berth.slot=A"), "{slot}");
+    assert!(slot.contains("slot B failed to boot and was given up"), "{slot}");
+    common::poweroff(&m);
+    drop(m);
+    let after = grubenv(&target);
+    assert_eq!(after.get("boot_slot"), Some("A"), "{after:?}");
+    assert_eq!(after.get("rolled_back"), Some("B"), "{after:?}");
+    let _ = std::fs::remove_file(&target);
+    eprintln!("install e2e done in {:.0}s", started.elapsed().as_secs_f64());
+}
