@@ -154,6 +154,38 @@ pub fn confirm_boot() {
     }
 }
 
+/// PID 1, when the boot did not get healthy in time: a slot on trial (GRUB's `boot_slot`, not
+/// yet good) is rebooted, which costs it one try; `true` when a reboot is wanted. A live boot,
+/// or a slot already good, only says so.
+pub fn health_expired() -> bool {
+    let Ok(cmdline) = berth_config::KernelCmdline::read() else {
+        return false;
+    };
+    let Some(slot) = booted(&cmdline) else {
+        return false;
+    };
+    let trial = match read_grubenv() {
+        Ok(env) => {
+            env.get(grubenv::BOOT_SLOT) == Some(slot.as_str()) && env.get(grubenv::BOOT_OK) != Some("1")
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the boot counter: {e}");
+            false
+        }
+    };
+    let message = if trial {
+        format!(
+            "slot {slot} did not pass its health checks (System Docker, every system service, User Docker) \
+             within berth.upgrade.health_timeout: rebooting; GRUB counts the try and goes back to the \
+             other slot after the last one"
+        )
+    } else {
+        format!("the boot did not pass its health checks within berth.upgrade.health_timeout (slot {slot})")
+    };
+    berth_runtime::problems::report(Path::new("/"), &message);
+    trial
+}
+
 /// What the grubenv says about an earlier fall back, for the console and the boot log.
 pub fn rollback_note(env: &GrubEnv, booted: Slot) -> Option<String> {
     let failed = env.get(grubenv::ROLLED_BACK).and_then(Slot::parse)?;

@@ -44,6 +44,11 @@ enum Command {
     },
     /// Install this release on a disk, for BIOS and UEFI (`ros install`); see docs/install.md
     Install(crate::install_cmd::InstallArgs),
+    /// The release slots of an installed disk: list, signed upgrade, rollback (`ros os`)
+    Os {
+        #[command(subcommand)]
+        command: crate::os_cmd::OsCommand,
+    },
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -156,6 +161,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         Command::Network { command } => network(command),
         Command::Install(args) => crate::install_cmd::main(args),
+        Command::Os { command } => crate::os_cmd::main(command),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {
@@ -301,16 +307,24 @@ fn version(format: &str) -> i32 {
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The slot GRUB booted on an installed disk (none on a live boot).
+    let slot = KernelCmdline::read()
+        .ok()
+        .and_then(|cmdline| berth_boot::slot::booted(&cmdline));
     if format == "json" {
         let out = serde_json::json!({
             "version": berth_boot::VERSION,
             "kernel": kernel,
             "engine": release.get("engine").cloned().unwrap_or_default(),
+            "slot": slot.map(|s| s.as_str()),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return 0;
     }
     println!("Berth {}", berth_boot::VERSION);
+    if let Some(slot) = slot {
+        println!("Slot: {slot} (installed disk; `berth os list` shows both)");
+    }
     if !kernel.is_empty() {
         println!("Kernel: {kernel}");
     }

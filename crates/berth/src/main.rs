@@ -9,6 +9,7 @@ mod config_cmd;
 mod console_cmd;
 mod fetch;
 mod install_cmd;
+mod os_cmd;
 mod service_cmd;
 mod status_cmd;
 

@@ -68,9 +68,12 @@ pub enum Action {
     },
     /// Record a boot problem (log + console banner).
     Problem(String),
-    /// The boot is complete (User Docker answered): confirm the booted slot of an installed
-    /// disk to the boot counter. Given once per boot.
+    /// The boot is complete and healthy (User Docker answered, no system service failed):
+    /// confirm the booted slot of an installed disk to the boot counter. Given once per boot.
     BootComplete,
+    /// The boot did not get healthy within `Limits::health_timeout`: a slot on trial is
+    /// rebooted (GRUB counts the try). Given once per boot.
+    HealthExpired,
     /// The ordered shutdown (never returns).
     Shutdown {
         action: PowerAction,
@@ -92,6 +95,9 @@ pub struct Limits {
     pub failures_before_emergency: u32,
     /// If no console is running this long after boot, open an emergency shell.
     pub console_deadline: Duration,
+    /// A boot not healthy this long after it started is [`Action::HealthExpired`]
+    /// (`berth.upgrade.health_timeout`).
+    pub health_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +106,7 @@ impl Default for Limits {
             stable_after: Duration::from_secs(60),
             failures_before_emergency: 5,
             console_deadline: Duration::from_secs(600),
+            health_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -146,6 +153,10 @@ pub struct Supervisor {
     console_up: bool,
     /// [`Action::BootComplete`] was given.
     boot_complete: bool,
+    /// [`Action::HealthExpired`] was given.
+    health_expired: bool,
+    /// The boot was said not to be confirmed (a system service failed).
+    unhealthy_said: bool,
     emergency: Option<EmergencyShell>,
     shutting_down: bool,
 }
@@ -170,6 +181,8 @@ impl Supervisor {
             bringup_again: false,
             console_up: false,
             boot_complete: false,
+            health_expired: false,
+            unhealthy_said: false,
             emergency: None,
             shutting_down: false,
         }
@@ -196,6 +209,9 @@ impl Supervisor {
         }
         if !self.console_up && self.emergency.is_none() {
             at.push(self.booted + self.limits.console_deadline);
+        }
+        if !self.boot_complete && !self.health_expired {
+            at.push(self.booted + self.limits.health_timeout);
         }
         at.into_iter().min()
     }
@@ -244,6 +260,10 @@ impl Supervisor {
                 self.why_no_console()
             );
             self.open_emergency(reason, out);
+        }
+        if !self.boot_complete && !self.health_expired && now >= self.booted + self.limits.health_timeout {
+            self.health_expired = true;
+            out.push(Action::HealthExpired);
         }
     }
 
@@ -387,9 +407,22 @@ impl Supervisor {
         }
         let why = match report {
             Ok(report) => {
-                if report.user_docker_ready.is_some() && !self.boot_complete {
-                    self.boot_complete = true;
-                    out.push(Action::BootComplete);
+                let failed: Vec<&str> = report
+                    .services
+                    .iter()
+                    .filter(|s| matches!(s.outcome, berth_runtime::ServiceOutcome::Failed { .. }))
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if report.user_docker_ready.is_some() && !self.boot_complete && !self.health_expired {
+                    if failed.is_empty() {
+                        self.boot_complete = true;
+                        out.push(Action::BootComplete);
+                    } else if !std::mem::replace(&mut self.unhealthy_said, true) {
+                        out.push(Action::Problem(format!(
+                            "this boot is not confirmed to the boot counter: system service(s) {} failed",
+                            failed.join(", ")
+                        )));
+                    }
                 }
                 self.console_up = report.is_running("console");
                 if self.console_up {

@@ -95,7 +95,12 @@ pub fn run(loaded: &Loaded) -> ! {
         }
     };
     let timeout = shutdown::effective_timeout(loaded);
-    let mut sup = Supervisor::new(Limits::default(), Instant::now());
+    let limits = Limits {
+        // At least a minute: a smaller value would reboot every trial boot under emulation.
+        health_timeout: Duration::from_secs(u64::from(loaded.config.berth.upgrade.health_timeout).max(60)),
+        ..Limits::default()
+    };
+    let mut sup = Supervisor::new(limits, Instant::now());
     let mut queue = VecDeque::from([Event::Boot]);
     let mut logs_checked = Instant::now();
     loop {
@@ -183,6 +188,7 @@ fn perform(action: Action, loaded: &Loaded, timeout: Duration) -> Option<Event> 
             crate::slot::confirm_boot();
             None
         }
+        Action::HealthExpired => crate::slot::health_expired().then_some(Event::Power(PowerAction::Reboot)),
         Action::Shutdown {
             action,
             system_docker,

@@ -50,6 +50,8 @@ pub struct BerthConfig {
     /// Credentials for image pulls, by registry. Private.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub registry_auths: IndexMap<String, RegistryAuth>,
+    /// Upgrades of an installed disk (`berth os upgrade`).
+    pub upgrade: UpgradeConfig,
     /// The slot (`A` or `B`) of an installed disk that GRUB booted: set by GRUB on the kernel
     /// command line (`berth.slot=A`), read by init (crates/berth-boot/src/slot.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +67,7 @@ impl Default for BerthConfig {
             console: ConsoleKind::Default,
             environment: IndexMap::new(),
             shutdown_timeout: 60,
+            upgrade: UpgradeConfig::default(),
             state: StateConfig::default(),
             oem: OemConfig::default(),
             system_docker: SystemDockerConfig::default(),
@@ -324,4 +327,20 @@ pub struct RegistryAuth {
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identitytoken: Option<String>,
+}
+
+/// `berth.upgrade`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UpgradeConfig {
+    /// Seconds a newly upgraded slot's first boot has to pass its health checks (System
+    /// Docker, every system service, User Docker ready) before init reboots it, which costs
+    /// one of its tries.
+    pub health_timeout: u32,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        UpgradeConfig { health_timeout: 300 }
+    }
 }

@@ -92,8 +92,9 @@ fn a_good_boot_starts_the_engine_then_the_bringup_and_nothing_else() {
         run.sysinit_exits_with(Ok(report_with(ServiceOutcome::Started)))
             .is_empty()
     );
-    // Long after: no deadline fires once the console runs.
-    assert!(run.advance(Duration::from_secs(3600)).is_empty());
+    // Long after: no console deadline fires once the console runs; User Docker never
+    // answered, so the health deadline does, once.
+    assert_eq!(run.advance(Duration::from_secs(3600)), [Action::HealthExpired]);
     assert_eq!(run.sup.next_deadline(), None);
     assert_eq!(run.sup.system_docker(), Some(SD));
 }
@@ -281,8 +282,8 @@ fn no_console_by_the_deadline_opens_an_emergency_shell_once() {
     let mut run = Run::booted();
     // sysinit hangs: nothing happens until the deadline.
     let deadline = run.sup.next_deadline().unwrap();
-    assert_eq!(deadline - run.now, Limits::default().console_deadline);
-    assert!(run.advance(Duration::from_secs(599)).is_empty());
+    assert_eq!(deadline - run.now, Limits::default().health_timeout);
+    assert_eq!(run.advance(Duration::from_secs(599)), [Action::HealthExpired]);
     let actions = run.advance(Duration::from_secs(1));
     let reason = emergency_reason(&actions).unwrap();
     assert!(
@@ -374,4 +375,46 @@ fn the_boot_is_complete_once_user_docker_answers_and_said_once() {
     });
     let again = run.sysinit_exits_with(Ok(ready));
     assert!(!again.contains(&Action::BootComplete), "{again:?}");
+}
+
+#[test]
+fn a_failed_system_service_keeps_the_boot_unconfirmed_and_the_health_deadline_fires_once() {
+    let mut run = Run::booted();
+    let mut report = report_with(ServiceOutcome::Started);
+    report.user_docker_ready = Some(20.0);
+    report.services.push(ServiceRecord {
+        name: "ntp".into(),
+        outcome: ServiceOutcome::Failed {
+            error: "no image".into(),
+        },
+        seconds: 1.0,
+    });
+    let actions = run.sysinit_exits_with(Ok(report));
+    assert!(!actions.contains(&Action::BootComplete), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Problem(m) if m.contains("ntp failed"))),
+        "{actions:?}"
+    );
+    let health = Limits::default().health_timeout;
+    assert!(
+        !run.advance(health - Duration::from_secs(1))
+            .contains(&Action::HealthExpired)
+    );
+    assert!(
+        run.advance(Duration::from_secs(1))
+            .contains(&Action::HealthExpired)
+    );
+    assert!(!run.advance(health).contains(&Action::HealthExpired), "said once");
+}
+
+#[test]
+fn a_healthy_boot_is_confirmed_and_never_expires() {
+    let mut run = Run::booted();
+    let mut report = report_with(ServiceOutcome::Started);
+    report.user_docker_ready = Some(20.0);
+    assert!(run.sysinit_exits_with(Ok(report)).contains(&Action::BootComplete));
+    let health = Limits::default().health_timeout;
+    assert!(!run.advance(health * 2).contains(&Action::HealthExpired));
 }
