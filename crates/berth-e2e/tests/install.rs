@@ -1,8 +1,11 @@
 //! Install to disk (issue 8): `berth install` from the ISO onto a blank disk, then that disk
 //! alone under SeaBIOS (the boot counter counts a try and init marks the slot good; the state
 //! partition is made at the first boot and fills the disk; the install's cloud-config lets
-//! us in), then under OVMF with slot B holding an altered OS image: B is given up, the machine
-//! comes up on A and says so.
+//! us in); there, signed upgrades: a bundle with a flipped byte, one signed with another key and
+//! one not newer are refused with nothing written, then the build's bundle (`--force`, same
+//! version) goes into slot B, which boots, is confirmed, and keeps a user container and its
+//! volume; `berth os rollback` brings slot A back with them. Then under OVMF with slot B
+//! holding an altered OS image: B is given up, the machine comes up on A and says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
@@ -15,6 +18,92 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const GIB: u64 = 1 << 30;
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A disk holding the build's bundle and bad variants of it: `flipped.upgrade` (one byte
+/// changed, the original signature), `other.upgrade` (signed with another key).
+fn bundle_disk(env: &common::Env) -> std::path::PathBuf {
+    let bundle = env.artifacts.out.join(format!("berth-{VERSION}.upgrade"));
+    let dir = env.dir.join("bundles");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join(bundle.file_name().unwrap());
+    std::fs::copy(&bundle, &good).unwrap();
+    std::fs::copy(
+        berth_upgrade::signature_path(&bundle),
+        berth_upgrade::signature_path(&good),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(dir.join("flipped.upgrade"), &bytes).unwrap();
+    drop(bytes);
+    std::fs::copy(
+        berth_upgrade::signature_path(&bundle),
+        dir.join("flipped.upgrade.minisig"),
+    )
+    .unwrap();
+    let other = dir.join("other.upgrade");
+    std::fs::hard_link(&good, &other).unwrap();
+    let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let sig = minisign::sign(
+        Some(&pk),
+        &sk,
+        File::open(&other).unwrap(),
+        Some("another key"),
+        None,
+    )
+    .unwrap();
+    std::fs::write(berth_upgrade::signature_path(&other), sig.to_string()).unwrap();
+    let disk = env.dir.join("bundles.img");
+    berth_e2e::qemu::make_ext4_disk_from(&disk, 600, "BUNDLES", Some(&dir)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    disk
+}
+
+/// `sudo berth os list --format json` as (slot, state, booted, default) tuples and versions.
+fn slots(m: &berth_e2e::machine::Machine) -> Vec<(String, String, bool, bool, Option<String>)> {
+    let json = check(m, "berth os list", m.run("sudo berth os list --format json"));
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["slot"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+                s["booted"].as_bool().unwrap(),
+                s["default"].as_bool().unwrap(),
+                s["version"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn wait_marked_good(m: &berth_e2e::machine::Machine, slot: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = m
+            .run("grep -h 'marked good' /var/log/boot/init.log || true")
+            .unwrap_or_default();
+        if log.contains(&format!("slot {slot} booted completely")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "slot {slot} was not marked good");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The user container and its volume, as they must be after every reboot.
+fn kept(m: &berth_e2e::machine::Machine, when: &str) {
+    let out = check(
+        m,
+        when,
+        m.run("for i in $(seq 60); do docker exec keeper cat /data/f 2>/dev/null && break; sleep 2; done"),
+    );
+    assert!(out.contains("kept-across-slots"), "{when}: {out}");
+}
 
 fn open(path: &Path) -> File {
     OpenOptions::new().read(true).write(true).open(path).unwrap()
@@ -93,7 +182,8 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
 
     // (2) The disk alone under SeaBIOS: no seed, so ssh works only with the install's key.
     let mut vm = Vm::new(Boot::Installed(target.clone()));
-    vm.allow_reboot = false;
+    vm.allow_reboot = true;
+    vm.disks.push(bundle_disk(&env));
     let m = env.start("installed-bios", vm);
     check(&m, "ssh on the installed disk (BIOS)", m.wait_ssh(BOOT));
     let host = check(&m, "hostname", m.run("hostname; cat /proc/cmdline"));
@@ -122,24 +212,108 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
         )),
     );
     assert!(hello.contains("hello-from-disk"), "{hello}");
-    // init marks the slot good once User Docker answers (the docker run above needed it).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = m
-            .run("grep -h 'marked good' /var/log/boot/*.log || true")
-            .unwrap_or_default();
-        if log.contains("slot A booted completely") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot A was not marked good");
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    common::poweroff(&m);
-    drop(m);
+    // init marks the slot good once User Docker answers and no system service failed.
+    wait_marked_good(&m, "A");
     let after = grubenv(&target);
     assert_eq!(after.get("boot_ok"), Some("1"), "{after:?}");
     assert_eq!(after.get("boot_tries"), Some("2"), "GRUB took one try: {after:?}");
     eprintln!("BIOS boot done at {:.0}s", started.elapsed().as_secs_f64());
+
+    // Signed upgrades. A user container with a restart policy and a named volume first.
+    check(
+        &m,
+        "the keeper container",
+        m.run(&format!(
+            "docker run -d --name keeper --restart always -v keep:/data berth/base:{VERSION} \
+             sh -c 'echo kept-across-slots > /data/f; exec sleep 100000' >/dev/null"
+        )),
+    );
+    kept(&m, "the keeper before the upgrade");
+    let before = slots(&m);
+    assert_eq!(
+        before,
+        [
+            ("A".into(), "good".into(), true, true, Some(VERSION.into())),
+            ("B".into(), "empty".into(), false, false, None),
+        ]
+    );
+    check(&m, "mount the bundles", m.run("sudo mount -o ro /dev/vdb /mnt"));
+    for (file, why) in [
+        ("flipped.upgrade", "corrupt or was altered"),
+        ("other.upgrade", "signed by another key"),
+        (&format!("berth-{VERSION}.upgrade") as &str, "not newer"),
+        ("missing.upgrade", "no such file"),
+    ] {
+        let out = m
+            .run(&format!(
+                "sudo berth os upgrade /mnt/{file} --no-reboot 2>&1; echo rc=$?"
+            ))
+            .unwrap();
+        assert!(out.contains(why) && out.contains("rc=1"), "{file}: {out}");
+    }
+    let unsigned = m
+        .run("sudo cp /mnt/other.upgrade /var/lib/berth/unsigned.upgrade && sudo berth os upgrade /var/lib/berth/unsigned.upgrade --no-reboot 2>&1; echo rc=$?; sudo rm -f /var/lib/berth/unsigned.upgrade")
+        .unwrap();
+    assert!(
+        unsigned.contains("unsigned bundle is refused") && unsigned.contains("rc=1"),
+        "{unsigned}"
+    );
+    assert_eq!(slots(&m), before, "a refused bundle changed the slots");
+    let out = check(
+        &m,
+        "berth os upgrade",
+        m.run(&format!(
+            "sudo berth os upgrade /mnt/berth-{VERSION}.upgrade --force --no-reboot 2>&1"
+        )),
+    );
+    assert!(
+        out.contains("Slot B now holds") && out.contains("Writing BERTH_B"),
+        "{out}"
+    );
+    let armed = slots(&m);
+    assert_eq!(armed[1].1, "trying", "{armed:?}");
+    assert!(armed[1].3 && !armed[0].3, "B must be the default: {armed:?}");
+    common::reboot(&m);
+    let cmdline = check(&m, "slot B", m.run("cat /proc/cmdline; berth version"));
+    assert!(
+        cmdline.contains("berth.slot=B") && cmdline.contains("Slot: B"),
+        "{cmdline}"
+    );
+    kept(&m, "the keeper after the upgrade");
+    wait_marked_good(&m, "B");
+    let upgraded = slots(&m);
+    assert_eq!(
+        (upgraded[1].1.as_str(), upgraded[1].2, upgraded[1].3),
+        ("good", true, true),
+        "{upgraded:?}"
+    );
+    // Rollback, rebooting by itself.
+    let mark = m.console().len();
+    let said = m
+        .ssh("sudo berth os rollback 2>&1")
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    check(
+        &m,
+        "reboot after rollback",
+        m.wait_console("stage 1 (initramfs)", mark, BOOT),
+    );
+    check(&m, "ssh after rollback", m.wait_ssh(BOOT));
+    let cmdline = check(&m, "slot A again", m.run("cat /proc/cmdline"));
+    assert!(cmdline.contains("berth.slot=A"), "{said}\n{cmdline}");
+    kept(&m, "the keeper after the rollback");
+    let back = slots(&m);
+    assert_eq!(
+        (back[0].1.as_str(), back[0].2, back[0].3, back[1].1.as_str()),
+        ("good", true, true, "good"),
+        "{back:?}"
+    );
+    common::poweroff(&m);
+    drop(m);
+    eprintln!(
+        "upgrade and rollback done at {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // (3)+(4) Slot B = slot A with one byte of os.img flipped, armed as the next boot; under
     // OVMF. B must be refused by its initrd's digests, and the machine come up on A.

@@ -145,12 +145,33 @@ fn installed() -> Result<Installed, String> {
     Ok(Installed { disk, booted })
 }
 
+/// Open the whole disk. The kernel caches each block device apart: the whole disk, and each
+/// partition that init mounts to write the grubenv. So what was cached through the whole disk
+/// is dropped first (init may have written through a partition since).
 fn open_disk(path: &Path, write: bool) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(write)
         .open(path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    drop_cache(&file);
+    Ok(file)
+}
+
+fn drop_cache(file: &std::fs::File) {
+    let _ = nix::fcntl::posix_fadvise(file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+}
+
+/// After writing through the whole disk: drop what the partitions' devices cached, so init
+/// (mounting BERTH_BOOT) and a later boot read what was written.
+fn drop_partition_caches(slot: Slot) {
+    for name in [layout::BOOT.name, layout::slot(slot).name] {
+        if let Some(device) = berth_boot::slot::partition_named(name)
+            && let Ok(file) = std::fs::File::open(&device)
+        {
+            drop_cache(&file);
+        }
+    }
 }
 
 fn slot_version(disk: &mut std::fs::File, slot: Slot) -> Option<String> {
@@ -296,7 +317,10 @@ fn upgrade(source: &str, no_reboot: bool, force: bool) -> Result<(), String> {
     }
     next.remove(grubenv::ROLLED_BACK);
     disk::write_grubenv(&mut disk, &next).map_err(|e| e.to_string())?;
+    disk.sync_all()
+        .map_err(|e| format!("writing {}: {e}", machine.disk.display()))?;
     drop(disk);
+    drop_partition_caches(target);
     println!(
         "Slot {target} now holds Berth {} and boots next; if its first boot does not pass its health \
          checks in {TRIES} tries, slot {} (Berth {}) boots again.",
@@ -384,7 +408,10 @@ fn rollback(no_reboot: bool) -> Result<(), String> {
     }
     next.remove(grubenv::ROLLED_BACK);
     disk::write_grubenv(&mut disk, &next).map_err(|e| e.to_string())?;
+    disk.sync_all()
+        .map_err(|e| format!("writing {}: {e}", machine.disk.display()))?;
     drop(disk);
+    drop_partition_caches(other);
     println!(
         "Slot {other} (Berth {}) boots next.",
         status.version.as_deref().unwrap_or("?")
