@@ -460,7 +460,8 @@ mod tests {
                 "berth": {
                     "state": {"autoformat": ["/dev/sda", "/dev/vda"]},
                     "modules+": ["a", "b"],
-                    "sysctl": {"net.ipv4.ip_forward": 1}
+                    "sysctl": {"net.ipv4.ip_forward": 1},
+                    "compat": {"rancher_user": true}
                 }
             })
         );

@@ -317,6 +317,13 @@ pub(crate) fn map_rancher(layer: &mut Node, findings: &mut Vec<Finding>) {
             return;
         }
     }
+    // A RancherOS configuration names the `rancher` user (runcmd, write_files owners, ssh):
+    // it becomes a second name of the login account.
+    insert_at(
+        &mut mapped,
+        "compat.rancher_user",
+        Node::new(Kind::Bool(true), rancher_loc),
+    );
     // An explicit berth: in the same layer wins over the mapped keys.
     let mut berth = mapped;
     if let Some(explicit) = top.shift_remove("berth") {
@@ -569,12 +576,23 @@ mod tests {
     fn map(text: &str) -> (serde_json::Value, Vec<String>) {
         let (mut node, _) = crate::yaml::parse_yaml(text, 1).unwrap();
         let mut findings = Vec::new();
+        let had_rancher = node.as_map().is_some_and(|m| m.contains_key("rancher"));
         map_rancher(&mut node, &mut findings);
         let msgs = findings
             .iter()
             .map(|f| format!("{}: {}", f.key, f.message))
             .collect();
-        (node.to_json(), msgs)
+        let mut tree = node.to_json();
+        // Every layer with `rancher:` names the rancher account (checked here once for all,
+        // then left out of each test's expected tree).
+        let compat = tree
+            .get_mut("berth")
+            .and_then(|b| b.as_object_mut())
+            .and_then(|b| b.remove("compat"));
+        if had_rancher {
+            assert_eq!(compat, Some(serde_json::json!({"rancher_user": true})), "{tree}");
+        }
+        (tree, msgs)
     }
 
     #[test]

@@ -71,7 +71,8 @@ fn vm_config_drive_state_layers_and_config_set() {
          write_files:\n\
          \x20 - path: /etc/berth-e2e/console-file\n    content: from-config-drive\n\
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
-         runcmd:\n  - echo runcmd-ran >> /home/berth/runcmd.log\n\
+         \x20 - path: /home/rancher/owned\n    content: by-rancher\n    owner: rancher\n\
+         runcmd:\n  - touch /home/rancher/test1\n  - echo runcmd-ran >> /home/berth/runcmd.log\n\
          rancher:\n  modules: [nbd nbds_max=16]\n{HEALTH_SERVICES}"
     );
     let drive = vfat_with(
@@ -132,6 +133,21 @@ fn vm_config_drive_state_layers_and_config_set() {
         m.run("for i in $(seq 60); do test -s ~/runcmd.log && break; sleep 2; done; cat ~/runcmd.log"),
     );
     assert_eq!(ran.lines().count(), 1, "runcmd output: {ran:?}");
+    // A RancherOS configuration (it has `rancher:`): `rancher` is a name of the login account,
+    // as RancherOS's docs use it in runcmd, write_files and ssh.
+    let as_rancher = check(
+        &m,
+        "ssh as rancher",
+        m.run_as(
+            "rancher",
+            "id -u; stat -c %u /home/berth/owned; cat /home/rancher/owned; echo; test -e /home/berth/test1 && echo test1; sudo -n true && echo sudo-ok",
+        ),
+    );
+    assert_eq!(
+        as_rancher.split_whitespace().collect::<Vec<_>>(),
+        ["1100", "1100", "by-rancher", "test1", "sudo-ok"],
+        "{as_rancher}"
+    );
     // RancherOS's modules key from user-data, with a parameter: loaded by cloud-init on the
     // first boot (its container has the modules but no modprobe program).
     assert_eq!(

@@ -358,6 +358,15 @@ impl Accounts {
         }
     }
 
+    /// The supplementary groups `user` is a member of.
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        self.group
+            .entries()
+            .filter(|g| g.members.iter().any(|m| m == user))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
     pub fn shadow_hash(&self, user: &str) -> Option<&str> {
         self.shadow
             .entries()

@@ -161,6 +161,22 @@ fn apply_users_and_keys(
             user_keys.push((name.to_string(), spec.ssh_authorized_keys.clone()));
         }
     }
+    if config.berth.compat.rancher_user {
+        match users::rancher_alias(accounts, login, &ctx.root) {
+            Ok(Some(detail)) => report.done("berth.compat.rancher_user", detail),
+            Ok(None) => {}
+            Err(e) => report.failed("berth.compat.rancher_user", e.to_string()),
+        }
+        if accounts
+            .user(users::RANCHER_USER)
+            .is_some_and(|u| accounts.user(login).is_some_and(|l| l.uid == u.uid))
+        {
+            sudo_rules.push((
+                users::RANCHER_USER.to_string(),
+                "ALL=(ALL:ALL) NOPASSWD: ALL".to_string(),
+            ));
+        }
+    }
     if let Err(e) = accounts.write() {
         report.failed("users", e.to_string());
     }

@@ -403,3 +403,74 @@ write_files:
         "precious\n"
     );
 }
+
+/// A RancherOS configuration: `rancher` is the login account under its RancherOS name, so
+/// `/home/rancher`, `owner: rancher` and `ssh rancher@` work as its documentation says.
+#[test]
+fn a_rancher_configuration_makes_rancher_a_name_of_the_login_account() {
+    if !is_root() {
+        return;
+    }
+    let root = console_root();
+    std::fs::write(
+        root.path().join("etc/group"),
+        "root:x:0:\nsudo:x:27:berth\ndocker:x:999:berth\nberth:x:1000:\n",
+    )
+    .unwrap();
+    let ctx = ConsoleContext::new(root.path(), "berth");
+    let config = config(
+        "#cloud-config\nrancher:\n  ssh:\n    port: 22\nssh_authorized_keys:\n  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0mBbJ2f1W3CQk7i0e5Xg6nQ4e0m4m3x1Jm2v9mJ9s e2e\n\
+         write_files:\n  - path: /home/rancher/owned\n    content: x\n    owner: rancher\n",
+    );
+    assert!(config.berth.compat.rancher_user);
+    let report = apply_console(&config, &ctx);
+    assert_eq!(
+        status(&report, "berth.compat.rancher_user"),
+        ItemStatus::Done,
+        "{report:#?}"
+    );
+    assert_eq!(status(&report, "write_files[0]"), ItemStatus::Done, "{report:#?}");
+    let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    assert!(passwd.contains("rancher:x:1000:1000:"), "{passwd}");
+    let group = std::fs::read_to_string(root.path().join("etc/group")).unwrap();
+    assert!(
+        group.contains("sudo:x:27:berth,rancher") && group.contains("docker:x:999:berth,rancher"),
+        "{group}"
+    );
+    let shadow = std::fs::read_to_string(root.path().join("etc/shadow")).unwrap();
+    assert!(
+        shadow.contains("rancher:*:"),
+        "not locked, like berth's: {shadow}"
+    );
+    assert_eq!(
+        std::fs::read_link(root.path().join("home/rancher")).unwrap(),
+        Path::new("berth")
+    );
+    // The same file through both names, owned by the shared uid; the same keys.
+    assert_eq!(owner(&root.path().join("home/berth/owned")), (1000, 0));
+    assert!(root.path().join("home/rancher/.ssh/authorized_keys").exists());
+    let sudoers = std::fs::read_to_string(root.path().join("etc/sudoers.d/90-cloud-init-users")).unwrap();
+    assert!(
+        sudoers.contains("rancher ALL=(ALL:ALL) NOPASSWD: ALL"),
+        "{sudoers}"
+    );
+
+    // A Berth configuration gets no such name; a second run changes nothing.
+    assert!(
+        !self::config("#cloud-config\nhostname: h\n")
+            .berth
+            .compat
+            .rancher_user
+    );
+    let again = apply_console(&config, &ctx);
+    assert!(
+        !again.items.iter().any(|i| i.item == "berth.compat.rancher_user"),
+        "nothing to do the second time: {again:#?}"
+    );
+    let passwd2 = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    assert_eq!(
+        passwd2.lines().filter(|l| l.starts_with("rancher:")).count(),
+        1,
+        "{passwd2}"
+    );
+}

@@ -217,3 +217,62 @@ pub(crate) fn write_sudoers(root: &Path, rules: &[(String, String)]) -> Result<O
     chown(&path, 0, 0)?;
     Ok(Some(path.display().to_string()))
 }
+
+/// RancherOS's login name.
+pub(crate) const RANCHER_USER: &str = "rancher";
+
+/// Make `rancher` a second name of the `login` account (RancherOS configurations name it in
+/// runcmd, `write_files` owners and ssh): same uid, gid, shell and password state, the same
+/// supplementary groups and sudo rule, and `/home/rancher` a link to the login's home, so the
+/// same files and ssh keys serve both names. Returns what was done, `None` if nothing was.
+pub(crate) fn rancher_alias(accounts: &mut Accounts, login: &str, root: &Path) -> Result<Option<String>> {
+    let Some(entry) = accounts.user(login).cloned() else {
+        return Err(Error::Other(format!(
+            "the login user {login} is not in /etc/passwd"
+        )));
+    };
+    let mut done = Vec::new();
+    match accounts.user(RANCHER_USER) {
+        Some(existing) if existing.uid != entry.uid => {
+            return Err(Error::Other(format!(
+                "a user rancher with uid {} exists already: it is left as it is",
+                existing.uid
+            )));
+        }
+        Some(_) => {}
+        None => {
+            let hash = accounts.shadow_hash(login).unwrap_or("*").to_string();
+            accounts.add_user(
+                PasswdEntry {
+                    name: RANCHER_USER.to_string(),
+                    password: entry.password.clone(),
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    gecos: "RancherOS name of the login account".to_string(),
+                    home: format!("/home/{RANCHER_USER}"),
+                    shell: entry.shell.clone(),
+                },
+                &hash,
+            );
+            done.push(format!("uid {}", entry.uid));
+        }
+    }
+    for group in accounts.groups_of(login) {
+        accounts.add_member(&group, RANCHER_USER);
+    }
+    let link = root.join("home").join(RANCHER_USER);
+    let target = entry.home.trim_start_matches('/');
+    if std::fs::symlink_metadata(&link).is_err() {
+        if let Some(home) = link.parent() {
+            std::fs::create_dir_all(home).map_err(|e| Error::Other(format!("{}: {e}", home.display())))?;
+        }
+        let relative = Path::new(target)
+            .strip_prefix("home")
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| Path::new("/").join(target));
+        std::os::unix::fs::symlink(&relative, &link)
+            .map_err(|e| Error::Other(format!("{}: {e}", link.display())))?;
+        done.push(format!("/home/{RANCHER_USER} -> {}", relative.display()));
+    }
+    Ok((!done.is_empty()).then(|| format!("rancher is the {login} account ({})", done.join(", "))))
+}

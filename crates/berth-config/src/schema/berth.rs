@@ -52,6 +52,8 @@ pub struct BerthConfig {
     pub registry_auths: IndexMap<String, RegistryAuth>,
     /// Upgrades of an installed disk (`berth os upgrade`).
     pub upgrade: UpgradeConfig,
+    /// Compatibility with RancherOS configurations.
+    pub compat: CompatConfig,
     /// The slot (`A` or `B`) of an installed disk that GRUB booted: set by GRUB on the kernel
     /// command line (`berth.slot=A`), read by init (crates/berth-boot/src/slot.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +70,7 @@ impl Default for BerthConfig {
             environment: IndexMap::new(),
             shutdown_timeout: 60,
             upgrade: UpgradeConfig::default(),
+            compat: CompatConfig::default(),
             state: StateConfig::default(),
             oem: OemConfig::default(),
             system_docker: SystemDockerConfig::default(),
@@ -343,4 +346,14 @@ impl Default for UpgradeConfig {
     fn default() -> Self {
         UpgradeConfig { health_timeout: 300 }
     }
+}
+
+/// `berth.compat`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CompatConfig {
+    /// `rancher` is a second login name of the `berth` account (same uid, home
+    /// `/home/rancher` a link to `/home/berth`, same groups, keys and sudo). Set by any layer
+    /// that uses RancherOS's `rancher:` key.
+    pub rancher_user: bool,
 }
