@@ -305,22 +305,8 @@ fn upgrade(source: &str, no_reboot: bool, force: bool) -> Result<(), String> {
     }
     result?;
 
-    let mut disk = open_disk(&machine.disk, true)?;
-    let mut next = disk::read_grubenv(&mut disk).map_err(|e| e.to_string())?;
-    for (k, v) in [
-        (grubenv::BOOT_SLOT, target.as_str()),
-        (grubenv::PREV_SLOT, machine.booted.as_str()),
-        (grubenv::BOOT_OK, "0"),
-        (grubenv::BOOT_TRIES, TRIES),
-    ] {
-        next.set(k, v).map_err(|e| e.to_string())?;
-    }
-    next.remove(grubenv::ROLLED_BACK);
-    disk::write_grubenv(&mut disk, &next).map_err(|e| e.to_string())?;
-    disk.sync_all()
-        .map_err(|e| format!("writing {}: {e}", machine.disk.display()))?;
-    drop(disk);
-    drop_partition_caches(target);
+    // Armed: GRUB counts tries until the new slot's first boot is confirmed healthy.
+    set_next_boot(&machine, target, false)?;
     println!(
         "Slot {target} now holds Berth {} and boots next; if its first boot does not pass its health \
          checks in {TRIES} tries, slot {} (Berth {}) boots again.",
@@ -378,6 +364,28 @@ fn stage_and_write(
     Ok(())
 }
 
+/// Make `slot` the one GRUB boots next: on trial (`good == false`: 3 counted tries) or as a
+/// slot known good; the running slot becomes the one to go back to.
+fn set_next_boot(machine: &Installed, slot: Slot, good: bool) -> Result<(), String> {
+    let mut disk = open_disk(&machine.disk, true)?;
+    let mut next = disk::read_grubenv(&mut disk).map_err(|e| e.to_string())?;
+    for (k, v) in [
+        (grubenv::BOOT_SLOT, slot.as_str()),
+        (grubenv::PREV_SLOT, machine.booted.as_str()),
+        (grubenv::BOOT_OK, if good { "1" } else { "0" }),
+        (grubenv::BOOT_TRIES, if good { "0" } else { TRIES }),
+    ] {
+        next.set(k, v).map_err(|e| e.to_string())?;
+    }
+    next.remove(grubenv::ROLLED_BACK);
+    disk::write_grubenv(&mut disk, &next).map_err(|e| e.to_string())?;
+    disk.sync_all()
+        .map_err(|e| format!("writing {}: {e}", machine.disk.display()))?;
+    drop(disk);
+    drop_partition_caches(slot);
+    Ok(())
+}
+
 fn rollback(no_reboot: bool) -> Result<(), String> {
     let machine = installed()?;
     let (_, slots) = statuses(&machine)?;
@@ -396,22 +404,8 @@ fn rollback(no_reboot: bool) -> Result<(), String> {
         }
         _ => {}
     }
-    let mut disk = open_disk(&machine.disk, true)?;
-    let mut next = disk::read_grubenv(&mut disk).map_err(|e| e.to_string())?;
-    for (k, v) in [
-        (grubenv::BOOT_SLOT, other.as_str()),
-        (grubenv::PREV_SLOT, machine.booted.as_str()),
-        (grubenv::BOOT_OK, "1"),
-        (grubenv::BOOT_TRIES, "0"),
-    ] {
-        next.set(k, v).map_err(|e| e.to_string())?;
-    }
-    next.remove(grubenv::ROLLED_BACK);
-    disk::write_grubenv(&mut disk, &next).map_err(|e| e.to_string())?;
-    disk.sync_all()
-        .map_err(|e| format!("writing {}: {e}", machine.disk.display()))?;
-    drop(disk);
-    drop_partition_caches(other);
+    // A slot that booted well before is not counted again.
+    set_next_boot(&machine, other, true)?;
     println!(
         "Slot {other} (Berth {}) boots next.",
         status.version.as_deref().unwrap_or("?")
