@@ -67,6 +67,9 @@ pub struct Vm {
     /// A virtio-serial channel named `org.qemu.guest_agent.0` (what libvirt gives a guest for
     /// its agent), served on this unix socket.
     pub guest_agent: Option<PathBuf>,
+    /// The real-time clock's start (QEMU's `-rtc base=`, e.g. `2026-01-01T10:00:00`, UTC):
+    /// a machine that boots with its clock off.
+    pub rtc_base: Option<String>,
 }
 
 impl Vm {
@@ -88,6 +91,7 @@ impl Vm {
             taps: Vec::new(),
             monitor: None,
             guest_agent: None,
+            rtc_base: None,
         }
     }
 
@@ -105,6 +109,9 @@ impl Vm {
             "-device".into(),
             "virtio-rng-pci".into(),
         ];
+        if let Some(base) = &self.rtc_base {
+            a.extend(["-rtc".into(), format!("base={base}")]);
+        }
         if self.kvm {
             a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]);
         } else {

@@ -49,6 +49,8 @@ pub struct Dhcp {
     pub dns: Vec<Ipv4Addr>,
     /// The domain search list (option 119) and domain name (option 15, the first entry).
     pub search: Vec<String>,
+    /// NTP servers the lease offers (option 42).
+    pub ntp: Vec<Ipv4Addr>,
 }
 
 pub struct TestNet {
@@ -58,7 +60,10 @@ pub struct TestNet {
     tag: String,
     next_tap: AtomicUsize,
     dnsmasq: Option<Child>,
+    /// chronyd serving time on the segment ([`TestNet::serve_ntp`]).
+    chronyd: Option<Child>,
     files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
 }
 
 /// Run `ip` with `args`; fail with its stderr.
@@ -129,7 +134,61 @@ pub fn dnsmasq_args(dhcp: &Dhcp, bridge: &str, dir: &Path) -> Vec<String> {
             dhcp.search.join(",")
         ));
     }
+    if !dhcp.ntp.is_empty() {
+        let list: Vec<String> = dhcp.ntp.iter().map(ToString::to_string).collect();
+        args.push(format!("--dhcp-option=option:ntp-server,{}", list.join(",")));
+    }
     args
+}
+
+/// chronyd's configuration as a server on the segment: it serves this machine's clock
+/// (`local`, never synchronised from anywhere: the namespace has no uplink), answers everyone
+/// on the segment, and opens no command socket. It runs with `-x`, so it never sets the clock.
+pub const CHRONYD_SERVER_CONF: &str = "\
+# The test network's NTP server: this machine's clock, served on the segment.
+local stratum 3
+allow all
+cmdport 0
+bindcmdaddress /
+pidfile /run/chrony/testnet.pid
+";
+
+/// Unpack the layers of the release's `berth/ntp` image (from the image build's
+/// `work/images/manifest.json` under `berth_out`) into `root`: the same Debian chronyd that
+/// Berth runs, usable with `chroot` on any host.
+pub fn unpack_ntp_image(berth_out: &Path, root: &Path) -> Result<()> {
+    let images = berth_out.join("work/images");
+    let manifest = images.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {} (made by `cargo xtask build`)", manifest.display()))?;
+    let entries: serde_json::Value = serde_json::from_str(&text)?;
+    let entry = entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e["RepoTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t.as_str().is_some_and(|t| t.starts_with("berth/ntp:")))
+        })
+        .with_context(|| format!("no berth/ntp image in {}", manifest.display()))?;
+    std::fs::create_dir_all(root)?;
+    for layer in entry["Layers"].as_array().into_iter().flatten() {
+        let layer = images.join(layer.as_str().context("a layer that is not a path")?);
+        let file = std::fs::File::open(&layer).with_context(|| format!("opening {}", layer.display()))?;
+        let mut archive = tar::Archive::new(file);
+        archive.set_preserve_permissions(true);
+        archive
+            .unpack(root)
+            .with_context(|| format!("unpacking {}", layer.display()))?;
+    }
+    for dir in ["run/chrony", "var/lib/chrony"] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    std::fs::write(root.join("etc/chrony/testnet.conf"), CHRONYD_SERVER_CONF)?;
+    Ok(())
 }
 
 impl TestNet {
@@ -148,7 +207,9 @@ impl TestNet {
             tag: test.to_string(),
             next_tap: AtomicUsize::new(0),
             dnsmasq: None,
+            chronyd: None,
             files: Vec::new(),
+            dirs: Vec::new(),
         };
         // From here on the drop guard removes the namespace should a step fail.
         net.ip(&["link", "set", "lo", "up"])?;
@@ -216,6 +277,57 @@ impl TestNet {
         Ok(())
     }
 
+    /// Serve NTP on the segment from `address` (added to the bridge if it is not the DHCP
+    /// server's): Debian's chronyd from the release's ntp image, unpacked under this test
+    /// network's directory and run chrooted in the namespace. Fails if it exits at once.
+    pub fn serve_ntp(&mut self, berth_out: &Path, address: (Ipv4Addr, u8)) -> Result<()> {
+        let (ip, prefix) = address;
+        let cidr = format!("{ip}/{prefix}");
+        if !self
+            .ip(&["-br", "addr", "show", "dev", &self.bridge])?
+            .contains(&cidr)
+        {
+            self.ip(&["addr", "add", &cidr, "dev", &self.bridge])?;
+        }
+        let root = self.dir.join("ntp-root");
+        self.dirs.push(root.clone());
+        unpack_ntp_image(berth_out, &root)?;
+        let log = self.dir.join("chronyd.log");
+        self.files.push(log.clone());
+        let out = std::fs::File::create(&log)?;
+        let root_text = root.to_string_lossy().into_owned();
+        let mut child = self
+            .command("chroot")
+            .args([
+                root_text.as_str(),
+                "/usr/sbin/chronyd",
+                "-d",
+                "-x",
+                "-f",
+                "/etc/chrony/testnet.conf",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .context("starting chronyd in the test network")?;
+        eprintln!(
+            "[{}] chronyd pid {} (log: {})",
+            self.tag,
+            child.id(),
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "chronyd exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        self.chronyd = Some(child);
+        Ok(())
+    }
+
     /// The leases dnsmasq has handed out (its lease file).
     pub fn leases(&self) -> String {
         std::fs::read_to_string(self.dir.join("dnsmasq.leases")).unwrap_or_default()
@@ -246,7 +358,7 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        if let Some(mut child) = self.dnsmasq.take() {
+        for mut child in [self.dnsmasq.take(), self.chronyd.take()].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -256,6 +368,9 @@ impl Drop for TestNet {
         }
         for file in &self.files {
             let _ = std::fs::remove_file(file);
+        }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -301,6 +416,7 @@ mod tests {
             range: (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 150)),
             dns: vec![Ipv4Addr::new(198, 18, 0, 53), Ipv4Addr::new(198, 18, 0, 54)],
             search: vec!["netvm.test".into(), "lab.test".into()],
+            ntp: vec![Ipv4Addr::new(198, 18, 0, 1)],
         };
         let args = dnsmasq_args(&dhcp, "br0", Path::new("/tmp/x"));
         for want in [
@@ -312,6 +428,7 @@ mod tests {
             "--dhcp-option=option:dns-server,198.18.0.53,198.18.0.54",
             "--dhcp-option=option:domain-name,netvm.test",
             "--dhcp-option=option:domain-search,netvm.test,lab.test",
+            "--dhcp-option=option:ntp-server,198.18.0.1",
             "--dhcp-leasefile=/tmp/x/dnsmasq.leases",
         ] {
             assert!(args.iter().any(|a| a == want), "{want} missing: {args:?}");
@@ -338,6 +455,7 @@ mod tests {
                 range: (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 150)),
                 dns: vec![],
                 search: vec![],
+                ntp: vec![],
             })
             .unwrap();
         }

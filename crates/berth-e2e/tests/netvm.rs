@@ -2,7 +2,9 @@
 //! bridge and dnsmasq that this test creates ([`berth_e2e::testnet`]). A and B get static IPv4
 //! and IPv6 addresses on their second NIC (matched by MAC address) and ping each other over
 //! both families; C gets its address, name servers and search domain from dnsmasq's lease and
-//! pings A. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
+//! pings A. C boots with its clock an hour behind: its lease names an NTP server on the
+//! segment (Debian's chronyd, run by the test), and the ntp service's chrony sets the clock
+//! right from it. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
 //! login environment. QEMU's `set_link` takes A's segment link down and up again.
 //!
 //! Needs root, iproute2 and dnsmasq (see the README). The proxies are addresses on the test
@@ -84,6 +86,15 @@ fn addresses(link: &Value) -> Vec<String> {
         .collect()
 }
 
+/// An hour before now, in UTC, as QEMU's `-rtc base=` takes it.
+fn an_hour_ago() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", "-1 hour", "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     let started = Instant::now();
@@ -94,8 +105,11 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         range: (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 150)),
         dns: vec![Ipv4Addr::new(198, 18, 0, 53)],
         search: vec!["netvm.test".into()],
+        ntp: vec![Ipv4Addr::new(198, 18, 0, 1)],
     })
     .expect("dnsmasq");
+    net.serve_ntp(&env.artifacts.out, (Ipv4Addr::new(198, 18, 0, 1), 24))
+        .expect("chronyd on the test network");
 
     let user_data = [
         (
@@ -147,6 +161,9 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         vm.memory_mib = 640;
         vm.cpus = 1;
         vm.cidata = Some(seed);
+        if *name == "c" {
+            vm.rtc_base = Some(an_hour_ago());
+        }
         let nic = net.attach(&mut vm, mac);
         vms.push((name.to_string(), vm, nic));
     }
@@ -211,6 +228,36 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     );
     assert!(net.leases().contains(MAC_C), "dnsmasq leases: {}", net.leases());
     until_ok(&c, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
+
+    // C's clock: an hour behind at boot; chrony learns the segment's NTP server from the
+    // lease, steps the clock by about an hour, and keeps it within seconds of this machine's.
+    let sources = until_ok(
+        &c,
+        "sudo system-docker exec ntp chronyc -n sources | grep 198.18.0.1",
+        Duration::from_secs(60),
+    );
+    eprintln!("C's chrony: {}", sources.trim());
+    let step = until_ok(
+        &c,
+        "sudo system-docker logs ntp 2>&1 | grep -E 'stepped|wrong by'",
+        Duration::from_secs(90),
+    );
+    let stepped: f64 = step
+        .split_whitespace()
+        .filter_map(|w| w.parse::<f64>().ok())
+        .map(f64::abs)
+        .fold(0.0, f64::max);
+    assert!(stepped > 3000.0, "C's clock was not about an hour off: {step}");
+    let guest: i64 = check(&c, "date", c.run("date +%s")).trim().parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (guest - host).abs() < 15,
+        "C's clock is {}s off after chrony's step",
+        guest - host
+    );
 
     // Proxies: User Docker has all three (https_proxy from user-data restarted it), System
     // Docker those of the kernel command line, logins all three.

@@ -117,7 +117,7 @@ pub fn dhcpcd_conf(config: &Config, plan: &Plan) -> String {
          clientid\n\
          persistent\n\
          option rapid_commit\n\
-         option domain_name_servers, domain_name, domain_search, host_name\n\
+         option domain_name_servers, domain_name, domain_search, host_name, ntp_servers\n\
          option classless_static_routes\n\
          option interface_mtu\n\
          require dhcp_server_identifier\n\
@@ -311,6 +311,8 @@ mod tests {
                 "timeout 10"
             ]
         );
+        // The lease's NTP servers reach the ntp service through the hook's lease record.
+        assert!(conf.contains(", ntp_servers\n"), "{conf}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// Where dhcpcd's hook records each interface's lease, one JSON file per interface.
-pub const LEASES_DIR: &str = "/run/berth/leases";
+pub use berth_runtime::paths::LEASES_DIR;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkStatus {
@@ -64,6 +64,9 @@ pub struct Lease {
     pub address: Option<String>,
     pub routers: Vec<String>,
     pub nameservers: Vec<String>,
+    /// NTP servers the lease offered (option 42); the ntp service adds them to chrony's.
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
     /// Seconds the lease is valid for, from when it was obtained.
     pub lease_seconds: Option<u64>,
     /// When the hook saw it, seconds since the epoch.
@@ -221,7 +224,8 @@ fn read_leases(dir: &Path) -> Vec<Lease> {
 }
 
 /// The lease dhcpcd describes in its hook's environment (`interface`, `new_ip_address`,
-/// `new_subnet_cidr`, `new_routers`, `new_domain_name_servers`, `new_dhcp_lease_time`).
+/// `new_subnet_cidr`, `new_routers`, `new_domain_name_servers`, `new_ntp_servers`,
+/// `new_dhcp_lease_time`).
 pub fn lease_from_env(var: &dyn Fn(&str) -> Option<String>, now: u64) -> Option<Lease> {
     let interface = var("interface")?;
     let words = |name: &str| -> Vec<String> {
@@ -240,6 +244,7 @@ pub fn lease_from_env(var: &dyn Fn(&str) -> Option<String>, now: u64) -> Option<
         address,
         routers: words("new_routers"),
         nameservers: words("new_domain_name_servers"),
+        ntp_servers: words("new_ntp_servers"),
         lease_seconds: var("new_dhcp_lease_time").and_then(|t| t.parse().ok()),
         obtained: now,
     })
@@ -331,6 +336,7 @@ mod tests {
                 "new_subnet_cidr" => Some("24".into()),
                 "new_routers" => Some("10.0.2.2".into()),
                 "new_dhcp_lease_time" => Some("86400".into()),
+                "new_ntp_servers" => Some("192.0.2.123 192.0.2.124".into()),
                 _ => None,
             }
         };
@@ -338,6 +344,7 @@ mod tests {
         assert_eq!(lease.address.as_deref(), Some("10.0.2.15/24"));
         assert_eq!(lease.routers, ["10.0.2.2"]);
         assert_eq!(lease.lease_seconds, Some(86400));
+        assert_eq!(lease.ntp_servers, ["192.0.2.123", "192.0.2.124"]);
         assert!(
             render(&NetworkStatus {
                 leases: vec![lease],

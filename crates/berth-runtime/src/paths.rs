@@ -13,3 +13,6 @@ pub const CLOUD_INIT_REPORT: &str = "/run/berth/cloud-init.json";
 pub const BOOT_PROBLEMS: &str = "/run/berth/boot-problems";
 /// The boot logs, on the state partition when there is one.
 pub const BOOT_LOG_DIR: &str = "/var/log/boot";
+/// The DHCP leases netconf's dhcpcd hook records, one `<interface>.json` each
+/// (`berth network status` and the ntp service read them).
+pub const LEASES_DIR: &str = "/run/berth/leases";

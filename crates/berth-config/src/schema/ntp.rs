@@ -12,6 +12,8 @@ use std::str::FromStr;
 pub struct NtpConfig {
     /// Servers chrony polls, in order: `HOST`, `IP`, `HOST:PORT`, `[IPv6]:PORT`.
     pub servers: Vec<NtpServer>,
+    /// Also ask the NTP servers a DHCP lease offers (option 42), next to `servers`.
+    pub dhcp: bool,
 }
 
 impl Default for NtpConfig {
@@ -30,6 +32,7 @@ impl Default for NtpConfig {
                 port: None,
             })
             .collect(),
+            dhcp: true,
         }
     }
 }
