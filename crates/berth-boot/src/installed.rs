@@ -103,24 +103,25 @@ pub fn prepare_state(newroot: &Path) -> Result<Option<Prepared>, FirstBootError>
             })?;
         }
     }
-    mkfs_ext4(newroot, &device)?;
+    mkfs_ext4(newroot, &device, berth_install::layout::STATE_NAME)?;
     Ok(Some(Prepared { device, grown_to }))
 }
 
-/// Run the OS image's mkfs.ext4 through its own dynamic loader (the initramfs has none).
-fn mkfs_ext4(newroot: &Path, device: &Path) -> Result<(), FirstBootError> {
+/// Run the OS image's mkfs.ext4 through its own dynamic loader (the initramfs has none),
+/// labelling the filesystem `label`.
+pub fn mkfs_ext4(newroot: &Path, device: &Path, label: &str) -> Result<(), FirstBootError> {
     let libs = newroot.join("usr/lib/x86_64-linux-gnu");
     let mut cmd = Command::new(libs.join("ld-linux-x86-64.so.2"));
     cmd.arg("--library-path")
         .arg(&libs)
         .arg(newroot.join("usr/sbin/mke2fs"));
-    mke2fs(cmd, device)
+    mke2fs(cmd, device, label)
 }
 
 /// `mke2fs` (the given command) making the state filesystem on `device`.
-fn mke2fs(mut cmd: Command, device: &Path) -> Result<(), FirstBootError> {
+fn mke2fs(mut cmd: Command, device: &Path, label: &str) -> Result<(), FirstBootError> {
     let output = cmd
-        .args(["-q", "-F", "-t", "ext4", "-L", berth_install::layout::STATE_NAME])
+        .args(["-q", "-F", "-t", "ext4", "-L", label])
         .arg(device)
         // No /etc/mke2fs.conf here: a config path that does not exist makes mke2fs use its
         // built-in defaults (ext4 with a journal); an empty file would give a bare ext2.
@@ -206,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
         std::fs::File::create(&path).unwrap().set_len(64 << 20).unwrap();
-        mke2fs(Command::new("mke2fs"), &path).unwrap();
+        mke2fs(Command::new("mke2fs"), &path, "BERTH_STATE").unwrap();
         let fs = berth_blockdev::probe(&path).unwrap();
         assert_eq!(fs.fstype, "ext4");
         assert_eq!(fs.label.as_deref(), Some("BERTH_STATE"));

@@ -124,6 +124,7 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         }
         Some(Ok(None)) | None => false,
     };
+    autoformat(newroot, state);
     mount_state(newroot, state.dev.as_str(), state.wait, state.required)?;
     root::populate(newroot)?;
     if first_boot {
@@ -317,6 +318,42 @@ fn load_early_modules() {
         report.modaliases,
         log::uptime() - step
     );
+}
+
+/// `berth.state.autoformat`: when no state partition is found, format the first listed
+/// device that is blank (first MiB all zeros: no partition table, no filesystem) as ext4 with
+/// the label `berth.state.dev` looks for. A device holding anything is never touched.
+fn autoformat(newroot: &Path, state: &berth_config::schema::berth::StateConfig) {
+    if state.autoformat.is_empty() {
+        return;
+    }
+    let dev = state.dev.as_str();
+    match crate::state::find(dev, Duration::from_secs(state.wait.into()), false) {
+        StateDecision::Absent | StateDecision::WrongFilesystem { found: None, .. } => {}
+        _ => return,
+    }
+    let listed: Vec<String> = state.autoformat.iter().map(|d| d.to_string()).collect();
+    let devices = berth_blockdev::list(Path::new("/sys"));
+    let blank = |path: &Path| installed::is_blank(path).unwrap_or(false);
+    match crate::state::autoformat_target(&listed, &devices, &blank) {
+        Ok(device) => {
+            let label = crate::state::autoformat_label(dev);
+            match installed::mkfs_ext4(newroot, &device.path, &label) {
+                Ok(()) => tracing::info!(
+                    "berth.state.autoformat: {} was blank: formatted ext4 {label}",
+                    device.path.display()
+                ),
+                Err(e) => problems::report(Path::new("/"), &format!("berth.state.autoformat: {e}")),
+            }
+        }
+        Err(why) => problems::report(
+            Path::new("/"),
+            &format!(
+                "berth.state.autoformat: no state partition was found and no listed device can be \
+                 formatted ({why}); running from RAM"
+            ),
+        ),
+    }
 }
 
 /// Mount the state partition on `<newroot>/var`, or decide to run from RAM.

@@ -121,6 +121,40 @@ pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
     }
 }
 
+/// The label a device formatted for `configured` must carry to be found by it: `X` for
+/// `LABEL=X`, else Berth's own.
+pub fn autoformat_label(configured: &str) -> String {
+    match DeviceSpec::parse(configured) {
+        Some(DeviceSpec::Label(label)) => label,
+        _ => "BERTH_STATE".to_string(),
+    }
+}
+
+/// `berth.state.autoformat`: the first listed device that is present and blank (`blank`:
+/// its first MiB is zeros, so no partition table and no filesystem) — or why none is.
+/// Formatting is only ever considered when no state partition was found.
+pub fn autoformat_target(
+    listed: &[String],
+    devices: &[BlockDevice],
+    blank: &dyn Fn(&Path) -> bool,
+) -> Result<BlockDevice, String> {
+    let mut seen = Vec::new();
+    for entry in listed {
+        let Some(spec) = DeviceSpec::parse(entry) else {
+            seen.push(format!("{entry}: not a device reference"));
+            continue;
+        };
+        let found = berth_blockdev::resolve_all_with(&spec, devices, &|_| None);
+        match found.as_slice() {
+            [] => seen.push(format!("{entry}: absent")),
+            [one] if blank(&one.device.path) => return Ok(one.device.clone()),
+            [one] => seen.push(format!("{}: not blank, left alone", one.device.path.display())),
+            _ => seen.push(format!("{entry}: matches several devices, left alone")),
+        }
+    }
+    Err(seen.join("; "))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -233,5 +267,24 @@ pub(crate) mod tests {
                 found: None
             }
         );
+    }
+
+    #[test]
+    fn autoformat_takes_the_first_blank_listed_device_only() {
+        let devices = vec![dev("vda"), dev("vdb"), dev("vdc")];
+        let blank = |p: &Path| p != Path::new("/dev/vda");
+        let listed = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // vda holds something: skipped; vdb is blank: chosen, vdc never looked at.
+        let got = autoformat_target(
+            &listed(&["/dev/sda", "/dev/vda", "/dev/vdb", "/dev/vdc"]),
+            &devices,
+            &blank,
+        );
+        assert_eq!(got.unwrap().path, PathBuf::from("/dev/vdb"));
+        // Nothing blank: the reason names each device.
+        let err = autoformat_target(&listed(&["/dev/sda", "/dev/vda"]), &devices, &blank).unwrap_err();
+        assert_eq!(err, "/dev/sda: absent; /dev/vda: not blank, left alone");
+        assert_eq!(autoformat_label("LABEL=RANCHER_STATE"), "RANCHER_STATE");
+        assert_eq!(autoformat_label("/dev/vdb"), "BERTH_STATE");
     }
 }

@@ -308,6 +308,9 @@ impl Layering {
         mut findings: Vec<Finding>,
     ) -> LayerStatus {
         findings.extend(crate::pending::findings(&node));
+        if !matches!(kind, LayerKind::Defaults | LayerKind::Cmdline) {
+            findings.extend(crate::pending::stage1_findings(&node));
+        }
         let mut candidate = self.state.clone();
         merge(&mut candidate, node, Markers::Resolve, "", &mut findings);
         let mut ok = !findings.iter().any(|f| f.severity == Severity::Error);

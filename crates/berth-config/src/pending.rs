@@ -10,10 +10,6 @@ const DOCKER_TLS: &str = "the user engine listens on its Unix socket only; TLS i
 /// Key patterns (`*` matches any one map key) and why each is not applied.
 const NOT_APPLIED: &[(&str, &str)] = &[
     (
-        "berth.state.autoformat",
-        "Berth never formats a disk yet: prepare the state disk with `mkfs.ext4 -L BERTH_STATE`",
-    ),
-    (
         "berth.state.fstype",
         "the state partition's filesystem is detected; this setting is not used yet",
     ),
@@ -50,8 +46,26 @@ fn is_set(key: &str, node: &Node) -> bool {
 /// of `berth.network` is applied by netconf; RancherOS keys Berth has no model for, such as
 /// `dhcp_args` or `wifi_network`, are reported where RancherOS keys are mapped.)
 pub(crate) fn findings(layer: &Node) -> Vec<Finding> {
+    report(layer, NOT_APPLIED)
+}
+
+/// Settings init reads in stage 1, before the state partition (where every configuration
+/// file but the kernel command line lives) is mounted.
+const STAGE1_ONLY: &[(&str, &str)] = &[(
+    "berth.state.autoformat",
+    "init reads it before the state partition is mounted, from the kernel command line only: \
+     put berth.state.autoformat=[/dev/sda,/dev/vda] on the kernel command line",
+)];
+
+/// Warnings for stage-1 settings written in a layer that stage 1 does not read (every layer
+/// but the built-in defaults and the kernel command line).
+pub(crate) fn stage1_findings(layer: &Node) -> Vec<Finding> {
+    report(layer, STAGE1_ONLY)
+}
+
+fn report(layer: &Node, table: &[(&str, &str)]) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (pattern, why) in NOT_APPLIED {
+    for (pattern, why) in table {
         let segments: Vec<&str> = pattern.split('.').collect();
         visit(layer, &segments, String::new(), &mut |path, node| {
             let key = path.rsplit('.').next().unwrap_or_default();
@@ -146,6 +160,16 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:#?}");
         assert!(
             got[0].contains("berth.docker.server_key") && !got[0].contains("KEY"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn autoformat_outside_the_kernel_command_line_is_reported() {
+        let got = warnings("berth:\n  state:\n    autoformat: [/dev/sda]\n");
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].contains("test.yml:3:5: berth.state.autoformat") && got[0].contains("kernel command line"),
             "{got:#?}"
         );
     }
