@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 Examples:
   sudo berth install --device /dev/sda --cloud-config cloud-config.yml
   sudo berth install -d /dev/vdb -c cloud-config.yml --no-reboot
+  sudo berth install -d /dev/sda -c https://config.example.com/node1.yml
 
 RancherOS's `ros install -c FILE -d DEV` is `berth install -c FILE -d DEV`.
 Everything on the disk is lost. Boot the ISO to install: its medium holds the release.")]
@@ -21,9 +22,10 @@ pub struct InstallArgs {
     /// The disk to install on (a whole disk such as /dev/sda or /dev/vdb)
     #[arg(long, short = 'd')]
     device: PathBuf,
-    /// The installed machine's cloud-config (user-data), a file; checked before anything is written
-    #[arg(long, short = 'c')]
-    cloud_config: Option<PathBuf>,
+    /// The installed machine's cloud-config (user-data): a file or an http(s) URL, fetched and
+    /// checked before anything is written
+    #[arg(long, short = 'c', value_name = "FILE|URL")]
+    cloud_config: Option<String>,
     /// Install over a disk that holds partitions or filesystems
     #[arg(long, short = 'f')]
     force: bool,
@@ -185,7 +187,7 @@ fn run(args: &InstallArgs) -> Result<(), String> {
         ));
     }
     let user_data = match &args.cloud_config {
-        Some(path) => Some(cloud_config(path)?),
+        Some(source) => Some(cloud_config(source)?),
         None => None,
     };
     let grub = GrubImages::load(&args.grub).map_err(|e| e.to_string())?;
@@ -245,18 +247,43 @@ fn run(args: &InstallArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Read and check the cloud-config: errors with file:line stop the install before anything
-/// is written.
-fn cloud_config(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !text.starts_with("#cloud-config") {
+/// How long a cloud-config URL may take to answer.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Read (or download) and check the cloud-config: errors with file:line stop the install
+/// before anything is written.
+fn cloud_config(source: &str) -> Result<Vec<u8>, String> {
+    if !crate::fetch::is_url(source) {
+        let text =
+            std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}: nothing was written"))?;
+        return checked_cloud_config(text, source);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the download: {e}"))?;
+    let response = runtime
+        .block_on(crate::fetch::client().get(source, &[], FETCH_TIMEOUT))
+        .map_err(|e| format!("fetching the cloud-config: {e}: nothing was written"))?;
+    if response.status != 200 {
         return Err(format!(
-            "{}: the installed machine's user-data must be a cloud-config (first line `#cloud-config`)",
-            path.display()
+            "fetching the cloud-config: {} answered HTTP {}: nothing was written",
+            response.url, response.status
         ));
     }
-    let source = path.display().to_string();
-    let diagnostics = berth_config::validate_text(&text, &source);
+    let text = String::from_utf8(response.body)
+        .map_err(|_| format!("{source}: not a text cloud-config: nothing was written"))?;
+    checked_cloud_config(text, source)
+}
+
+/// Check a cloud-config's text (`source` names it in the messages).
+fn checked_cloud_config(text: String, source: &str) -> Result<Vec<u8>, String> {
+    if !text.starts_with("#cloud-config") {
+        return Err(format!(
+            "{source}: the installed machine's user-data must be a cloud-config (first line `#cloud-config`)"
+        ));
+    }
+    let diagnostics = berth_config::validate_text(&text, source);
     for d in &diagnostics {
         eprintln!("{d}");
     }
@@ -291,12 +318,65 @@ mod tests {
     fn a_cloud_config_with_errors_stops_the_install() {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("cc.yml");
+        let bad_str = bad.to_str().unwrap();
         std::fs::write(&bad, "#cloud-config\nberth:\n  ssh:\n    port: x\n").unwrap();
-        assert!(cloud_config(&bad).unwrap_err().contains("has errors"));
+        assert!(cloud_config(bad_str).unwrap_err().contains("has errors"));
         std::fs::write(&bad, "#!/bin/sh\necho hi\n").unwrap();
-        assert!(cloud_config(&bad).unwrap_err().contains("#cloud-config"));
+        assert!(cloud_config(bad_str).unwrap_err().contains("#cloud-config"));
         std::fs::write(&bad, "#cloud-config\nhostname: node1\n").unwrap();
-        assert!(cloud_config(&bad).is_ok());
+        assert!(cloud_config(bad_str).is_ok());
+    }
+
+    /// A cloud-config URL: served (the real client against a local server), not found, and
+    /// nobody answering — each decided before anything would be written.
+    #[test]
+    fn a_cloud_config_url_is_fetched_and_checked_or_refused() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() <= 2 {
+                        break;
+                    }
+                }
+                let (status, body) = if request.contains("/node1.yml") {
+                    ("200 OK", "#cloud-config\nhostname: node1\n")
+                } else {
+                    ("404 Not Found", "no")
+                };
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        let got = cloud_config(&format!("http://127.0.0.1:{port}/node1.yml")).unwrap();
+        assert_eq!(got, b"#cloud-config\nhostname: node1\n");
+        let err = cloud_config(&format!("http://127.0.0.1:{port}/missing.yml")).unwrap_err();
+        assert!(
+            err.contains("HTTP 404") && err.contains("nothing was written"),
+            "{err}"
+        );
+        server.join().unwrap();
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let err = cloud_config(&format!("http://127.0.0.1:{closed_port}/x.yml")).unwrap_err();
+        assert!(
+            err.contains("fetching the cloud-config") && err.contains("nothing was written"),
+            "{err}"
+        );
     }
 
     #[test]
