@@ -315,6 +315,65 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
         started.elapsed().as_secs_f64()
     );
 
+    // (5) Power cuts in the first boots of a new slot: B (the upgraded build) armed as an
+    // upgrade leaves it; QEMU is killed three times once B's init runs, before B can be marked
+    // good. Each boot costs one try; the fourth is A again, and says why.
+    set_env(
+        &target,
+        &[
+            ("boot_slot", "B"),
+            ("prev_slot", "A"),
+            ("boot_ok", "0"),
+            ("boot_tries", "3"),
+        ],
+    );
+    for cut in 1..=3u32 {
+        let mut vm = Vm::new(Boot::Installed(target.clone()));
+        vm.allow_reboot = false;
+        let mut m = env.start(&format!("power-cut-{cut}"), vm);
+        check(
+            &m,
+            "slot B's init",
+            m.wait_console("stage 1 (initramfs)", 0, BOOT),
+        );
+        m.kill();
+        assert!(
+            m.console().contains("berth.slot=B"),
+            "boot {cut} was not slot B:\n{}",
+            berth_e2e::machine::tail(&m.console(), 30)
+        );
+        let env_now = grubenv(&target);
+        let left = (3 - cut).to_string();
+        assert_eq!(
+            (env_now.get("boot_slot"), env_now.get("boot_tries")),
+            (Some("B"), Some(left.as_str())),
+            "power cut {cut}: {env_now:?}"
+        );
+    }
+    let m = env.start("after-power-cuts", Vm::new(Boot::Installed(target.clone())));
+    check(&m, "ssh after three power cuts", m.wait_ssh(BOOT));
+    assert!(
+        m.console().contains("slot B did not confirm its boot"),
+        "GRUB did not say it went back"
+    );
+    let back = check(
+        &m,
+        "slot A after the power cuts",
+        m.run("cat /proc/cmdline; cat /run/berth/boot-problems"),
+    );
+    assert!(back.contains("berth.slot=A"), "{back}");
+    assert!(back.contains("slot B failed to boot and was given up"), "{back}");
+    let listed = slots(&m);
+    assert_eq!(
+        (listed[0].2, listed[0].3, listed[1].1.as_str()),
+        (true, true, "failed"),
+        "{listed:?}"
+    );
+    kept(&m, "the keeper after the power cuts");
+    common::poweroff(&m);
+    drop(m);
+    eprintln!("power cuts done at {:.0}s", started.elapsed().as_secs_f64());
+
     // (3)+(4) Slot B = slot A with one byte of os.img flipped, armed as the next boot; under
     // OVMF. B must be refused by its initrd's digests, and the machine come up on A.
     {

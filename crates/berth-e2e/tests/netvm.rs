@@ -4,7 +4,9 @@
 //! both families; C gets its address, name servers and search domain from dnsmasq's lease and
 //! pings A. C boots with its clock an hour behind: its lease names an NTP server on the
 //! segment (Debian's chronyd, run by the test), and the ntp service's chrony sets the clock
-//! right from it. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
+//! right from it. B has no state partition but `berth.state.autoformat` lists a disk holding
+//! data (left alone) and a blank one (formatted, then mounted on /var). C boots the build's
+//! `berth.qcow2`, enlarged: its state partition fills the disk. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
 //! login environment. QEMU's `set_link` takes A's segment link down and up again.
 //!
 //! Needs root, iproute2 and dnsmasq (see the README). The proxies are addresses on the test
@@ -27,6 +29,8 @@ const MAC_C: &str = "52:54:00:4e:00:0c";
 const HTTP_PROXY: &str = "http://198.18.0.99:3128";
 const HTTPS_PROXY: &str = "http://198.18.0.99:3129";
 const NO_PROXY: &str = "localhost,.netvm.test";
+/// The size C's copy of berth.qcow2 is enlarged to.
+const C_DISK: u64 = 2 << 30;
 
 /// User-data for a machine with a static address on the segment: eth0 (user networking, ssh)
 /// keeps DHCP, the NIC with `mac` gets the addresses.
@@ -140,6 +144,28 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
             ),
         ),
     ];
+    let junk = env.dir.join("b-junk.img");
+    let junk_bytes: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&junk, &junk_bytes).unwrap();
+    let blank = env.dir.join("b-blank.img");
+    std::fs::File::create(&blank).unwrap().set_len(256 << 20).unwrap();
+    let c_disk = env.dir.join("c-berth.img");
+    common::run(std::process::Command::new("qemu-img").args([
+        "convert",
+        "-q",
+        "-f",
+        "qcow2",
+        "-O",
+        "raw",
+        &env.artifacts.out.join("berth.qcow2").to_string_lossy(),
+        &c_disk.to_string_lossy(),
+    ]));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&c_disk)
+        .unwrap()
+        .set_len(C_DISK)
+        .unwrap();
     let mut vms: Vec<(String, Vm, TapNic)> = Vec::new();
     for ((name, extra), mac) in user_data.iter().zip([MAC_A, MAC_B, MAC_C]) {
         let seed = env.dir.join(format!("{name}-cidata.iso"));
@@ -152,12 +178,25 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         .unwrap();
         // A's http_proxy and no_proxy come from the kernel command line, which init reads
         // before System Docker starts (user-data only reaches it at the next boot).
-        let append = if *name == "a" {
-            format!("berth.network.http_proxy={HTTP_PROXY} berth.network.no_proxy={NO_PROXY}")
-        } else {
-            String::new()
+        let append = match *name {
+            "a" => format!("berth.network.http_proxy={HTTP_PROXY} berth.network.no_proxy={NO_PROXY}"),
+            // B: no state disk, but two listed for berth.state.autoformat: one holding data
+            // (left alone), one blank (formatted and used).
+            "b" => "berth.state.autoformat=[/dev/vda,/dev/vdb]".to_string(),
+            _ => String::new(),
         };
-        let mut vm = env.kernel_vm(&append);
+        let mut vm = if *name == "c" {
+            // C boots the build's berth.qcow2 (enlarged, as a cloud's disk would be) under
+            // SeaBIOS: its state partition grows to fill the disk at this first boot.
+            let mut vm = Vm::new(qemu::Boot::Installed(c_disk.clone()));
+            vm.allow_reboot = false;
+            vm
+        } else {
+            env.kernel_vm(&append)
+        };
+        if *name == "b" {
+            vm.disks = vec![junk.clone(), blank.clone()];
+        }
         vm.memory_mib = 640;
         vm.cpus = 1;
         vm.cidata = Some(seed);
@@ -195,6 +234,25 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     for want in ["198.18.0.10/24", "fd42:4e::a/64"] {
         assert!(have.iter().any(|h| h == want), "A: {want} missing: {have:?}");
     }
+    // berth.state.autoformat on B: the blank disk became the state partition, the other
+    // listed disk, which held data, is byte for byte what it was.
+    let state = check(
+        &b,
+        "autoformatted state",
+        b.run("findmnt -n -o SOURCE,FSTYPE,LABEL /var; grep -h autoformat /var/log/boot/init.log"),
+    );
+    assert!(
+        state.contains("/dev/vdb ext4") && state.contains("BERTH_STATE"),
+        "{state}"
+    );
+    assert!(
+        state.contains("/dev/vdb was blank: formatted ext4 BERTH_STATE"),
+        "{state}"
+    );
+    assert!(
+        std::fs::read(&junk).unwrap() == junk_bytes,
+        "autoformat wrote to a disk holding data"
+    );
     let link_b = link_with_mac(&b, MAC_B);
     assert_eq!(link_b["mtu"], 1500, "{link_b}");
 
@@ -228,6 +286,20 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     );
     assert!(net.leases().contains(MAC_C), "dnsmasq leases: {}", net.leases());
     until_ok(&c, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
+
+    // C runs from berth.qcow2: slot A, the state partition (from 1090 MiB) grown to the end
+    // of the enlarged disk, User Docker ready.
+    let disk = until_ok(
+        &c,
+        "cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /var; cat /sys/class/block/vda6/size; docker info --format '{{.ServerVersion}}'",
+        Duration::from_secs(120),
+    );
+    assert!(disk.contains("berth.slot=A") && disk.contains("/dev/vda6 ext4"), "{disk}");
+    let sectors: u64 = disk
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no partition size in {disk}"));
+    assert_eq!(sectors * 512, C_DISK - (1090 << 20) - (1 << 20), "{disk}");
 
     // C's clock: an hour behind at boot; chrony learns the segment's NTP server from the
     // lease, steps the clock by about an hour, and keeps it within seconds of this machine's.
@@ -302,4 +374,7 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     for m in [&a, &b, &c] {
         let _ = std::fs::remove_file(m.dir.join(format!("{}-cidata.iso", m.name)));
     }
+    let _ = std::fs::remove_file(&junk);
+    let _ = std::fs::remove_file(&c_disk);
+    let _ = std::fs::remove_file(&blank);
 }

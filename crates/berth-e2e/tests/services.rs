@@ -167,6 +167,48 @@ fn vm_system_services_udev_syslog_ntp_acpid() {
         "{chronyc}"
     );
 
+    // open-vm-tools from the catalogue: enabled, its image runs; QEMU is no VMware machine, so
+    // it says so, stops, and is shown failing while every other service stays up. Disabled,
+    // it is gone.
+    check(
+        &m,
+        "enable open-vm-tools",
+        m.run("sudo berth service enable open-vm-tools"),
+    );
+    let (list, _) = poll(
+        &m,
+        "open-vm-tools failing",
+        "sudo berth service list --format json",
+        Duration::from_secs(120),
+        |out| {
+            serde_json::from_str::<serde_json::Value>(out).is_ok_and(|v| {
+                v.as_array().into_iter().flatten().any(|s| {
+                    s["name"] == "open-vm-tools" && s["enabled"] == true && s["failing"] == true
+                })
+            })
+        },
+    );
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    for name in ["udev", "ntp", "syslog", "acpid", "network", "console", "docker"] {
+        let service = list.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
+        assert_eq!(service["state"], "running", "{service}");
+    }
+    let said = check(
+        &m,
+        "open-vm-tools log",
+        m.run("sudo berth service logs --tail 3 open-vm-tools 2>&1"),
+    );
+    assert!(said.contains("not a VMware virtual machine"), "{said}");
+    check(
+        &m,
+        "disable open-vm-tools",
+        m.run("sudo berth service disable open-vm-tools"),
+    );
+    let gone = m
+        .run("sudo system-docker inspect open-vm-tools >/dev/null 2>&1 && echo present || echo gone")
+        .unwrap();
+    assert_eq!(gone.trim(), "gone");
+
     // acpid: a user container whose SIGTERM handler writes a marker on the state disk.
     check(
         &m,
