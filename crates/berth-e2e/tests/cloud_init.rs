@@ -181,6 +181,22 @@ fn vm_config_drive_state_layers_and_config_set() {
         check(&m, "config get", m.run("sudo berth config get hostname")).trim(),
         "set-by-admin"
     );
+    // `ros` is another name for berth in the console: RancherOS's spellings answer as berth's.
+    assert_eq!(
+        check(&m, "ros config get", m.run("sudo ros config get hostname")).trim(),
+        "set-by-admin"
+    );
+    let help = check(&m, "ros --help", m.run("ros --help"));
+    assert!(
+        help.contains("ros config get KEY") && help.contains("berth config get KEY"),
+        "ros --help does not list the mapping: {help}"
+    );
+    let refused = m.ssh("ros config images").unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not in Berth: use"),
+        "{refused:?}"
+    );
     std::thread::sleep(Duration::from_secs(10));
     let ran = check(&m, "runcmd once", m.run("cat ~/runcmd.log"));
     assert_eq!(

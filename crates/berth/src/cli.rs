@@ -140,6 +140,25 @@ pub fn load_config() -> Loaded {
     berth_config::load(&ConfigPaths::system(), &cmdline)
 }
 
+/// Whether `berth` has the command `path` (e.g. `["engine", "list"]`), hidden ones included.
+pub fn has_command(path: &[&str]) -> bool {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in path {
+        match cmd.find_subcommand(name) {
+            Some(sub) => cmd = sub.clone(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Parse `args` as a `berth` command line without running it (the `ros` translation's test).
+#[cfg(test)]
+pub fn parses(args: &[String]) -> Result<(), String> {
+    Cli::try_parse_from(args).map(drop).map_err(|e| e.to_string())
+}
+
 pub fn main(args: &[String]) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
