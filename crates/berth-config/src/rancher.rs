@@ -275,7 +275,7 @@ const RANCHER: &[(&str, Rule)] = &[
         "http_load_retries",
         Unsupported("datasources and image pulls retry on their own schedule"),
     ),
-    ("resize_device", Unsupported(NOT_YET)),
+    ("resize_device", Same),
     ("restart_services", Unsupported(NOT_YET)),
     (
         "password",
@@ -628,6 +628,13 @@ mod tests {
         assert!(warnings[1].starts_with("rancher.docker.engine: "));
         assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.dhcp_args: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
+    }
+
+    #[test]
+    fn resize_device_is_mapped() {
+        let (tree, warnings) = map("rancher:\n  resize_device: /dev/sda\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"resize_device": "/dev/sda"}}));
     }
 
     #[test]
