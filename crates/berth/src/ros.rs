@@ -362,6 +362,11 @@ pub fn translate(args: &[String], has: &dyn Fn(&[&str]) -> bool) -> Translation 
                         "Berth upgrades from a signed bundle: `ros os upgrade -i FILE|URL` (`berth os upgrade FILE|URL`)",
                     )
                 }
+                Translation::Berth(a) if a.get(2).is_some_and(|s| is_image_reference(s)) => not_in_berth(
+                    "os upgrade -i IMAGE",
+                    "Berth upgrades from a signed bundle, not a container image: `ros os upgrade -i FILE|URL` \
+                     with a berth-VERSION.upgrade file or its URL",
+                ),
                 _ => out,
             }
         }
@@ -393,6 +398,16 @@ pub fn translate(args: &[String], has: &dyn Fn(&[&str]) -> bool) -> Translation 
         ("install", _) => mapped(&["install"], INSTALL, rest),
         _ => unknown(group, rest),
     }
+}
+
+/// Whether an upgrade source is a container image reference (`rancher/os:v1.5.8`) rather than
+/// a file or a URL: it has a tag after its last `/` and is neither a URL nor a path that exists.
+fn is_image_reference(source: &str) -> bool {
+    let tagged = source.rsplit('/').next().is_some_and(|last| last.contains(':'));
+    tagged
+        && !source.contains("://")
+        && !source.starts_with(['/', '.'])
+        && !std::path::Path::new(source).exists()
 }
 
 fn unknown(group: &str, rest: &[&str]) -> Translation {
@@ -623,6 +638,11 @@ mod tests {
             ("install -t generic -d /dev/sda", "ros install -t", "one layout"),
             ("os upgrade", "ros os upgrade without -i", "signed bundle"),
             ("os upgrade -s -i b.upgrade", "ros os upgrade -s", "--no-reboot"),
+            (
+                "os upgrade -i rancher/os:v1.5.8",
+                "ros os upgrade -i IMAGE",
+                "not a container image",
+            ),
             (
                 "service delete ntp",
                 "ros service delete",
