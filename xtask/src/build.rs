@@ -817,6 +817,8 @@ fn build_os_image(
         tree::symlink(&root, &format!("/usr/sbin/{applet}"), "../bin/berth")?;
     }
     tree::symlink(&root, "/usr/bin/system-docker", "berth")?;
+    // RancherOS's name for the CLI: berth translates its spellings (crates/berth/src/ros.rs).
+    tree::symlink(&root, "/usr/bin/ros", "berth")?;
     // Kernel modules.
     let modules = usr.join("lib/modules").join(&kernel.release);
     std::fs::create_dir_all(&modules)?;

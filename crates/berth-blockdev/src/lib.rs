@@ -124,6 +124,31 @@ fn probe_ext(buf: &[u8]) -> Option<FsInfo> {
     })
 }
 
+/// The size in bytes of the ext2/3/4 filesystem on a device or image file (its block count
+/// times its block size, from the superblock), or `None` when it holds none.
+pub fn ext_size(path: &Path) -> Option<u64> {
+    let mut file = File::open(path).ok()?;
+    let mut buf = vec![0u8; 2048];
+    file.read_exact(&mut buf).ok()?;
+    ext_size_bytes(&buf)
+}
+
+fn ext_size_bytes(buf: &[u8]) -> Option<u64> {
+    const SB: usize = 1024;
+    const INCOMPAT_64BIT: u32 = 0x80;
+    if le16(buf, SB + 56)? != 0xEF53 {
+        return None;
+    }
+    let lo = u64::from(le32(buf, SB + 4)?);
+    let hi = if le32(buf, SB + 96)? & INCOMPAT_64BIT != 0 {
+        u64::from(le32(buf, SB + 0x150)?)
+    } else {
+        0
+    };
+    let block_size = 1024u64.checked_shl(le32(buf, SB + 24)?)?;
+    ((hi << 32) | lo).checked_mul(block_size)
+}
+
 fn probe_iso9660(buf: &[u8]) -> Option<FsInfo> {
     const PVD: usize = 16 * 2048;
     if slice(buf, PVD + 1, 5)? != b"CD001" || buf.get(PVD)? != &1 {

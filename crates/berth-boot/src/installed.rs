@@ -166,7 +166,12 @@ nix::ioctl_write_ptr_bad!(blkpg, 0x1269, BlkpgIoctlArg);
 /// Tell the kernel partition `number` of the disk open as `disk` now spans `len` bytes from
 /// `start` (BLKPG_RESIZE_PARTITION: works while other partitions of the disk are mounted,
 /// where re-reading the whole table would be refused).
-fn resize_partition(disk: &File, number: u32, start: u64, len: u64) -> Result<(), nix::errno::Errno> {
+pub(crate) fn resize_partition(
+    disk: &File,
+    number: u32,
+    start: u64,
+    len: u64,
+) -> Result<(), nix::errno::Errno> {
     let mut part = BlkpgPartition {
         start: i64::try_from(start).map_err(|_| nix::errno::Errno::EOVERFLOW)?,
         length: i64::try_from(len).map_err(|_| nix::errno::Errno::EOVERFLOW)?,

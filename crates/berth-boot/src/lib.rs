@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod oem;
 pub mod power;
 pub mod recovery;
+pub mod resize_device;
 pub mod root;
 pub mod shutdown;
 pub mod slot;

@@ -30,7 +30,8 @@ use Rule::{Convert, Map, Same, To, Unsupported};
 
 const ENGINE_CHOSEN: &str = "Berth's engine comes with the release";
 const NOT_AN_ENGINE_OPTION: &str = "Berth sets this engine option itself";
-const NOT_YET: &str = "not supported yet";
+const NO_WIRELESS: &str = "Berth has no Wi-Fi or mobile modem support (no wpa_supplicant or ModemManager): use a wired or virtual network interface";
+const SYSTEM_DOCKER_PULLS: &str = "System Docker's registry options are not settings of their own: pass --registry-mirror=URL or --insecure-registry=HOST in berth.system_docker.extra_args";
 
 const DOCKER_OPTS: &[(&str, Rule)] = &[
     ("storage_driver", Same),
@@ -115,18 +116,8 @@ const SYSTEM_DOCKER_OPTS: &[(&str, Rule)] = &[
     ("selinux_enabled", Unsupported("Berth has no SELinux policy")),
     ("log_driver", Unsupported(NOT_AN_ENGINE_OPTION)),
     ("environment", Unsupported(NOT_AN_ENGINE_OPTION)),
-    (
-        "registry_mirror",
-        Unsupported(
-            "System Docker's own options are fixed; Berth's images come with the release (other images of system services are pulled from their registry)",
-        ),
-    ),
-    (
-        "insecure_registry",
-        Unsupported(
-            "System Docker's own options are fixed; Berth's images come with the release (other images of system services are pulled from their registry)",
-        ),
-    ),
+    ("registry_mirror", Unsupported(SYSTEM_DOCKER_PULLS)),
+    ("insecure_registry", Unsupported(SYSTEM_DOCKER_PULLS)),
     (
         "tls",
         Unsupported("System Docker is only reachable on its local socket"),
@@ -145,11 +136,24 @@ const STATE_OPTS: &[(&str, Rule)] = &[
         "directory",
         Unsupported("the state partition is always mounted whole at /var"),
     ),
-    ("mdadm_scan", Unsupported(NOT_YET)),
-    ("lvm_scan", Unsupported(NOT_YET)),
-    ("cryptsetup", Unsupported(NOT_YET)),
+    (
+        "mdadm_scan",
+        Unsupported(
+            "Berth has no software RAID tools: put the state partition on one disk (or on a RAID volume the controller or hypervisor provides)",
+        ),
+    ),
+    (
+        "lvm_scan",
+        Unsupported("Berth has no LVM tools: put the state partition on a plain partition (berth.state.dev)"),
+    ),
+    (
+        "cryptsetup",
+        Unsupported(
+            "Berth has no disk encryption tools: encrypt the disk in the hypervisor or storage layer",
+        ),
+    ),
     ("rngd", Unsupported("the kernel's own entropy is enough")),
-    ("script", Unsupported("use bootcmd")),
+    ("script", Unsupported("use bootcmd (it runs at every boot)")),
     (
         "boot_dev",
         Unsupported("Berth has no separate boot partition setting"),
@@ -158,7 +162,12 @@ const STATE_OPTS: &[(&str, Rule)] = &[
         "boot_fstype",
         Unsupported("Berth has no separate boot partition setting"),
     ),
-    ("formatzero", Unsupported(NOT_YET)),
+    (
+        "formatzero",
+        Unsupported(
+            "Berth formats no disk at boot but the state partition of a disk it installed: prepare one with `mkfs.ext4 -L BERTH_STATE`",
+        ),
+    ),
 ];
 
 const NETWORK_OPTS: &[(&str, Rule)] = &[
@@ -168,10 +177,13 @@ const NETWORK_OPTS: &[(&str, Rule)] = &[
     ("http_proxy", Same),
     ("https_proxy", Same),
     ("no_proxy", Same),
-    ("pre_cmds", Unsupported("use bootcmd")),
-    ("post_cmds", Unsupported("use runcmd")),
-    ("wifi_networks", Unsupported(NOT_YET)),
-    ("modem_networks", Unsupported(NOT_YET)),
+    ("pre_cmds", Unsupported("use bootcmd (it runs at every boot)")),
+    (
+        "post_cmds",
+        Unsupported("use bootcmd (every boot) or runcmd (the first boot of an instance)"),
+    ),
+    ("wifi_networks", Unsupported(NO_WIRELESS)),
+    ("modem_networks", Unsupported(NO_WIRELESS)),
 ];
 
 const INTERFACE_KEYS: &[&str] = &[
@@ -240,7 +252,9 @@ const RANCHER: &[(&str, Rule)] = &[
     ),
     (
         "upgrade",
-        Unsupported("Berth has no upgrade channel yet: boot a newer image"),
+        Unsupported(
+            "Berth has no release channel: upgrade with a signed bundle, `sudo berth os upgrade FILE|URL`",
+        ),
     ),
     (
         "repositories",
@@ -255,28 +269,40 @@ const RANCHER: &[(&str, Rule)] = &[
         "cloud_init_services",
         Unsupported("cloud-init is a built-in system service"),
     ),
-    ("hypervisor_service", Unsupported(NOT_YET)),
+    (
+        "hypervisor_service",
+        Unsupported(
+            "Berth starts no hypervisor agent by itself: `sudo berth service enable qemu-guest-agent` for QEMU/KVM",
+        ),
+    ),
     ("rm_usr", Unsupported("/usr is always the read-only OS image")),
     ("no_sharedroot", Unsupported("Berth's root is never shared")),
     (
         "recovery",
         Unsupported("Berth opens the recovery console by itself when boot fails"),
     ),
-    ("preload_wait", Unsupported(NOT_YET)),
     (
-        "disable",
-        Unsupported("Berth has no password login and enables autologin only through berth.autologin"),
+        "preload_wait",
+        Unsupported("Berth preloads no images at boot: load them with `docker load -i FILE` in runcmd"),
     ),
+    ("disable", Convert(disable)),
     (
         "log",
         Unsupported("service logs are kept by System Docker: `sudo system-docker logs SERVICE`"),
     ),
     (
         "http_load_retries",
-        Unsupported("datasources and image pulls retry on their own schedule"),
+        Unsupported(
+            "Berth has no such setting: datasources retry on their own schedule, and a missing service image is pulled once per boot",
+        ),
     ),
-    ("resize_device", Unsupported(NOT_YET)),
-    ("restart_services", Unsupported(NOT_YET)),
+    ("resize_device", Same),
+    (
+        "restart_services",
+        Unsupported(
+            "Berth restarts no services by a list: `sudo berth service restart NAME` (in runcmd if needed)",
+        ),
+    ),
     (
         "password",
         Unsupported("Berth has no password login: use ssh_authorized_keys"),
@@ -495,7 +521,10 @@ fn interfaces(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&
                         findings.push(Finding::warning(
                             field.report_loc(),
                             format!("{path}.{name}.{key}"),
-                            "is a RancherOS setting Berth does not support; ignored (not supported yet)",
+                            format!(
+                                "is a RancherOS setting Berth does not support; ignored ({})",
+                                interface_alternative(key)
+                            ),
                         ));
                     }
                     known
@@ -504,6 +533,52 @@ fn interfaces(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&
         }
     }
     Some(("network.interfaces", value))
+}
+
+/// What to use instead of a RancherOS interface setting Berth does not have.
+fn interface_alternative(key: &str) -> &'static str {
+    match key {
+        "wifi_network" => NO_WIRELESS,
+        "dhcp_args" => "Berth runs dhcpcd with its own arguments: set dhcp_timeout under berth.network",
+        "ipv4ll" => "Berth configures no link-local IPv4 addresses: give an address or use DHCP",
+        _ => {
+            "Berth's interfaces take match, dhcp, address(es), gateway(s), mtu, routes, bond, bond_opts, vlans, bridge, pre_up and post_up (docs/network.md)"
+        }
+    }
+}
+
+/// `rancher.disable: [password, autologin]`: Berth has no password login, so `password` is
+/// already so; `autologin` turns automatic login off (`berth.autologin: []`). Other items
+/// are reported.
+fn disable(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
+    let items: Vec<Node> = match value.kind {
+        Kind::Seq(items) => items,
+        Kind::Str(_) => vec![value.clone()],
+        _ => {
+            findings.push(Finding::warning(
+                value.report_loc(),
+                path,
+                format!(
+                    "expected a list (password, autologin), got {}; ignored",
+                    value.kind_name()
+                ),
+            ));
+            return None;
+        }
+    };
+    let mut autologin_off = false;
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some("password") => {}
+            Some("autologin") => autologin_off = true,
+            _ => findings.push(Finding::warning(
+                item.report_loc(),
+                format!("{path}[{i}]"),
+                "is not something Berth can disable; ignored (Berth disables password and autologin)",
+            )),
+        }
+    }
+    autologin_off.then(|| ("autologin", Node::new(Kind::Seq(Vec::new()), value.loc)))
 }
 
 /// RancherOS datasource names onto Berth's; the ones Berth has no code for are reported.
@@ -628,6 +703,49 @@ mod tests {
         assert!(warnings[1].starts_with("rancher.docker.engine: "));
         assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.dhcp_args: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
+    }
+
+    #[test]
+    fn disable_password_and_autologin_is_berths_default() {
+        let (tree, warnings) = map("rancher:\n  disable:\n  - password\n  - autologin\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"autologin": []}}));
+        let (tree, warnings) = map("rancher:\n  disable: [password, ssh]\n");
+        assert_eq!(tree, serde_json::json!({"berth": {}}));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("rancher.disable[1]: "), "{warnings:?}");
+    }
+
+    /// Every setting Berth does not support says what to use instead: none is just "not
+    /// supported yet".
+    #[test]
+    fn every_unsupported_key_names_an_alternative() {
+        fn walk(table: &[(&str, Rule)], path: &str, out: &mut Vec<String>) {
+            for (key, rule) in table {
+                match rule {
+                    Unsupported(reason) if reason.len() < 25 || reason.contains("not supported yet") => {
+                        out.push(format!("{path}.{key}: {reason}"));
+                    }
+                    Map(sub) => walk(sub, &format!("{path}.{key}"), out),
+                    _ => {}
+                }
+            }
+        }
+        let mut vague = Vec::new();
+        walk(RANCHER, "rancher", &mut vague);
+        for key in ["wifi_network", "dhcp_args", "ipv4ll", "anything"] {
+            if interface_alternative(key).contains("not supported yet") {
+                vague.push(key.to_string());
+            }
+        }
+        assert!(vague.is_empty(), "{vague:#?}");
+    }
+
+    #[test]
+    fn resize_device_is_mapped() {
+        let (tree, warnings) = map("rancher:\n  resize_device: /dev/sda\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"resize_device": "/dev/sda"}}));
     }
 
     #[test]

@@ -29,6 +29,40 @@ fn ext4_with(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> Pat
     img
 }
 
+/// A 64 MiB GPT disk whose one partition (1 MiB to 40 MiB) holds ext4, then enlarged to
+/// 128 MiB as a cloud disk resized in place: what `rancher.resize_device` is for.
+fn gpt_disk_to_grow(dir: &Path) -> PathBuf {
+    const MIB: u64 = 1 << 20;
+    let img = dir.join("grow.img");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&img)
+        .unwrap();
+    file.set_len(64 * MIB).unwrap();
+    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(64 * MIB / 512 - 1).unwrap())
+        .overwrite_lba0(&mut file)
+        .unwrap();
+    let mut table = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(&mut file, None)
+        .unwrap();
+    table
+        .add_partition("grow", 39 * MIB, gpt::partition_types::LINUX_FS, 0, None)
+        .unwrap();
+    let start = table.partitions()[&1].first_lba * 512;
+    table.write().unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", &format!("offset={start}")])
+        .arg(&img)
+        .arg("38M"));
+    file.set_len(128 * MIB).unwrap();
+    img
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut child = Command::new("gzip")
         .arg("-c")
@@ -73,7 +107,7 @@ fn vm_config_drive_state_layers_and_config_set() {
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
          \x20 - path: /home/rancher/owned\n    content: by-rancher\n    owner: rancher\n\
          runcmd:\n  - touch /home/rancher/test1\n  - echo runcmd-ran >> /home/berth/runcmd.log\n\
-         rancher:\n  modules: [nbd nbds_max=16]\n{HEALTH_SERVICES}"
+         rancher:\n  modules: [nbd nbds_max=16]\n  resize_device: /dev/vdc\n{HEALTH_SERVICES}"
     );
     let drive = vfat_with(
         &env.dir,
@@ -98,7 +132,7 @@ fn vm_config_drive_state_layers_and_config_set() {
         )],
     );
     let mut vm = env.kernel_vm("");
-    vm.disks = vec![state, drive];
+    vm.disks = vec![state, drive, gpt_disk_to_grow(&env.dir)];
     let agent = env.dir.join("qga.sock");
     vm.guest_agent = Some(agent.clone());
     let m = env.start("configdrive", vm);
@@ -160,6 +194,32 @@ fn vm_config_drive_state_layers_and_config_set() {
         "16"
     );
 
+    // rancher.resize_device from the first boot's user-data: the last partition of vdc fills
+    // the enlarged disk and its ext4 grew online (from 38 MiB; statfs counts data blocks).
+    let grown = check(
+        &m,
+        "resize_device",
+        m.run(
+            "for i in $(seq 30); do test $(cat /sys/class/block/vdc1/size) -gt 200000 && break; sleep 2; done; \
+             cat /sys/class/block/vdc1/start /sys/class/block/vdc1/size; sudo mkdir -p /mnt/grow; sudo mount -o ro /dev/vdc1 /mnt/grow; \
+             stat -f -c '%b %S' /mnt/grow; sudo umount /mnt/grow",
+        ),
+    );
+    let numbers: Vec<u64> = grown.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    // It ends at the disk's last usable sector (before the 33 sectors of the backup GPT).
+    assert_eq!(
+        numbers[0] + numbers[1],
+        (128 << 11) - 33,
+        "vdc1 did not grow to the disk's end: {grown}"
+    );
+    assert!(
+        numbers[2] * numbers[3] > 100 << 20,
+        "the filesystem did not grow: {grown}"
+    );
+    assert!(
+        !check(&m, "banner", m.run("cat /etc/issue")).contains("resize_device"),
+        "resize_device reported a problem"
+    );
     // A local setting wins over the datasource's and survives a reboot; runcmd does not rerun.
     check(
         &m,
@@ -180,6 +240,22 @@ fn vm_config_drive_state_layers_and_config_set() {
     assert_eq!(
         check(&m, "config get", m.run("sudo berth config get hostname")).trim(),
         "set-by-admin"
+    );
+    // `ros` is another name for berth in the console: RancherOS's spellings answer as berth's.
+    assert_eq!(
+        check(&m, "ros config get", m.run("sudo ros config get hostname")).trim(),
+        "set-by-admin"
+    );
+    let help = check(&m, "ros --help", m.run("ros --help"));
+    assert!(
+        help.contains("ros config get KEY") && help.contains("berth config get KEY"),
+        "ros --help does not list the mapping: {help}"
+    );
+    let refused = m.ssh("ros config images").unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not in Berth: use"),
+        "{refused:?}"
     );
     std::thread::sleep(Duration::from_secs(10));
     let ran = check(&m, "runcmd once", m.run("cat ~/runcmd.log"));

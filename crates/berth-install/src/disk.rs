@@ -354,6 +354,69 @@ pub fn grow_state<D: Disk>(disk: &mut D) -> Result<Option<u64>, InstallError> {
     Ok(Some(size))
 }
 
+/// The partition that ends last on a disk, as [`grow_last_partition`] left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPartition {
+    /// Its number in the partition table (`3` for `/dev/sda3`).
+    pub number: u32,
+    /// Where it starts, in bytes.
+    pub start: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it was grown now.
+    pub grown: bool,
+}
+
+/// Grow the partition that ends last on a GPT disk to the disk's last usable sector, moving
+/// the backup GPT to the end of the disk (what `growpart` does, for `berth.resize_device`).
+/// Nothing is written when it already ends there.
+pub fn grow_last_partition<D: Disk>(disk: &mut D) -> Result<LastPartition, InstallError> {
+    let gpt_err = |e: gpt::GptError| InstallError::Gpt(e.to_string());
+    disk.seek(SeekFrom::End(0)).map_err(io("sizing the disk"))?;
+    let mut table = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .only_valid_headers(false)
+        .open_from_device(&mut *disk)
+        .map_err(|e| {
+            InstallError::Gpt(format!(
+                "no GPT partition table ({e}); only GPT disks can be grown"
+            ))
+        })?;
+    let mut parts = table.partitions().clone();
+    let Some((&number, _)) = parts
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .max_by_key(|(_, p)| p.last_lba)
+    else {
+        return Err(InstallError::Gpt("the disk has no partitions".to_string()));
+    };
+    // The headers as they would be on this disk's size: their last usable sector is the end.
+    table.update_partitions(parts.clone()).map_err(gpt_err)?;
+    let last_usable = table.header().last_usable;
+    let Some(part) = parts.get_mut(&number) else {
+        return Err(InstallError::Gpt(format!("partition {number} vanished")));
+    };
+    let grown = part.last_lba < last_usable;
+    if grown {
+        part.last_lba = last_usable;
+        let part = part.clone();
+        parts.insert(number, part);
+        table.update_partitions(parts.clone()).map_err(gpt_err)?;
+        table.write_inplace().map_err(gpt_err)?;
+        disk.flush().map_err(io("flushing the disk"))?;
+    }
+    let part = parts
+        .get(&number)
+        .ok_or_else(|| InstallError::Gpt(format!("partition {number} vanished")))?;
+    Ok(LastPartition {
+        number,
+        start: part.first_lba * SECTOR,
+        size: (part.last_lba + 1 - part.first_lba) * SECTOR,
+        grown,
+    })
+}
+
 /// The release files of `slot` read back (for tests and `berth install`'s checks).
 pub fn read_slot_file<D: Disk>(disk: &mut D, slot: Slot, name: &str) -> Result<Vec<u8>, InstallError> {
     let part = layout::slot(slot);

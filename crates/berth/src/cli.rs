@@ -140,6 +140,25 @@ pub fn load_config() -> Loaded {
     berth_config::load(&ConfigPaths::system(), &cmdline)
 }
 
+/// Whether `berth` has the command `path` (e.g. `["engine", "list"]`), hidden ones included.
+pub fn has_command(path: &[&str]) -> bool {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in path {
+        match cmd.find_subcommand(name) {
+            Some(sub) => cmd = sub.clone(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Parse `args` as a `berth` command line without running it (the `ros` translation's test).
+#[cfg(test)]
+pub fn parses(args: &[String]) -> Result<(), String> {
+    Cli::try_parse_from(args).map(drop).map_err(|e| e.to_string())
+}
+
 pub fn main(args: &[String]) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -376,8 +395,11 @@ fn sysinit(after_engine_restart: bool) -> i32 {
             }
         }
     });
+    resize_device(&loaded.config);
     let reload = move || {
         let again = load_config();
+        // The user-data cloud-init just applied may name it (the first boot of a machine).
+        resize_device(&again.config);
         if let Ok(mut slot) = current.write() {
             *slot = Arc::new(again.config.clone());
         }
@@ -394,6 +416,28 @@ fn sysinit(after_engine_restart: bool) -> i32 {
         tracing::error!("cannot write {}: {e}", berth_runtime::paths::SYSINIT_REPORT);
     }
     if report.errors.is_empty() { 0 } else { 1 }
+}
+
+/// `berth.resize_device`: grow the disk's last partition and its filesystem (a no-op once
+/// done); a failure is a boot problem that names the key, and the boot goes on.
+fn resize_device(config: &berth_config::Config) {
+    let Some(device) = &config.berth.resize_device else {
+        return;
+    };
+    let resize2fs = berth_boot::resize_device::host_resize2fs();
+    match berth_boot::resize_device::resize(device.as_str(), Path::new("/sys"), resize2fs) {
+        Ok(done) => {
+            if let Some(size) = done.filesystem_grown_to.or(done.partition_grown_to) {
+                tracing::info!(
+                    "{}: {} grown to {} MiB",
+                    berth_boot::resize_device::KEY,
+                    done.partition.display(),
+                    size >> 20
+                );
+            }
+        }
+        Err(e) => berth_runtime::problems::report(Path::new("/"), &e.to_string()),
+    }
 }
 
 #[cfg(test)]

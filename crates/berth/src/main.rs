@@ -1,6 +1,6 @@
 //! `berth`: one static binary for the whole OS. Dispatches on the name it was started under,
 //! like busybox: `init` (PID 1), `modprobe`, `reboot`/`poweroff`/`halt`/`shutdown`,
-//! `system-docker`, the dhcpcd hook; under any other name it is the `berth` CLI.
+//! `system-docker`, the dhcpcd hook, `ros` (RancherOS's spellings); under any other name it is the `berth` CLI.
 #![forbid(unsafe_code)]
 
 mod analyze_cmd;
@@ -10,6 +10,7 @@ mod console_cmd;
 mod fetch;
 mod install_cmd;
 mod os_cmd;
+mod ros;
 mod service_cmd;
 mod status_cmd;
 
@@ -29,6 +30,7 @@ fn main() {
         "modprobe" => berth_kmod::modprobe_main(&args),
         "reboot" | "poweroff" | "halt" | "shutdown" => berth_boot::power::main(name, rest),
         "system-docker" => system_docker(rest),
+        "ros" => ros::main(rest, &cli::has_command),
         "berth-dhcpcd-hook" => berth_netconf::hook_main(&cli::load_config()),
         _ => cli::main(&args),
     };

@@ -54,6 +54,10 @@ pub struct BerthConfig {
     pub upgrade: UpgradeConfig,
     /// Compatibility with RancherOS configurations.
     pub compat: CompatConfig,
+    /// A disk whose last partition (and its ext4 filesystem) grows to the disk's end at boot:
+    /// `/dev/sda` (RancherOS's `rancher.resize_device`). Done once; a no-op when it is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize_device: Option<DeviceRef>,
     /// The slot (`A` or `B`) of an installed disk that GRUB booted: set by GRUB on the kernel
     /// command line (`berth.slot=A`), read by init (crates/berth-boot/src/slot.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +89,7 @@ impl Default for BerthConfig {
             ntp: NtpConfig::default(),
             syslog: SyslogConfig::default(),
             registry_auths: IndexMap::new(),
+            resize_device: None,
             slot: None,
         }
     }
