@@ -104,19 +104,26 @@ pub fn tls_files(
     }
 }
 
+/// [`tls_files`], or, when they cannot be had, none: the engine still starts on its Unix
+/// socket (the user keeps a working docker) and the error is a boot problem under `root`.
+pub fn tls_or_report(
+    config: &DockerConfig,
+    given: &CertStore,
+    generated: &CertStore,
+    root: &std::path::Path,
+) -> Option<ServerFiles> {
+    tls_files(config, given, generated).unwrap_or_else(|e| {
+        berth_runtime::problems::report(root, &format!("User Docker listens without TCP/TLS: {e}"));
+        None
+    })
+}
+
 /// Run User Docker (containerd, then dockerd) until it stops; returns the exit code.
 pub fn main(loaded: &berth_config::Loaded) -> i32 {
     let config = &loaded.config.berth.docker;
     let given = CertStore::new(CONFIG_TLS_DIR);
     let generated = CertStore::new(berth_tls::TLS_DIR);
-    let tls = tls_files(config, &given, &generated).unwrap_or_else(|e| {
-        // The engine still starts, on its Unix socket only: the user keeps a working docker.
-        berth_runtime::problems::report(
-            std::path::Path::new("/"),
-            &format!("User Docker listens without TCP/TLS: {e}"),
-        );
-        None
-    });
+    let tls = tls_or_report(config, &given, &generated, std::path::Path::new("/"));
     let pair = engine_pair(config, loaded.config.berth.debug, tls.as_ref());
     if let Err(e) = std::fs::create_dir_all(SOCKET_DIR) {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");
@@ -230,6 +237,16 @@ mod tests {
         assert!(
             e.contains("server-cert.pem: does not hold a PEM CERTIFICATE"),
             "{e}"
+        );
+        // Started anyway, without TCP, and said on the banner and in `berth status`.
+        let root = tmp.path().join("root");
+        assert_eq!(tls_or_report(&config, &given, &generated, &root), None);
+        let problems = berth_runtime::problems::read(&root);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("User Docker listens without TCP/TLS: ")
+                && problems[0].contains("server-cert.pem"),
+            "{problems:?}"
         );
     }
 }
