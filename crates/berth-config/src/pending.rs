@@ -16,6 +16,11 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "the state partition's filesystem is detected; this setting is not used yet",
     ),
     (
+        "berth.docker.ca_key",
+        "User Docker needs the CA's certificate, not its key: the key is not used (give \
+         ca_cert, server_cert and server_key, or let Berth make them)",
+    ),
+    (
         "berth.ssh.keys",
         "host keys are generated and kept in /var/lib/berth/ssh/ on the state disk; \
          supplying them is not supported yet",
@@ -134,6 +139,14 @@ mod tests {
             "berth:\n  state:\n    dev: PARTLABEL=state\n  oem:\n    dev: PARTUUID=0b1c-01\n  docker:\n    tls: true\n    server_key: KEY\n  registry_auths:\n    r.example: {auth: dTpw}\n",
         );
         assert_eq!(got, Vec::<String>::new());
+        // A CA key is not needed and not used: said, without its value.
+        let got = warnings("berth:\n  docker:\n    ca_key: SECRET-KEY\n");
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].contains("berth.docker.ca_key: User Docker needs the CA's certificate"),
+            "{got:#?}"
+        );
+        assert!(!got[0].contains("SECRET-KEY"), "{got:#?}");
     }
 
     #[test]
