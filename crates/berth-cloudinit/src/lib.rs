@@ -28,6 +28,7 @@ mod container_files;
 pub mod datasource;
 mod error;
 mod fsutil;
+pub mod home_files;
 pub mod host;
 pub mod http;
 pub mod metadata;

@@ -5,27 +5,21 @@
 use crate::diagnostic::Finding;
 use crate::node::{Kind, Node};
 
-const DOCKER_TLS: &str = "the user engine listens on its Unix socket only; TLS is not supported yet";
-
 /// Key patterns (`*` matches any one map key) and why each is not applied.
 const NOT_APPLIED: &[(&str, &str)] = &[
     (
         "berth.state.fstype",
         "the state partition's filesystem is detected; this setting is not used yet",
     ),
-    ("berth.docker.tls", DOCKER_TLS),
-    ("berth.docker.ca_cert", DOCKER_TLS),
-    ("berth.docker.ca_key", DOCKER_TLS),
-    ("berth.docker.server_cert", DOCKER_TLS),
-    ("berth.docker.server_key", DOCKER_TLS),
+    (
+        "berth.docker.ca_key",
+        "User Docker needs the CA's certificate, not its key: the key is not used (give \
+         ca_cert, server_cert and server_key, or let Berth make them)",
+    ),
     (
         "berth.ssh.keys",
         "host keys are generated and kept in /var/lib/berth/ssh/ on the state disk; \
          supplying them is not supported yet",
-    ),
-    (
-        "berth.registry_auths",
-        "registry credentials are not supported yet: pulls are anonymous",
     ),
 ];
 
@@ -152,16 +146,21 @@ mod tests {
     }
 
     #[test]
-    fn partition_references_are_accepted_and_tls_files_reported() {
-        // PARTLABEL= and PARTUUID= are resolved by berth-blockdev from the partition table.
+    fn partition_references_and_tls_certificates_are_accepted() {
+        // PARTLABEL= and PARTUUID= are resolved by berth-blockdev from the partition table;
+        // berth.docker.tls and its certificates are applied by the docker service.
         let got = warnings(
-            "berth:\n  state:\n    dev: PARTLABEL=state\n  oem:\n    dev: PARTUUID=0b1c-01\n  docker:\n    server_key: KEY\n",
+            "berth:\n  state:\n    dev: PARTLABEL=state\n  oem:\n    dev: PARTUUID=0b1c-01\n  docker:\n    tls: true\n    server_key: KEY\n  registry_auths:\n    r.example: {auth: dTpw}\n",
         );
+        assert_eq!(got, Vec::<String>::new());
+        // A CA key is not needed and not used: said, without its value.
+        let got = warnings("berth:\n  docker:\n    ca_key: SECRET-KEY\n");
         assert_eq!(got.len(), 1, "{got:#?}");
         assert!(
-            got[0].contains("berth.docker.server_key") && !got[0].contains("KEY"),
+            got[0].contains("berth.docker.ca_key: User Docker needs the CA's certificate"),
             "{got:#?}"
         );
+        assert!(!got[0].contains("SECRET-KEY"), "{got:#?}");
     }
 
     #[test]

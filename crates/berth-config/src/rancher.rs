@@ -49,10 +49,7 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ("server_cert", Same),
     ("server_key", Same),
     ("engine", Unsupported(ENGINE_CHOSEN)),
-    (
-        "tls_args",
-        Unsupported("Berth derives the TLS arguments from `tls` and the certificates"),
-    ),
+    ("tls_args", Convert(tls_args)),
     (
         "host",
         Unsupported(
@@ -472,6 +469,45 @@ fn registry_mirror(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&
     Some(("docker.registry_mirrors", Node { key_loc, ..node }))
 }
 
+/// `rancher.docker.tls_args`: RancherOS's own (`--tlsverify`, `--tlscacert`/`--tlscert`/
+/// `--tlskey` files, `-H=0.0.0.0:2376`) are what `berth.docker.tls` does with Berth's
+/// certificates, so they are dropped quietly; any other argument is reported.
+fn tls_args(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
+    let same_as_berth = |arg: &str| {
+        let arg = arg.trim();
+        let listen = arg
+            .strip_prefix("-H=")
+            .or_else(|| arg.strip_prefix("--host="))
+            .or_else(|| arg.strip_prefix("-H "))
+            .map(|h| h.trim_start_matches("tcp://"));
+        arg == "--tlsverify"
+            || ["--tlscacert", "--tlscert", "--tlskey"]
+                .iter()
+                .any(|flag| arg.strip_prefix(flag).is_some_and(|r| r.starts_with(['=', ' '])))
+            || listen == Some("0.0.0.0:2376")
+    };
+    let items: Vec<(String, &Node)> = match &value.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("{path}[{i}]"), item))
+            .collect(),
+        _ => vec![(path.to_string(), &value)],
+    };
+    for (item_path, item) in items {
+        if !item.as_str().is_some_and(same_as_berth) {
+            findings.push(Finding::warning(
+                item.report_loc(),
+                item_path,
+                "Berth serves TLS on tcp://0.0.0.0:2376 with --tlsverify and its own certificates \
+                 (berth.docker.tls, ca_cert, server_cert, server_key); this argument is not used \
+                 (other dockerd flags go in berth.docker.extra_args)",
+            ));
+        }
+    }
+    None
+}
+
 /// RancherOS `state.wait` is a boolean ("wait for the device"); Berth's is seconds.
 fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let wait = match &value.kind {
@@ -756,6 +792,21 @@ mod tests {
         let (tree, warnings) = map("rancher:\n  console: default\n");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(tree, serde_json::json!({"berth": {"console": "default"}}));
+    }
+
+    #[test]
+    fn ranchers_own_tls_args_are_what_tls_does_and_others_are_reported() {
+        let (tree, warnings) = map(
+            "rancher:\n  docker:\n    tls: true\n    tls_args: [--tlsverify, --tlscacert=/etc/docker/tls/ca.pem, --tlscert=/etc/docker/tls/server-cert.pem, --tlskey=/etc/docker/tls/server-key.pem, -H=0.0.0.0:2376]\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(tree, serde_json::json!({"berth": {"docker": {"tls": true}}}));
+        let (_, warnings) = map("rancher:\n  docker:\n    tls_args: [--tlsverify, -H=127.0.0.1:2377]\n");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("rancher.docker.tls_args[1]: Berth serves TLS on tcp://0.0.0.0:2376"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::path::Path;
 enum Expect {
     /// Berth documents the feature as unsupported (docs/rancheros.md): the warning stays.
     Unsupported,
-    /// Issue 12 items 3-5 (engines, TLS, registry credentials) are being added by other
-    /// changes: the warning may still appear, and goes away with them.
+    /// Issue 12 item 3 (engine switching) is not in Berth yet: the warning may still appear,
+    /// and goes away with it.
     InProgress,
 }
 
@@ -53,18 +53,6 @@ const ALLOWED: &[(&str, &str, &str, Expect)] = &[
     ),
     ("52-upgrading.yml", "rancher.upgrade", CHANNEL, Unsupported),
     (
-        "08-docker.yml",
-        "rancher.docker.tls_args",
-        "Berth derives the TLS arguments itself (item 4)",
-        InProgress,
-    ),
-    (
-        "08-docker.yml",
-        "berth.docker.tls",
-        "User Docker over TLS (item 4)",
-        InProgress,
-    ),
-    (
         "11-docker-4.yml",
         "rancher.defaults.system_docker_logs",
         "System Docker's log is always /var/log/system-docker.log",
@@ -81,18 +69,6 @@ const ALLOWED: &[(&str, &str, &str, Expect)] = &[
         "rancher.system_docker.registry_mirror",
         "set through berth.system_docker.extra_args (the warning says how)",
         Unsupported,
-    ),
-    (
-        "15-private-registries.yml",
-        "berth.registry_auths",
-        "registry credentials (item 5)",
-        InProgress,
-    ),
-    (
-        "16-private-registries-2.yml",
-        "berth.registry_auths",
-        "registry credentials (item 5)",
-        InProgress,
     ),
     (
         "24-switching-docker-versions.yml",
@@ -136,7 +112,7 @@ const ALLOWED: &[(&str, &str, &str, Expect)] = &[
     (
         "49-state-partition-2.yml",
         "berth.state.autoformat",
-        "Berth formats no disk at boot but the state partition of a disk it installed",
+        "read from the kernel command line only: stage 1 runs before the user-data",
         Unsupported,
     ),
 ];

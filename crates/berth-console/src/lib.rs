@@ -3,6 +3,7 @@
 //! banner) and then becomes `respawn`, keeping a getty on each console and sshd running.
 #![forbid(unsafe_code)]
 
+pub mod docker_client;
 pub mod host_keys;
 pub mod respawn;
 
@@ -278,6 +279,10 @@ pub fn console_init(
     let prepared = berth_cloudinit::prepare_console(config, &ctx);
     log_report(&prepared);
     let mut problems = problems.to_vec();
+    for problem in docker_client::prepare(&config.berth, USER) {
+        berth_runtime::problems::report(Path::new("/"), &problem);
+        problems.push(problem);
+    }
     problems.extend(
         prepared
             .failures()

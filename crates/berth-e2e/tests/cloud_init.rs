@@ -107,7 +107,9 @@ fn vm_config_drive_state_layers_and_config_set() {
          \x20 - path: /etc/berth-e2e/in-docker\n    content: in-the-docker-service\n    container: docker\n\
          \x20 - path: /home/rancher/owned\n    content: by-rancher\n    owner: rancher\n\
          runcmd:\n  - touch /home/rancher/test1\n  - echo runcmd-ran >> /home/berth/runcmd.log\n\
-         rancher:\n  modules: [nbd nbds_max=16]\n  resize_device: /dev/vdc\n{HEALTH_SERVICES}"
+         rancher:\n  modules: [nbd nbds_max=16]\n  resize_device: /dev/vdc\n  docker:\n    tls: true\n\
+         \x20 registry_auths:\n    registry.example:5000: {{username: e2e, password: s3cret-e2e}}\n\
+         {HEALTH_SERVICES}"
     );
     let drive = vfat_with(
         &env.dir,
@@ -220,6 +222,9 @@ fn vm_config_drive_state_layers_and_config_set() {
         !check(&m, "banner", m.run("cat /etc/issue")).contains("resize_device"),
         "resize_device reported a problem"
     );
+
+    docker_tls_and_registry_auths(&m);
+
     // A local setting wins over the datasource's and survives a reboot; runcmd does not rerun.
     check(
         &m,
@@ -267,6 +272,55 @@ fn vm_config_drive_state_layers_and_config_set() {
     status_service_and_logs(&m);
     guest_agent(&m, &agent);
     poweroff(&m);
+}
+
+/// `rancher.docker.tls: true` from user-data: User Docker answers the login user's client
+/// certificate (copied to ~/.docker) on TCP 2376 and refuses plain HTTP and another CA's
+/// client; `rancher.registry_auths` is in ~/.docker/config.json, 0600, and in no log.
+fn docker_tls_and_registry_auths(m: &berth_e2e::machine::Machine) {
+    // The docker service restarts with TLS once cloud-init has applied the user-data.
+    let version = check(
+        m,
+        "docker --tlsverify over TCP",
+        m.run(
+            "for i in $(seq 60); do \
+               docker --tlsverify -H tcp://127.0.0.1:2376 version --format '{{.Server.Version}}' 2>/dev/null && break; \
+               sleep 1; done",
+        ),
+    );
+    assert!(
+        version.trim().chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "no answer over TLS: {version:?}"
+    );
+    let out = check(
+        m,
+        "refused without the client certificate",
+        m.run(
+            "stat -c '%a %u' ~/.docker/key.pem ~/.docker/config.json; \
+             docker -H tcp://127.0.0.1:2376 version >/dev/null 2>&1 && echo PLAIN-ANSWERED; \
+             sudo berth tls gen --server --dir /tmp/other-ca >/dev/null && \
+             docker --tlsverify --tlscacert ~/.docker/ca.pem --tlscert /tmp/other-ca/cert.pem \
+               --tlskey /tmp/other-ca/key.pem -H tcp://127.0.0.1:2376 version >/dev/null 2>&1 \
+               && echo OTHER-CA-ANSWERED; \
+             sudo berth tls gen | head -1; \
+             tr -d ' \n' < ~/.docker/config.json | grep -o '\"registry.example:5000\":{[^}]*}'; \
+             { sudo system-docker logs console; sudo system-docker logs docker; \
+               sudo cat /var/log/boot/*; sudo berth config export; } 2>&1 | grep -c s3cret-e2e; true",
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "600 1100",
+            "600 1100",
+            "kept the certificates in /var/lib/berth/tls (--force makes new ones)",
+            // base64("e2e:s3cret-e2e")
+            "\"registry.example:5000\":{\"auth\":\"ZTJlOnMzY3JldC1lMmU=\"}",
+            "0",
+        ],
+        "{out}"
+    );
 }
 
 /// The optional qemu-guest-agent service, enabled before the reboot, answers the host on its

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod image_store;
 pub mod images;
 pub mod power;
+pub mod registry_auth;
 pub mod shutdown;
 pub mod spec;
 pub mod sysinit;

@@ -181,6 +181,7 @@ pub async fn run_with(
             system_scope,
             prestart: prestart.clone(),
             rerun_oneshots: endpoints.rerun_oneshots,
+            registry_auths: Arc::new(l.config.berth.registry_auths.clone()),
         })
     };
     let mut done: BTreeSet<String> = BTreeSet::new();

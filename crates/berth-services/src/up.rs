@@ -185,6 +185,8 @@ pub struct Engine {
     /// Run `detach: "false"` services again even if they already ran with this definition
     /// (false after a System Docker restart: cloud-init must not run twice in one boot).
     pub rerun_oneshots: bool,
+    /// `berth.registry_auths`: credentials for pulling a service's image.
+    pub registry_auths: Arc<IndexMap<String, berth_config::schema::berth::RegistryAuth>>,
 }
 
 /// Bring one service up.
@@ -202,16 +204,18 @@ pub async fn up_service(engine: &Engine, name: &str, service: &ServiceSpec) -> R
         Ok(i) => i.id.unwrap_or_default(),
         // Berth's own images come with the release and are never fetched from a registry,
         // where anyone could publish an image by that name.
-        Err(e) if is_not_found(&e) && !image.starts_with("berth/") => match pull(docker, &image).await {
-            Ok(id) => id,
-            Err(pull_error) => {
-                return Err(UpError::MissingImage {
-                    service: name.to_string(),
-                    image,
-                    message: format!("{e}; pulling it failed: {pull_error}"),
-                });
+        Err(e) if is_not_found(&e) && !image.starts_with("berth/") => {
+            match pull(docker, &image, &engine.registry_auths).await {
+                Ok(id) => id,
+                Err(pull_error) => {
+                    return Err(UpError::MissingImage {
+                        service: name.to_string(),
+                        image,
+                        message: format!("{e}; pulling it failed: {pull_error}"),
+                    });
+                }
             }
-        },
+        }
         Err(e) => {
             return Err(UpError::MissingImage {
                 service: name.to_string(),
@@ -357,7 +361,11 @@ pub async fn upload_files(engine: &Engine, name: &str) -> Result<(), UpError> {
 
 /// Pull a missing image (services may name registry images); returns its ID. Tried three
 /// times: the network may still be coming up when a service starts.
-async fn pull(docker: &Docker, image: &str) -> Result<String, String> {
+async fn pull(
+    docker: &Docker,
+    image: &str,
+    auths: &IndexMap<String, berth_config::schema::berth::RegistryAuth>,
+) -> Result<String, String> {
     // `repo@sha256:...` pulls by digest; `repo:tag`, or `repo` for latest.
     let (repo, tag) = if image.contains('@') {
         (image.to_string(), None)
@@ -375,7 +383,8 @@ async fn pull(docker: &Docker, image: &str) -> Result<String, String> {
             tag: tag.clone(),
             ..Default::default()
         };
-        let mut stream = docker.create_image(Some(options), None, None);
+        let credentials = crate::registry_auth::credentials_for(image, auths);
+        let mut stream = docker.create_image(Some(options), None, credentials);
         let mut failed = None;
         while let Some(item) = stream.next().await {
             match item {

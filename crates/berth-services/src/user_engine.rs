@@ -3,19 +3,31 @@
 
 use crate::engine_pair::{self, EnginePair};
 use berth_config::schema::berth::DockerConfig;
+use berth_tls::{CertStore, ServerFiles};
 
 pub const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
 use berth_runtime::paths::USER_DOCKER_SOCKET;
 /// The directory of User Docker's socket (the `docker` service mounts it, not the socket).
 pub const SOCKET_DIR: &str = "/run/user-docker";
 
-/// User Docker as an engine unit: its own containerd, then dockerd pointed at it.
-pub fn engine_pair(config: &DockerConfig, debug: bool) -> EnginePair {
+/// Where the certificates given in `berth.docker` (`ca_cert`, `server_cert`, `server_key`) are
+/// written for dockerd: the service's own `/run` (a tmpfs), never the state disk.
+pub const CONFIG_TLS_DIR: &str = "/run/berth-docker-tls";
+
+/// User Docker as an engine unit: its own containerd, then dockerd pointed at it; with `tls`,
+/// it also serves its API on TCP with client verification.
+pub fn engine_pair(config: &DockerConfig, debug: bool, tls: Option<&ServerFiles>) -> EnginePair {
+    let mut dockerd_args = dockerd_flags(config, debug);
+    if let Some(files) = tls {
+        // Before extra_args, which keep the last word.
+        let at = dockerd_args.len() - config.extra_args.len();
+        dockerd_args.splice(at..at, berth_tls::dockerd_args(files));
+    }
     EnginePair {
         bin_dir: ENGINE_BIN.into(),
         containerd_root: "/var/lib/docker/containerd/daemon".into(),
         containerd_run: "/run/docker/containerd".into(),
-        dockerd_args: dockerd_flags(config, debug),
+        dockerd_args,
         debug: config.debug || debug,
     }
 }
@@ -64,10 +76,55 @@ pub fn dockerd_environment(config: &berth_config::BerthConfig) -> Vec<(String, S
     env
 }
 
+/// The certificates User Docker serves TLS with, when `berth.docker.tls` is on: those given in
+/// the configuration (written to `given`), else the store's (`generated`), made when missing.
+pub fn tls_files(
+    config: &DockerConfig,
+    given: &CertStore,
+    generated: &CertStore,
+) -> Result<Option<ServerFiles>, berth_tls::Error> {
+    if !config.tls {
+        return Ok(None);
+    }
+    let pems = [&config.ca_cert, &config.server_cert, &config.server_key];
+    match pems {
+        [Some(ca), Some(cert), Some(key)] => {
+            given.write_server_files(ca, cert, key)?;
+            given.checked_server_files().map(Some)
+        }
+        [None, None, None] => {
+            generated.ensure(&berth_tls::names_here(&[]), false)?;
+            generated.checked_server_files().map(Some)
+        }
+        _ => Err(berth_tls::Error::Config(
+            "berth.docker.ca_cert, server_cert and server_key go together: give all three, \
+             or none to use the certificates of `berth tls gen`"
+                .into(),
+        )),
+    }
+}
+
+/// [`tls_files`], or, when they cannot be had, none: the engine still starts on its Unix
+/// socket (the user keeps a working docker) and the error is a boot problem under `root`.
+pub fn tls_or_report(
+    config: &DockerConfig,
+    given: &CertStore,
+    generated: &CertStore,
+    root: &std::path::Path,
+) -> Option<ServerFiles> {
+    tls_files(config, given, generated).unwrap_or_else(|e| {
+        berth_runtime::problems::report(root, &format!("User Docker listens without TCP/TLS: {e}"));
+        None
+    })
+}
+
 /// Run User Docker (containerd, then dockerd) until it stops; returns the exit code.
 pub fn main(loaded: &berth_config::Loaded) -> i32 {
     let config = &loaded.config.berth.docker;
-    let pair = engine_pair(config, loaded.config.berth.debug);
+    let given = CertStore::new(CONFIG_TLS_DIR);
+    let generated = CertStore::new(berth_tls::TLS_DIR);
+    let tls = tls_or_report(config, &given, &generated, std::path::Path::new("/"));
+    let pair = engine_pair(config, loaded.config.berth.debug, tls.as_ref());
     if let Err(e) = std::fs::create_dir_all(SOCKET_DIR) {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");
         return 1;
@@ -113,7 +170,7 @@ mod tests {
         let mut config = berth_config::Config::default().berth.docker;
         config.insecure_registries = vec!["registry.local:5000".into()];
         config.extra_args = vec!["--max-concurrent-uploads=2".into()];
-        let args = engine_pair(&config, false).dockerd_command_line();
+        let args = engine_pair(&config, false, None).dockerd_command_line();
         assert_eq!(args[0], "/usr/lib/berth/engine/bin/dockerd");
         assert_eq!(args[1], "--containerd=/run/docker/containerd/containerd.sock");
         for want in [
@@ -128,6 +185,68 @@ mod tests {
         assert_eq!(
             args.last().map(String::as_str),
             Some("--max-concurrent-uploads=2")
+        );
+        assert!(!args.iter().any(|a| a.contains("tls") || a.contains("tcp://")));
+    }
+
+    #[test]
+    fn tls_adds_the_verified_tcp_listener_before_extra_args() {
+        let mut config = berth_config::Config::default().berth.docker;
+        config.extra_args = vec!["--host=tcp://127.0.0.1:2375".into()];
+        let files = CertStore::new("/t").server_files();
+        let args = engine_pair(&config, false, Some(&files)).dockerd_command_line();
+        let at = |want: &str| args.iter().position(|a| a == want);
+        let unix = at("--host=unix:///run/user-docker/docker.sock").unwrap();
+        let tcp = at("--host=tcp://0.0.0.0:2376").unwrap();
+        assert!(unix < tcp && tcp < at("--host=tcp://127.0.0.1:2375").unwrap());
+        for want in [
+            "--tlsverify",
+            "--tlscacert=/t/ca.pem",
+            "--tlscert=/t/server-cert.pem",
+            "--tlskey=/t/server-key.pem",
+        ] {
+            assert!(at(want).is_some(), "{want} missing: {args:?}");
+        }
+    }
+
+    #[test]
+    fn tls_uses_given_certificates_or_makes_them_and_says_what_is_wrong() {
+        let tmp = tempfile::tempdir().unwrap();
+        let given = CertStore::new(tmp.path().join("given"));
+        let generated = CertStore::new(tmp.path().join("generated"));
+        let mut config = berth_config::Config::default().berth.docker;
+        assert_eq!(tls_files(&config, &given, &generated).unwrap(), None);
+
+        config.tls = true;
+        let files = tls_files(&config, &given, &generated).unwrap().unwrap();
+        assert!(files.key.starts_with(generated.dir()) && files.key.is_file());
+        assert!(!given.dir().exists());
+
+        let bundle = berth_tls::generate(&["berth".into()]).unwrap();
+        config.ca_cert = Some(bundle.ca_cert.clone());
+        let e = tls_files(&config, &given, &generated).unwrap_err().to_string();
+        assert!(e.contains("go together"), "{e}");
+        config.server_cert = Some(bundle.server_cert.clone());
+        config.server_key = Some(bundle.server_key.clone());
+        let files = tls_files(&config, &given, &generated).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&files.key).unwrap(), bundle.server_key);
+
+        // A certificate that is not one: an error naming the file, not a dockerd that fails.
+        config.server_cert = Some("not a certificate".into());
+        let e = tls_files(&config, &given, &generated).unwrap_err().to_string();
+        assert!(
+            e.contains("server-cert.pem: does not hold a PEM CERTIFICATE"),
+            "{e}"
+        );
+        // Started anyway, without TCP, and said on the banner and in `berth status`.
+        let root = tmp.path().join("root");
+        assert_eq!(tls_or_report(&config, &given, &generated, &root), None);
+        let problems = berth_runtime::problems::read(&root);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("User Docker listens without TCP/TLS: ")
+                && problems[0].contains("server-cert.pem"),
+            "{problems:?}"
         );
     }
 }

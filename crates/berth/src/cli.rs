@@ -49,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: crate::os_cmd::OsCommand,
     },
+    /// Certificates for User Docker's TLS on TCP 2376 (`ros tls`)
+    Tls(crate::tls_cmd::TlsArgs),
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -181,6 +183,7 @@ pub fn main(args: &[String]) -> i32 {
         Command::Network { command } => network(command),
         Command::Install(args) => crate::install_cmd::main(args),
         Command::Os { command } => crate::os_cmd::main(command),
+        Command::Tls(args) => crate::tls_cmd::main(args),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {

@@ -350,6 +350,7 @@ pub async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), S
         )),
         system_scope: scope(spec) == Scope::System,
         prestart: std::sync::Arc::new(|_: &str| None),
+        registry_auths: std::sync::Arc::new(loaded.config.berth.registry_auths.clone()),
         rerun_oneshots: true,
     };
     let outcome = berth_services::up::up_service(&engine, name, spec)

@@ -9,4 +9,5 @@ mod shutdown;
 mod store;
 mod support;
 mod sysinit;
+mod tls;
 mod up;

@@ -61,6 +61,7 @@ pub fn engine(docker: &Docker, loaded: &Loaded, system_scope: bool, prestart: Ar
         system_scope,
         prestart,
         rerun_oneshots: true,
+        registry_auths: Arc::new(loaded.config.berth.registry_auths.clone()),
     })
 }
 
