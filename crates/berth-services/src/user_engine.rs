@@ -14,10 +14,101 @@ pub const SOCKET_DIR: &str = "/run/user-docker";
 /// written for dockerd: the service's own `/run` (a tmpfs), never the state disk.
 pub const CONFIG_TLS_DIR: &str = "/run/berth-docker-tls";
 
+/// User Docker's data (the host's `/var/lib/user-docker`, mounted here).
+pub const DATA_ROOT: &str = "/var/lib/docker";
+/// Data roots of older engines (the host's `/var/lib/user-docker-older`): `<major>/` each.
+pub const OLDER_ROOTS: &str = "/var/lib/docker-older";
+/// In the data root: the engine version that last ran on it.
+const ENGINE_STAMP: &str = "berth-engine-version";
+/// The release's manifest, with its engine's package versions.
+const RELEASE_JSON: &str = "/usr/share/berth/release.json";
+
+/// The major version of a Docker version or Debian package version (`26.1.5+dfsg1-9` → 26).
+fn major(version: &str) -> Option<u32> {
+    let digits: String = version.trim().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Where User Docker keeps its data, and why when it is not the usual place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataRoot {
+    pub path: std::path::PathBuf,
+    /// Set when the data in [`DATA_ROOT`] was written by a newer engine than this one.
+    pub older_engine: Option<String>,
+}
+
+/// Choose the data root for an engine of version `running`, given the version that last ran
+/// on [`DATA_ROOT`] (`recorded`). dockerd upgrades its data in place, but an older engine
+/// (a rollback to an older release) must not open what a newer major version wrote: it gets
+/// a data root of its own, and the newer engine's data stays untouched until it runs again.
+pub fn choose_data_root(recorded: Option<&str>, running: &str) -> DataRoot {
+    match (recorded.and_then(major), major(running)) {
+        (Some(last), Some(this)) if this < last => DataRoot {
+            path: std::path::Path::new(OLDER_ROOTS).join(this.to_string()),
+            older_engine: Some(format!(
+                "User Docker's data ({DATA_ROOT}) was last used by Docker {}, newer than this \
+                 release's Docker {}: it is left untouched and this engine runs on its own data \
+                 ({OLDER_ROOTS}/{this}), without those containers, images and volumes. Boot the \
+                 release with the newer engine again to get them back (sudo berth os rollback)",
+                recorded.unwrap_or_default().trim(),
+                running.trim()
+            )),
+        },
+        _ => DataRoot {
+            path: DATA_ROOT.into(),
+            older_engine: None,
+        },
+    }
+}
+
+/// This release's docker.io package version, from its manifest.
+fn release_engine_version() -> Option<String> {
+    let text = std::fs::read_to_string(RELEASE_JSON).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["engine"]["docker.io"].as_str().map(str::to_string)
+}
+
+/// Pick the data root for this release's engine, record the engine on the data it will use,
+/// and report a separate root as a boot problem.
+fn data_root_for_this_engine() -> DataRoot {
+    let Some(running) = release_engine_version() else {
+        return choose_data_root(None, "");
+    };
+    let stamp = std::path::Path::new(DATA_ROOT).join(ENGINE_STAMP);
+    let recorded = std::fs::read_to_string(&stamp).ok();
+    let root = choose_data_root(recorded.as_deref(), &running);
+    if let Some(why) = &root.older_engine {
+        berth_runtime::problems::report(std::path::Path::new("/"), why);
+    }
+    let record = root.path.join(ENGINE_STAMP);
+    let written = std::fs::create_dir_all(&root.path).and_then(|()| std::fs::write(&record, &running));
+    if let Err(e) = written {
+        eprintln!("user-docker: cannot record the engine version in {}: {e}", record.display());
+    }
+    root
+}
+
 /// User Docker as an engine unit: its own containerd, then dockerd pointed at it; with `tls`,
 /// it also serves its API on TCP with client verification.
 pub fn engine_pair(config: &DockerConfig, debug: bool, tls: Option<&ServerFiles>) -> EnginePair {
+    engine_pair_at(config, debug, tls, std::path::Path::new(DATA_ROOT))
+}
+
+/// [`engine_pair`] with its data in `data_root`.
+pub fn engine_pair_at(
+    config: &DockerConfig,
+    debug: bool,
+    tls: Option<&ServerFiles>,
+    data_root: &std::path::Path,
+) -> EnginePair {
     let mut dockerd_args = dockerd_flags(config, debug);
+    if data_root != std::path::Path::new(DATA_ROOT) {
+        for arg in dockerd_args.iter_mut() {
+            if arg.starts_with("--data-root=") {
+                *arg = format!("--data-root={}", data_root.display());
+            }
+        }
+    }
     if let Some(files) = tls {
         // Before extra_args, which keep the last word.
         let at = dockerd_args.len() - config.extra_args.len();
@@ -25,7 +116,7 @@ pub fn engine_pair(config: &DockerConfig, debug: bool, tls: Option<&ServerFiles>
     }
     EnginePair {
         bin_dir: ENGINE_BIN.into(),
-        containerd_root: "/var/lib/docker/containerd/daemon".into(),
+        containerd_root: data_root.join("containerd/daemon"),
         containerd_run: "/run/docker/containerd".into(),
         dockerd_args,
         debug: config.debug || debug,
@@ -124,7 +215,8 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
     let given = CertStore::new(CONFIG_TLS_DIR);
     let generated = CertStore::new(berth_tls::TLS_DIR);
     let tls = tls_or_report(config, &given, &generated, std::path::Path::new("/"));
-    let pair = engine_pair(config, loaded.config.berth.debug, tls.as_ref());
+    let root = data_root_for_this_engine();
+    let pair = engine_pair_at(config, loaded.config.berth.debug, tls.as_ref(), &root.path);
     if let Err(e) = std::fs::create_dir_all(SOCKET_DIR) {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");
         return 1;
@@ -145,6 +237,31 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_engine_gets_a_data_root_of_its_own() {
+        let main = DataRoot {
+            path: DATA_ROOT.into(),
+            older_engine: None,
+        };
+        // First start, same engine, an upgrade (dockerd migrates in place), unknown versions.
+        assert_eq!(choose_data_root(None, "26.1.5+dfsg1-9"), main);
+        assert_eq!(choose_data_root(Some("26.1.5+dfsg1-9\n"), "26.1.5+dfsg1-9"), main);
+        assert_eq!(choose_data_root(Some("20.10.24+dfsg1-1"), "26.1.5+dfsg1-9"), main);
+        assert_eq!(choose_data_root(Some("26.0.0"), "26.1.5"), main);
+        assert_eq!(choose_data_root(Some("garbage"), "26.1.5"), main);
+        // A rollback to an older major: its own root, and a message saying why and what to do.
+        let older = choose_data_root(Some("28.0.1+dfsg1-1"), "26.1.5+dfsg1-9");
+        assert_eq!(older.path, std::path::PathBuf::from("/var/lib/docker-older/26"));
+        let why = older.older_engine.unwrap();
+        assert!(why.contains("Docker 28.0.1") && why.contains("berth os rollback"), "{why}");
+        let pair = engine_pair_at(&DockerConfig::default(), false, None, &older.path);
+        assert!(pair.dockerd_args.contains(&"--data-root=/var/lib/docker-older/26".to_string()));
+        assert_eq!(
+            pair.containerd_root,
+            std::path::PathBuf::from("/var/lib/docker-older/26/containerd/daemon")
+        );
+    }
 
     #[test]
     fn network_proxies_reach_the_engine_and_docker_environment_wins() {
