@@ -239,10 +239,10 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     let state = check(
         &b,
         "autoformatted state",
-        b.run("findmnt -n -o SOURCE,FSTYPE,LABEL /var; grep -h autoformat /var/log/boot/init.log"),
+        b.run("findmnt -n -o SOURCE,FSTYPE /var/lib/berth; grep -h autoformat /var/log/boot/init.log"),
     );
     assert!(
-        state.contains("/dev/vdb ext4") && state.contains("BERTH_STATE"),
+        state.starts_with("/dev/vdb") && state.contains(" ext4\n"),
         "{state}"
     );
     assert!(
@@ -291,10 +291,13 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     // of the enlarged disk, User Docker ready.
     let disk = until_ok(
         &c,
-        "cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /var; cat /sys/class/block/vda6/size; docker info --format '{{.ServerVersion}}'",
+        "cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /var/lib/berth; cat /sys/class/block/vda6/size; docker info --format '{{.ServerVersion}}'",
         Duration::from_secs(120),
     );
-    assert!(disk.contains("berth.slot=A") && disk.contains("/dev/vda6 ext4"), "{disk}");
+    assert!(
+        disk.contains("berth.slot=A") && disk.contains("\n/dev/vda6") && disk.contains(" ext4\n"),
+        "{disk}"
+    );
     let sectors: u64 = disk
         .lines()
         .find_map(|l| l.trim().parse().ok())

@@ -182,15 +182,21 @@ fn vm_system_services_udev_syslog_ntp_acpid() {
         Duration::from_secs(120),
         |out| {
             serde_json::from_str::<serde_json::Value>(out).is_ok_and(|v| {
-                v.as_array().into_iter().flatten().any(|s| {
-                    s["name"] == "open-vm-tools" && s["enabled"] == true && s["failing"] == true
-                })
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["name"] == "open-vm-tools" && s["enabled"] == true && s["failing"] == true)
             })
         },
     );
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     for name in ["udev", "ntp", "syslog", "acpid", "network", "console", "docker"] {
-        let service = list.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
+        let service = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
         assert_eq!(service["state"], "running", "{service}");
     }
     let said = check(

@@ -83,7 +83,10 @@ fn data_root_for_this_engine() -> DataRoot {
     let record = root.path.join(ENGINE_STAMP);
     let written = std::fs::create_dir_all(&root.path).and_then(|()| std::fs::write(&record, &running));
     if let Err(e) = written {
-        eprintln!("user-docker: cannot record the engine version in {}: {e}", record.display());
+        eprintln!(
+            "user-docker: cannot record the engine version in {}: {e}",
+            record.display()
+        );
     }
     root
 }
@@ -254,9 +257,15 @@ mod tests {
         let older = choose_data_root(Some("28.0.1+dfsg1-1"), "26.1.5+dfsg1-9");
         assert_eq!(older.path, std::path::PathBuf::from("/var/lib/docker-older/26"));
         let why = older.older_engine.unwrap();
-        assert!(why.contains("Docker 28.0.1") && why.contains("berth os rollback"), "{why}");
+        assert!(
+            why.contains("Docker 28.0.1") && why.contains("berth os rollback"),
+            "{why}"
+        );
         let pair = engine_pair_at(&DockerConfig::default(), false, None, &older.path);
-        assert!(pair.dockerd_args.contains(&"--data-root=/var/lib/docker-older/26".to_string()));
+        assert!(
+            pair.dockerd_args
+                .contains(&"--data-root=/var/lib/docker-older/26".to_string())
+        );
         assert_eq!(
             pair.containerd_root,
             std::path::PathBuf::from("/var/lib/docker-older/26/containerd/daemon")
