@@ -119,6 +119,19 @@ fn set_env(path: &Path, pairs: &[(&str, &str)]) {
     file.sync_all().unwrap();
 }
 
+/// Make B the next boot on trial, as an upgrade leaves it: three tries, A to fall back to.
+fn arm_slot_b(path: &Path) {
+    set_env(
+        path,
+        &[
+            ("boot_slot", "B"),
+            ("prev_slot", "A"),
+            ("boot_ok", "0"),
+            ("boot_tries", "3"),
+        ],
+    );
+}
+
 fn grubenv(path: &Path) -> GrubEnv {
     disk::read_grubenv(&mut open(path)).unwrap()
 }
@@ -318,15 +331,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     // (5) Power cuts in the first boots of a new slot: B (the upgraded build) armed as an
     // upgrade leaves it; QEMU is killed three times once B's init runs, before B can be marked
     // good. Each boot costs one try; the fourth is A again, and says why.
-    set_env(
-        &target,
-        &[
-            ("boot_slot", "B"),
-            ("prev_slot", "A"),
-            ("boot_ok", "0"),
-            ("boot_tries", "3"),
-        ],
-    );
+    arm_slot_b(&target);
     for cut in 1..=3u32 {
         let mut vm = Vm::new(Boot::Installed(target.clone()));
         vm.allow_reboot = false;
@@ -387,15 +392,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
         .unwrap();
         file.sync_all().unwrap();
     }
-    set_env(
-        &target,
-        &[
-            ("boot_slot", "B"),
-            ("prev_slot", "A"),
-            ("boot_ok", "0"),
-            ("boot_tries", "3"),
-        ],
-    );
+    arm_slot_b(&target);
     let mut vm = Vm::new(Boot::Installed(target.clone()));
     vm.uefi = true;
     vm.allow_reboot = true;
