@@ -16,6 +16,7 @@ pub mod images;
 pub mod power;
 pub mod shutdown;
 pub mod spec;
+pub mod swarm;
 pub mod sysinit;
 pub mod up;
 pub mod user_engine;

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::os_cmd::OsCommand,
     },
+    /// Docker Swarm: this node's membership, join tokens, leaving (see docs/fleet.md)
+    Swarm {
+        #[command(subcommand)]
+        command: crate::swarm_cmd::SwarmCommand,
+    },
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -91,6 +96,9 @@ enum Command {
     /// The network service's entry point
     #[command(hide = true)]
     Netconf,
+    /// The swarm service's entry point: init or join the swarm of berth.swarm, keep it joined
+    #[command(hide = true, name = "swarm-agent")]
+    SwarmAgent,
     /// The ntp service's entry point: chrony's servers from berth.ntp, then chronyd
     #[command(hide = true)]
     Ntp,
@@ -162,6 +170,8 @@ pub fn main(args: &[String]) -> i32 {
         Command::Network { command } => network(command),
         Command::Install(args) => crate::install_cmd::main(args),
         Command::Os { command } => crate::os_cmd::main(command),
+        Command::Swarm { command } => crate::swarm_cmd::main(command),
+        Command::SwarmAgent => crate::swarm_cmd::agent_main(),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {

@@ -12,6 +12,7 @@ mod install_cmd;
 mod os_cmd;
 mod service_cmd;
 mod status_cmd;
+mod swarm_cmd;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

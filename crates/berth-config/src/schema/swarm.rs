@@ -13,9 +13,13 @@ use std::str::FromStr;
 /// The port swarm managers listen on for the cluster's management traffic.
 pub const MANAGER_PORT: u16 = 2377;
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SwarmConfig {
+    /// `false` keeps the machine out of the swarm whatever the other layers say: what
+    /// `berth swarm leave` writes into the local configuration (user-data would otherwise
+    /// make it rejoin at the next boot).
+    pub enabled: bool,
     /// `manager` or `worker`; nothing is done while it is not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<SwarmRole>,
@@ -39,6 +43,22 @@ pub struct SwarmConfig {
     /// Node labels (`docker node update --label-add`), for placement constraints.
     #[serde(deserialize_with = "string_map", skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            enabled: true,
+            role: None,
+            init: false,
+            join: None,
+            token: None,
+            token_file: None,
+            token_url: None,
+            advertise_addr: None,
+            labels: IndexMap::new(),
+        }
+    }
 }
 
 impl SwarmConfig {
@@ -114,8 +134,8 @@ impl SwarmConfig {
     }
 
     /// Whether this machine takes part in a swarm at all.
-    pub fn enabled(&self) -> bool {
-        self.role.is_some()
+    pub fn active(&self) -> bool {
+        self.enabled && self.role.is_some()
     }
 }
 
