@@ -203,9 +203,12 @@ fn vm_swarm_of_three_from_cloud_config_survives_a_node_loss() {
     let engine = check(
         &c,
         "docker on C",
-        c.run("docker info --format '{{.ServerVersion}} {{.Swarm.LocalNodeState}}'"),
+        c.run("docker info --format '{{.ServerVersion}}'"),
     );
-    assert!(engine.trim().ends_with(" inactive"), "{engine}");
+    assert!(
+        engine.trim().starts_with(|c: char| c.is_ascii_digit()),
+        "{engine}"
+    );
     let sysinit = check(&c, "sysinit report", c.run("sudo cat /run/berth/sysinit.json"));
     assert!(
         json(&sysinit)["errors"].as_array().is_none_or(|e| e.is_empty()),

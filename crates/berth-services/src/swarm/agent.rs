@@ -35,6 +35,7 @@ impl Agent<'_> {
     pub async fn run(&self) -> i32 {
         let mut backoff = Backoff::new();
         let mut last: Option<SwarmReport> = None;
+        let mut failed = false;
         loop {
             let config = (self.reload)();
             if !config.active() {
@@ -49,9 +50,10 @@ impl Agent<'_> {
             }
             let role = config.role.map(|r| r.to_string());
             let outcome = match crate::client::wait_ready(self.socket, Duration::from_secs(600)).await {
-                Ok(docker) => round(&docker, &config, self.fetch_token).await,
+                Ok(docker) => round(&docker, &config, self.fetch_token, failed).await,
                 Err(e) => Err(e.to_string()),
             };
+            failed = outcome.is_err();
             let (report, wait) = match outcome {
                 Ok(mut report) => {
                     report.role = role;
@@ -102,10 +104,12 @@ impl Agent<'_> {
     }
 }
 
-/// The engine's membership as [`plan`] sees it.
-fn engine_state(state: Option<LocalNodeState>) -> EngineState {
+/// The engine's membership as [`plan`] sees it; `failing`: the agent's last attempt failed
+/// or the engine reports an error.
+fn engine_state(state: Option<LocalNodeState>, failing: bool) -> EngineState {
     match state {
         Some(LocalNodeState::ACTIVE) => EngineState::Active,
+        Some(LocalNodeState::PENDING) if failing => EngineState::PendingFailed,
         Some(LocalNodeState::PENDING) => EngineState::Pending,
         Some(LocalNodeState::ERROR) => EngineState::Error,
         Some(LocalNodeState::LOCKED) => EngineState::Locked,
@@ -114,13 +118,20 @@ fn engine_state(state: Option<LocalNodeState>) -> EngineState {
 }
 
 /// One look at the engine and the step it calls for.
-async fn round(docker: &Docker, config: &SwarmConfig, fetch: &FetchToken) -> Result<SwarmReport, String> {
+/// `failed`: the previous round ended in an error.
+async fn round(
+    docker: &Docker,
+    config: &SwarmConfig,
+    fetch: &FetchToken,
+    failed: bool,
+) -> Result<SwarmReport, String> {
     let info = docker.info().await.map_err(|e| format!("docker info: {e}"))?;
     let swarm = info.swarm.unwrap_or_default();
-    let mut step = plan::decide(engine_state(swarm.local_node_state), config);
+    let failing = failed || swarm.error.as_deref().is_some_and(|e| !e.is_empty());
+    let mut step = plan::decide(engine_state(swarm.local_node_state, failing), config);
     if step == Step::LeaveThenJoin {
         tracing::info!(
-            "swarm: the engine reports its membership failed ({}): leaving it to start again",
+            "swarm: the engine's membership or join failed ({}): leaving it to start again",
             swarm.error.as_deref().unwrap_or("no detail")
         );
         leave(docker, true).await?;
@@ -184,7 +195,7 @@ async fn round(docker: &Docker, config: &SwarmConfig, fetch: &FetchToken) -> Res
 async fn member_report(docker: &Docker, config: &SwarmConfig) -> Result<SwarmReport, String> {
     let info = docker.info().await.map_err(|e| format!("docker info: {e}"))?;
     let swarm = info.swarm.unwrap_or_default();
-    if engine_state(swarm.local_node_state) != EngineState::Active {
+    if engine_state(swarm.local_node_state, false) != EngineState::Active {
         return Ok(SwarmReport {
             state: SwarmState::Joining,
             managers: config.join.iter().map(ToString::to_string).collect(),
@@ -349,13 +360,14 @@ mod tests {
 
     #[test]
     fn engine_states_map_to_the_plan() {
-        assert_eq!(engine_state(None), EngineState::Inactive);
-        assert_eq!(engine_state(Some(LocalNodeState::EMPTY)), EngineState::Inactive);
-        assert_eq!(
-            engine_state(Some(LocalNodeState::INACTIVE)),
-            EngineState::Inactive
-        );
-        assert_eq!(engine_state(Some(LocalNodeState::ACTIVE)), EngineState::Active);
-        assert_eq!(engine_state(Some(LocalNodeState::ERROR)), EngineState::Error);
+        use LocalNodeState as L;
+        assert_eq!(engine_state(None, false), EngineState::Inactive);
+        assert_eq!(engine_state(Some(L::EMPTY), false), EngineState::Inactive);
+        assert_eq!(engine_state(Some(L::INACTIVE), true), EngineState::Inactive);
+        assert_eq!(engine_state(Some(L::ACTIVE), true), EngineState::Active);
+        assert_eq!(engine_state(Some(L::ERROR), false), EngineState::Error);
+        assert_eq!(engine_state(Some(L::PENDING), false), EngineState::Pending);
+        // A refused join leaves the engine pending: the agent starts over with its token.
+        assert_eq!(engine_state(Some(L::PENDING), true), EngineState::PendingFailed);
     }
 }

@@ -12,6 +12,9 @@ pub enum EngineState {
     Inactive,
     /// Joining: the engine keeps trying by itself.
     Pending,
+    /// Joining, but the last join failed (the engine stays `pending` after a refused token,
+    /// retrying with the token it was given): only a leave and a new join take a new token.
+    PendingFailed,
     /// In a swarm.
     Active,
     /// The engine gave up on its swarm (removed while away, certificates refused).
@@ -45,6 +48,7 @@ pub fn decide(engine: EngineState, config: &SwarmConfig) -> Step {
     match engine {
         EngineState::Active => Step::Member,
         EngineState::Pending | EngineState::Locked => Step::Wait,
+        EngineState::PendingFailed => Step::LeaveThenJoin,
         EngineState::Inactive if config.init => Step::Init,
         EngineState::Inactive => Step::Join,
         // Removed while away, or refused: drop the dead membership, then init or join anew.
@@ -145,6 +149,8 @@ mod tests {
             (Active, &manager_init, Step::Member),
             (Active, &worker, Step::Member),
             (Pending, &worker, Step::Wait),
+            // A refused join leaves the engine pending with the old token: start over.
+            (PendingFailed, &worker, Step::LeaveThenJoin),
             (Locked, &manager, Step::Wait),
             // Removed from the swarm while away: leave the dead membership, join again.
             (Error, &worker, Step::LeaveThenJoin),
