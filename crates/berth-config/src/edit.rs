@@ -184,7 +184,8 @@ pub fn merge(
 /// The configuration to show or save. Without `full`, only what differs from the built-in
 /// defaults (a removed key shows as null). Without `private`, secrets are left out: users'
 /// password hashes, ssh host keys, the docker TLS keys, registry passwords and tokens, the
-/// credentials in proxy URLs (masked), and any value holding a PEM private key.
+/// swarm join token, the credentials in proxy URLs (masked), and any value holding a PEM
+/// private key.
 pub fn export(loaded: &Loaded, full: bool, private: bool) -> Value {
     let mut value = if full {
         loaded.tree.clone()
@@ -383,6 +384,7 @@ fn redact(value: &mut Value, prune: bool) {
     if let Some(berth) = value.get_mut("berth").and_then(Value::as_object_mut) {
         strip(berth, "ssh", &["keys"], prune);
         strip(berth, "docker", &["ca_key", "server_key"], prune);
+        strip(berth, "swarm", &["token"], prune);
         if let Some(network) = berth.get_mut("network").and_then(Value::as_object_mut) {
             for key in ["http_proxy", "https_proxy"] {
                 if let Some(Value::String(url)) = network.get_mut(key) {

@@ -209,6 +209,10 @@ berth:
     server_cert: cert
   registry_auths:
     registry.example: {username: u, password: p}
+  swarm:
+    role: worker
+    join: 198.18.0.10:2377
+    token: SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx
   network:
     http_proxy: http://proxyuser:pr0xy-secret@proxy.example:3128/
     https_proxy: http://proxy.example:3129
@@ -227,6 +231,7 @@ berth:
             "berth": {
                 "docker": {"tls": true, "server_cert": "cert"},
                 "registry_auths": {"registry.example": {"username": "u"}},
+                "swarm": {"role": "worker", "join": "198.18.0.10:2377"},
                 "network": {
                     "http_proxy": "http://xxxxx:xxxxx@proxy.example:3128/",
                     "https_proxy": "http://proxy.example:3129"
@@ -237,6 +242,12 @@ berth:
     let private = export(&l, false, true);
     assert_eq!(private["berth"]["ssh"]["keys"]["ssh_host_ed25519_key"], "secret");
     assert_eq!(private["users"][0]["hashed_passwd"], "$6$abc");
+    assert!(
+        private["berth"]["swarm"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("SWMTKN-1-3pu6")
+    );
     assert_eq!(
         private["berth"]["network"]["http_proxy"],
         "http://proxyuser:pr0xy-secret@proxy.example:3128/"
@@ -244,6 +255,8 @@ berth:
     let full = export(&l, true, false);
     assert_eq!(full["berth"]["ssh"]["port"], 22);
     assert!(full["berth"]["ssh"].get("keys").is_none());
+    assert!(full["berth"]["swarm"].get("token").is_none());
+    assert!(!serde_json::to_string(&full).unwrap().contains("SWMTKN"));
 }
 
 #[test]

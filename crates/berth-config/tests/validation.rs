@@ -184,6 +184,23 @@ const CASES: &[(&str, &str)] = &[
         "berth:\n  ntp:\n    servers: [pool.example.org, \"ntp://time.example.org\"]\n",
     ),
     (
+        "swarm: worker without manager address or token",
+        "berth:\n  swarm:\n    role: worker\n",
+    ),
+    (
+        "swarm: init on a worker",
+        "berth:\n  swarm:\n    role: worker\n    init: true\n",
+    ),
+    ("swarm: no role", "berth:\n  swarm:\n    join: 198.18.0.10:2377\n"),
+    (
+        "swarm: bad token (not repeated)",
+        "berth:\n  swarm:\n    role: worker\n    join: 198.18.0.10\n    token: SWMTKN-1-secret part\n",
+    ),
+    (
+        "swarm: manager address",
+        "berth: {swarm: {role: worker, join: \"tcp://198.18.0.10:2377\", token_file: /run/token}}\n",
+    ),
+    (
         "ntp server: bad port",
         "berth: {ntp: {servers: [\"time.example.org:ntp\"]}}\n",
     ),

@@ -17,6 +17,7 @@ pub mod power;
 pub mod registry_auth;
 pub mod shutdown;
 pub mod spec;
+pub mod swarm;
 pub mod sysinit;
 pub mod up;
 pub mod user_engine;

@@ -51,6 +51,11 @@ enum Command {
     },
     /// Certificates for User Docker's TLS on TCP 2376 (`ros tls`)
     Tls(crate::tls_cmd::TlsArgs),
+    /// Docker Swarm: this node's membership, join tokens, leaving (see docs/fleet.md)
+    Swarm {
+        #[command(subcommand)]
+        command: crate::swarm_cmd::SwarmCommand,
+    },
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -93,6 +98,9 @@ enum Command {
     /// The network service's entry point
     #[command(hide = true)]
     Netconf,
+    /// The swarm service's entry point: init or join the swarm of berth.swarm, keep it joined
+    #[command(hide = true, name = "swarm-agent")]
+    SwarmAgent,
     /// The ntp service's entry point: chrony's servers from berth.ntp, then chronyd
     #[command(hide = true)]
     Ntp,
@@ -184,6 +192,8 @@ pub fn main(args: &[String]) -> i32 {
         Command::Install(args) => crate::install_cmd::main(args),
         Command::Os { command } => crate::os_cmd::main(command),
         Command::Tls(args) => crate::tls_cmd::main(args),
+        Command::Swarm { command } => crate::swarm_cmd::main(command),
+        Command::SwarmAgent => crate::swarm_cmd::agent_main(),
         Command::Version { format } => version(&format),
         Command::Sysinit { after_engine_restart } => sysinit(after_engine_restart),
         Command::ConsoleInit => {

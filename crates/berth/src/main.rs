@@ -14,6 +14,7 @@ mod ros;
 mod service_cmd;
 mod status_cmd;
 mod tls_cmd;
+mod swarm_cmd;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -77,6 +77,9 @@ pub struct Status {
     pub services: Vec<ServiceState>,
     pub state_disk: Option<StateDisk>,
     pub memory: Option<Memory>,
+    /// What the `swarm` service last reported (none when it has not written a report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<berth_services::swarm::SwarmReport>,
     /// This boot's errors and warnings (as the login banner shows them).
     pub problems: Vec<String>,
 }
@@ -200,6 +203,7 @@ async fn gather() -> Status {
         memory: std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| memory(&t)),
+        swarm: berth_services::swarm::SwarmReport::read(Path::new(berth_services::swarm::REPORT)),
         problems,
     }
 }
@@ -241,6 +245,9 @@ pub fn render(s: &Status) -> String {
             ),
         };
         let _ = writeln!(out, "{:<15}{what}", format!("{}:", e.name));
+    }
+    if let Some(swarm) = &s.swarm {
+        let _ = writeln!(out, "Swarm:         {}", swarm.summary());
     }
     match &s.state_disk {
         Some(d) if d.persistent => {
@@ -480,6 +487,13 @@ mod tests {
             services: Vec::new(),
             state_disk: None,
             memory: memory("MemTotal: 1048576 kB\nMemAvailable: 524288 kB\n"),
+            swarm: Some(berth_services::swarm::SwarmReport {
+                state: berth_services::swarm::SwarmState::Error,
+                role: Some("worker".into()),
+                managers: vec!["198.18.0.10:2377".into()],
+                error: Some("joining 198.18.0.10:2377: invalid join token".into()),
+                ..Default::default()
+            }),
             problems: vec!["cloud-init: x".into()],
         };
         let text = render(&status);
@@ -489,6 +503,7 @@ mod tests {
             "User Docker:   not reachable: refused",
             "State disk:    none",
             "Memory:        512 MiB used of 1024 MiB",
+            "Swarm:         error, worker, managers 198.18.0.10:2377: joining 198.18.0.10:2377: invalid join token",
             "  cloud-init: x",
         ] {
             assert!(text.contains(want), "{want:?} not in:\n{text}");

@@ -4,6 +4,7 @@ use super::forms::string_map;
 use super::network::NetworkConfig;
 use super::ntp::NtpConfig;
 use super::service::ServiceSpec;
+use super::swarm::SwarmConfig;
 use super::syslog::SyslogConfig;
 use super::values::{
     Cidr, Datasource, DeviceRef, Hostname, HttpUrl, IpAddress, ModuleSpec, Port, ServiceName, SysctlKey,
@@ -47,6 +48,8 @@ pub struct BerthConfig {
     pub ntp: NtpConfig,
     /// The `syslog` service's forwarding.
     pub syslog: SyslogConfig,
+    /// Docker Swarm membership of the user engine (the `swarm` service). The token is private.
+    pub swarm: SwarmConfig,
     /// Credentials for image pulls, by registry. Private.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub registry_auths: IndexMap<String, RegistryAuth>,
@@ -88,6 +91,7 @@ impl Default for BerthConfig {
             network: NetworkConfig::default(),
             ntp: NtpConfig::default(),
             syslog: SyslogConfig::default(),
+            swarm: SwarmConfig::default(),
             registry_auths: IndexMap::new(),
             resize_device: None,
             slot: None,

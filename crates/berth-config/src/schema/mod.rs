@@ -10,6 +10,7 @@ pub mod forms;
 pub mod network;
 pub mod ntp;
 pub mod service;
+pub mod swarm;
 pub mod syslog;
 pub mod values;
 
@@ -117,6 +118,7 @@ impl Config {
             }
         }
         errors.extend(self.berth.network.errors());
+        errors.extend(self.berth.swarm.errors());
         errors
     }
 }
