@@ -13,8 +13,8 @@ mod os_cmd;
 mod ros;
 mod service_cmd;
 mod status_cmd;
-mod tls_cmd;
 mod swarm_cmd;
+mod tls_cmd;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
