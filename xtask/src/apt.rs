@@ -22,10 +22,15 @@ const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The one-line sources every Debian package comes from (the image's and the benchmark's
 /// Debian reference alike), signed by Debian's archive keyring.
 pub fn sources_list() -> String {
+    sources_list_for(SUITE)
+}
+
+/// [`sources_list`] for another Debian suite (`bookworm` for an older engine, say).
+pub fn sources_list_for(suite: &str) -> String {
     format!(
-        "deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n\
-         deb [signed-by={KEYRING}] {MIRROR} {SUITE}-updates main\n\
-         deb [signed-by={KEYRING}] {SECURITY_MIRROR} {SUITE}-security main\n"
+        "deb [signed-by={KEYRING}] {MIRROR} {suite} main\n\
+         deb [signed-by={KEYRING}] {MIRROR} {suite}-updates main\n\
+         deb [signed-by={KEYRING}] {SECURITY_MIRROR} {suite}-security main\n"
     )
 }
 
@@ -44,6 +49,7 @@ pub struct Package {
 
 pub struct Apt {
     root: PathBuf,
+    suite: String,
     /// A dpkg status file claiming the excluded packages are installed, so that apt neither
     /// picks them nor anything only they depend on.
     status: PathBuf,
@@ -51,8 +57,14 @@ pub struct Apt {
 
 impl Apt {
     pub fn new(root: &Path) -> Result<Self> {
+        Self::for_suite(root, SUITE)
+    }
+
+    /// An apt of its own (state under `root`) for Debian `suite`.
+    pub fn for_suite(root: &Path, suite: &str) -> Result<Self> {
         let apt = Self {
             root: root.to_path_buf(),
+            suite: suite.to_string(),
             status: root.join("excluded.status"),
         };
         for dir in [
@@ -66,7 +78,7 @@ impl Apt {
             std::fs::create_dir_all(apt.root.join(dir))
                 .with_context(|| format!("creating {}", apt.root.join(dir).display()))?;
         }
-        write_if_changed(&apt.root.join("etc/sources.list"), &sources_list())?;
+        write_if_changed(&apt.root.join("etc/sources.list"), &sources_list_for(suite))?;
         if !apt.status.exists() {
             std::fs::write(&apt.status, "")?;
         }
@@ -143,7 +155,8 @@ impl Apt {
             .context("running apt-get update")?;
         if !output.status.success() {
             bail!(
-                "apt-get update for Debian {SUITE} failed: {}\nIs {MIRROR} reachable?",
+                "apt-get update for Debian {} failed: {}\nIs {MIRROR} reachable?",
+                self.suite,
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }

@@ -16,7 +16,7 @@ use std::process::Command;
 
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Bump to invalidate every cached step when the builder's output format changes.
-const BUILDER_REVISION: &str = "3";
+pub(crate) const BUILDER_REVISION: &str = "3";
 
 #[derive(clap::Args, Default, Clone)]
 pub struct BuildArgs {
@@ -53,7 +53,7 @@ fn manifest_path(out: &Path) -> PathBuf {
     out.join("manifest.json")
 }
 
-fn fingerprint(parts: &[&[u8]]) -> String {
+pub(crate) fn fingerprint(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -63,7 +63,12 @@ fn fingerprint(parts: &[&[u8]]) -> String {
 }
 
 /// Run `build` unless `stamp` records `print` and every output exists.
-fn cached(stamp: &Path, print: &str, outputs: &[&Path], build: impl FnOnce() -> Result<()>) -> Result<bool> {
+pub(crate) fn cached(
+    stamp: &Path,
+    print: &str,
+    outputs: &[&Path],
+    build: impl FnOnce() -> Result<()>,
+) -> Result<bool> {
     let fresh =
         std::fs::read_to_string(stamp).ok().as_deref() == Some(print) && outputs.iter().all(|p| p.exists());
     if fresh {
@@ -75,7 +80,7 @@ fn cached(stamp: &Path, print: &str, outputs: &[&Path], build: impl FnOnce() -> 
     Ok(true)
 }
 
-fn package_list(packages: &[Package]) -> String {
+pub(crate) fn package_list(packages: &[Package]) -> String {
     packages
         .iter()
         .map(|p| format!("{}={}\n", p.name, p.version))
@@ -273,7 +278,7 @@ pub struct ImageInfo {
 
 pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     let started = std::time::Instant::now();
-    let mut steps = ui::Steps::new(14);
+    let mut steps = ui::Steps::new(15);
     let out = match &args.out {
         Some(dir) => std::path::absolute(dir)?,
         None => layout::out_dir(),
@@ -533,6 +538,17 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         signer.path.display(),
         if fresh { "" } else { ", cached" }
     ));
+    drop(step);
+
+    let mut step = steps.step("Other engines (signed engine files, not on the ISO)");
+    let engine_files = crate::engines::build_all(&os_recipe, &signer, &out, &work, args.refresh)?;
+    step.note(
+        engine_files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     drop(step);
 
     let mut step = steps.step("Building the disk image (berth.qcow2)");
@@ -808,6 +824,27 @@ fn build_os_image(
         std::fs::rename(&src, engine_bin.join(name))?;
     }
     std::fs::remove_dir_all(&engine_tmp)?;
+    // Which engine this is, as engine files say it (berth engine list).
+    let docker = resolved
+        .engine
+        .iter()
+        .find(|p| p.name == "docker.io")
+        .context("docker.io missing from engine_packages")?;
+    let info = berth_config::schema::engine::EngineInfo {
+        name: berth_config::schema::engine::EngineName::from_package_version(&docker.version)
+            .map_err(anyhow::Error::msg)?,
+        suite: crate::apt::SUITE.to_string(),
+        packages: resolved
+            .engine
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect(),
+    };
+    std::fs::write(
+        root.join("usr/lib/berth/engine")
+            .join(berth_config::schema::engine::INFO),
+        serde_json::to_vec_pretty(&info)?,
+    )?;
     // Berth and the names it answers to on the host.
     let usr = root.join("usr");
     std::fs::create_dir_all(usr.join("bin"))?;
@@ -854,7 +891,7 @@ fn build_os_image(
 }
 
 /// A read-only zstd squashfs of `dir` (zstd: fast to decompress at boot, under emulation too).
-fn squashfs(dir: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn squashfs(dir: &Path, dest: &Path) -> Result<()> {
     let _ = std::fs::remove_file(dest);
     let output = Command::new("mksquashfs")
         .arg(dir)

@@ -15,6 +15,7 @@ mod deb;
 mod debian_ref;
 mod disk;
 mod docker_archive;
+mod engines;
 mod fuzz;
 mod host;
 mod image_store;

@@ -94,6 +94,20 @@ pub struct OsRecipe {
     pub engine: IndexMap<String, String>,
     pub exclude_packages: Vec<String>,
     pub exclude_paths: Vec<String>,
+    /// Engines User Docker can switch to, built as signed engine files beside the image.
+    #[serde(default)]
+    pub other_engines: Vec<OtherEngine>,
+}
+
+/// An engine from another Debian suite: `target/berth/engines/docker-V.engine`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OtherEngine {
+    pub suite: String,
+    /// Its packages; the first is docker.io, whose version names the engine.
+    pub packages: Vec<String>,
+    /// Path in the extracted packages -> name under the engine's `bin/`.
+    pub files: IndexMap<String, String>,
 }
 
 impl OsRecipe {
@@ -215,6 +229,7 @@ mod tests {
             engine: IndexMap::new(),
             exclude_packages: excluded.iter().map(|s| s.to_string()).collect(),
             exclude_paths: vec![],
+            other_engines: vec![],
         }
     }
 

@@ -25,12 +25,12 @@ pub fn engine_pair(config: &SystemDockerConfig, debug: bool) -> EnginePair {
     }
 }
 
-/// PID 1's child for System Docker: `berth engine`, which runs the unit (program first).
+/// PID 1's child for System Docker: `berth engine-unit`, which runs the unit (program first).
 pub fn command_line(config: &SystemDockerConfig, debug: bool) -> Vec<String> {
     let pair = engine_pair(config, debug);
     let mut args = vec![
         "/usr/bin/berth".to_string(),
-        "engine".into(),
+        "engine-unit".into(),
         format!("--bin-dir={}", pair.bin_dir.display()),
         format!("--containerd-root={}", pair.containerd_root.display()),
         format!("--containerd-run={}", pair.containerd_run.display()),
@@ -107,7 +107,7 @@ mod tests {
         assert!(!args.iter().any(|a| a == "--debug"));
         // PID 1 runs the engine unit; dockerd gets the flags after `--`.
         let unit = command_line(&config, false);
-        assert_eq!(&unit[..2], ["/usr/bin/berth", "engine"]);
+        assert_eq!(&unit[..2], ["/usr/bin/berth", "engine-unit"]);
         let flags = unit.iter().position(|a| a == "--").unwrap();
         assert_eq!(unit[flags + 1..], args[..]);
     }

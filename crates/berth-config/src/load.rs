@@ -507,6 +507,34 @@ fn node_at<'a>(root: &'a Node, path: &str) -> Option<&'a Node> {
     Some(node)
 }
 
+/// An error about `key` (dotted, `berth.docker.engine`) of the cloud-config `text`, placed at
+/// the line that sets it (the `rancher:` spelling included) so it reads file:line:key.
+pub fn error_at_key(text: &str, source_name: &str, key: &str, message: impl Into<String>) -> Diagnostic {
+    let diagnostic = Diagnostic::new(Severity::Error, source_name, message).with_key(key);
+    match parse_layer_text(text, 0) {
+        Ok((node, _)) => match node_at(&node, key).map(Node::report_loc) {
+            Some(loc) => diagnostic.at(loc.line as usize, loc.column as usize),
+            None => diagnostic,
+        },
+        Err(_) => diagnostic,
+    }
+}
+
+/// The text of the scalar `key` (dotted, `berth.docker.engine`) sets in the cloud-config
+/// `text` (its `rancher:` spelling included), if it sets one.
+pub fn scalar_at_key(text: &str, key: &str) -> Option<String> {
+    let (node, _) = parse_layer_text(text, 0).ok()?;
+    let mut at = &node;
+    for seg in parse_rendered_path(key) {
+        at = match (seg, &at.kind) {
+            (Seg::Key(k), Kind::Map(m)) => m.get(&k)?,
+            (Seg::Index(i), Kind::Seq(items)) => items.get(i)?,
+            _ => return None,
+        };
+    }
+    at.scalar_text()
+}
+
 fn parse_rendered_path(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
     for part in path.split('.') {

@@ -48,8 +48,8 @@ const DOCKER_OPTS: &[(&str, Rule)] = &[
     ("ca_key", Same),
     ("server_cert", Same),
     ("server_key", Same),
-    ("engine", Unsupported(ENGINE_CHOSEN)),
     ("tls_args", Convert(tls_args)),
+    ("engine", Convert(docker_engine)),
     (
         "host",
         Unsupported(
@@ -508,6 +508,25 @@ fn tls_args(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'s
     None
 }
 
+/// `rancher.docker.engine`: an engine name (`docker-20.10.24`) is `berth.docker.engine`; a
+/// URL of a RancherOS engine service file has no Berth meaning and is reported.
+fn docker_engine(value: Node, path: &str, findings: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
+    let url = value
+        .as_str()
+        .is_some_and(|s| s.contains("://") || s.starts_with('/'));
+    if url {
+        findings.push(Finding::warning(
+            value.report_loc(),
+            path,
+            "is a RancherOS engine service file, which Berth does not run; ignored (Berth switches \
+             to signed engine files: `sudo berth engine switch docker-V|FILE|URL`, then \
+             `berth.docker.engine: docker-V`)",
+        ));
+        return None;
+    }
+    Some(("docker.engine", value))
+}
+
 /// RancherOS `state.wait` is a boolean ("wait for the device"); Berth's is seconds.
 fn state_wait(value: Node, _path: &str, _f: &mut Vec<Finding>) -> Option<(&'static str, Node)> {
     let wait = match &value.kind {
@@ -724,9 +743,19 @@ mod tests {
     }
 
     #[test]
+    fn the_user_engine_choice_maps_to_berth_docker_engine() {
+        let (tree, warnings) = map("rancher:\n  docker:\n    engine: docker-20.10.24\n");
+        assert_eq!(
+            tree,
+            serde_json::json!({"berth": {"docker": {"engine": "docker-20.10.24"}}})
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
     fn reports_unsupported_keys_with_full_path() {
         let (tree, warnings) = map(
-            "rancher:\n  console: ubuntu\n  docker:\n    engine: docker-19.03\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n        dhcp_args: -MA4\n  frobnicate: 1\n",
+            "rancher:\n  console: ubuntu\n  docker:\n    selinux_enabled: true\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n        dhcp_args: -MA4\n  frobnicate: 1\n",
         );
         assert_eq!(
             tree,
@@ -736,7 +765,7 @@ mod tests {
         assert!(
             warnings[0].starts_with("rancher.console: is a RancherOS console Berth does not have (ubuntu)")
         );
-        assert!(warnings[1].starts_with("rancher.docker.engine: "));
+        assert!(warnings[1].starts_with("rancher.docker.selinux_enabled: "));
         assert!(warnings[2].starts_with("rancher.network.interfaces.eth0.dhcp_args: "));
         assert!(warnings[3].starts_with("rancher.frobnicate: is not a RancherOS setting"));
     }

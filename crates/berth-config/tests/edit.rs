@@ -270,3 +270,22 @@ fn validate_text_reports_everything() {
     assert!(validate_text("", "empty.yml").is_empty());
     assert!(validate_text("#cloud-config\n", "empty.yml").is_empty());
 }
+
+#[test]
+fn a_key_set_in_a_text_is_found_with_its_line_in_either_spelling() {
+    let text = "#cloud-config\nhostname: a\nrancher:\n  docker:\n    engine: docker-1.10.3\n";
+    assert_eq!(
+        berth_config::scalar_at_key(text, "berth.docker.engine").as_deref(),
+        Some("docker-1.10.3")
+    );
+    assert_eq!(berth_config::scalar_at_key(text, "berth.docker.tls"), None);
+    assert_eq!(
+        berth_config::scalar_at_key("berth: {}\n", "berth.docker.engine"),
+        None
+    );
+    let d = berth_config::error_at_key(text, "user-data.yml", "berth.docker.engine", "not installed");
+    assert_eq!(
+        d.to_string(),
+        "error: user-data.yml:5:5: berth.docker.engine: not installed"
+    );
+}

@@ -14,12 +14,9 @@ use std::path::Path;
 enum Expect {
     /// Berth documents the feature as unsupported (docs/rancheros.md): the warning stays.
     Unsupported,
-    /// Issue 12 item 3 (engine switching) is not in Berth yet: the warning may still appear,
-    /// and goes away with it.
-    InProgress,
 }
 
-use Expect::{InProgress, Unsupported};
+use Expect::Unsupported;
 
 const REPOSITORIES: &str = "no service repositories: services are defined under berth.services";
 const CHANNEL: &str = "no release channel: upgrades are signed bundles (`berth os upgrade FILE|URL`)";
@@ -71,16 +68,10 @@ const ALLOWED: &[(&str, &str, &str, Expect)] = &[
         Unsupported,
     ),
     (
-        "24-switching-docker-versions.yml",
-        "rancher.docker.engine",
-        "engine switching (item 3)",
-        InProgress,
-    ),
-    (
         "25-switching-docker-versions-2.yml",
         "rancher.docker.engine",
-        "engine switching (item 3)",
-        InProgress,
+        "a RancherOS engine service file URL: Berth switches to signed engine files",
+        Unsupported,
     ),
     (
         "31-image-preloading.yml",

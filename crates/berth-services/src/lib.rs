@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod client;
 pub mod console_choice;
 pub mod daemons;
+pub mod engine_choice;
 pub mod engine_pair;
 pub mod graph;
 pub mod image_store;

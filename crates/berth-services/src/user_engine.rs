@@ -20,8 +20,6 @@ pub const DATA_ROOT: &str = "/var/lib/docker";
 pub const OLDER_ROOTS: &str = "/var/lib/docker-older";
 /// In the data root: the engine version that last ran on it.
 const ENGINE_STAMP: &str = "berth-engine-version";
-/// The release's manifest, with its engine's package versions.
-const RELEASE_JSON: &str = "/usr/share/berth/release.json";
 
 /// The major version of a Docker version or Debian package version (`26.1.5+dfsg1-9` → 26).
 fn major(version: &str) -> Option<u32> {
@@ -42,14 +40,22 @@ pub struct DataRoot {
 /// (a rollback to an older release) must not open what a newer major version wrote: it gets
 /// a data root of its own, and the newer engine's data stays untouched until it runs again.
 pub fn choose_data_root(recorded: Option<&str>, running: &str) -> DataRoot {
+    choose_data_root_for(
+        recorded,
+        running,
+        "Boot the release with the newer engine again to get them back (sudo berth os rollback)",
+    )
+}
+
+/// [`choose_data_root`], with `way_back` telling how to get the newer engine's data back.
+pub fn choose_data_root_for(recorded: Option<&str>, running: &str, way_back: &str) -> DataRoot {
     match (recorded.and_then(major), major(running)) {
         (Some(last), Some(this)) if this < last => DataRoot {
             path: std::path::Path::new(OLDER_ROOTS).join(this.to_string()),
             older_engine: Some(format!(
                 "User Docker's data ({DATA_ROOT}) was last used by Docker {}, newer than this \
-                 release's Docker {}: it is left untouched and this engine runs on its own data \
-                 ({OLDER_ROOTS}/{this}), without those containers, images and volumes. Boot the \
-                 release with the newer engine again to get them back (sudo berth os rollback)",
+                 engine, Docker {}: it is left untouched and this engine runs on its own data \
+                 ({OLDER_ROOTS}/{this}), without those containers, images and volumes. {way_back}",
                 recorded.unwrap_or_default().trim(),
                 running.trim()
             )),
@@ -61,24 +67,35 @@ pub fn choose_data_root(recorded: Option<&str>, running: &str) -> DataRoot {
     }
 }
 
-/// This release's docker.io package version, from its manifest.
-fn release_engine_version() -> Option<String> {
-    let text = std::fs::read_to_string(RELEASE_JSON).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["engine"]["docker.io"].as_str().map(str::to_string)
+/// The docker.io package version of the engine in [`crate::engine_choice::ENGINE_DIR`] (the
+/// release's, or the installed engine mounted there).
+fn running_engine_version() -> Option<String> {
+    let info = crate::engine_choice::engine_info(std::path::Path::new(crate::engine_choice::ENGINE_DIR))?;
+    info.packages.get("docker.io").cloned()
 }
 
-/// Pick the data root for this release's engine, record the engine on the data it will use,
-/// and report a separate root as a boot problem.
-fn data_root_for_this_engine() -> DataRoot {
-    let Some(running) = release_engine_version() else {
+/// Pick the data root for the engine about to run, record the engine on the data it will use,
+/// and say when it is a separate root: a boot problem for the release's engine (a rollback),
+/// a note in the log for an engine chosen with `berth engine switch` (`switched_from` names
+/// the release's engine, the way back).
+fn data_root_for_this_engine(switched_from: Option<&str>) -> DataRoot {
+    let Some(running) = running_engine_version() else {
         return choose_data_root(None, "");
     };
     let stamp = std::path::Path::new(DATA_ROOT).join(ENGINE_STAMP);
     let recorded = std::fs::read_to_string(&stamp).ok();
-    let root = choose_data_root(recorded.as_deref(), &running);
-    if let Some(why) = &root.older_engine {
-        berth_runtime::problems::report(std::path::Path::new("/"), why);
+    let root = match switched_from {
+        None => choose_data_root(recorded.as_deref(), &running),
+        Some(release) => choose_data_root_for(
+            recorded.as_deref(),
+            &running,
+            &format!("`sudo berth engine switch {release}` gets them back"),
+        ),
+    };
+    match (&root.older_engine, switched_from) {
+        (Some(why), None) => berth_runtime::problems::report(std::path::Path::new("/"), why),
+        (Some(why), Some(_)) => eprintln!("user-docker: {why}"),
+        (None, _) => {}
     }
     let record = root.path.join(ENGINE_STAMP);
     let written = std::fs::create_dir_all(&root.path).and_then(|()| std::fs::write(&record, &running));
@@ -213,12 +230,13 @@ pub fn tls_or_report(
 }
 
 /// Run User Docker (containerd, then dockerd) until it stops; returns the exit code.
-pub fn main(loaded: &berth_config::Loaded) -> i32 {
+/// `switched_from`: an installed engine is mounted over the release's, whose name this is.
+pub fn main(loaded: &berth_config::Loaded, switched_from: Option<&str>) -> i32 {
     let config = &loaded.config.berth.docker;
     let given = CertStore::new(CONFIG_TLS_DIR);
     let generated = CertStore::new(berth_tls::TLS_DIR);
     let tls = tls_or_report(config, &given, &generated, std::path::Path::new("/"));
-    let root = data_root_for_this_engine();
+    let root = data_root_for_this_engine(switched_from);
     let pair = engine_pair_at(config, loaded.config.berth.debug, tls.as_ref(), &root.path);
     if let Err(e) = std::fs::create_dir_all(SOCKET_DIR) {
         eprintln!("user-docker: cannot create {SOCKET_DIR}: {e}");

@@ -89,6 +89,8 @@ pub enum BundleError {
     LegacySignature { bundle: PathBuf },
     #[error("{}: not a Berth upgrade bundle: {reason}", bundle.display())]
     NotABundle { bundle: PathBuf, reason: String },
+    #[error("{}: not a Berth engine file: {reason}", file.display())]
+    NotAnEngine { file: PathBuf, reason: String },
     #[error("the bundle is for {found}, this machine runs {expected}: refused")]
     WrongArch { found: String, expected: String },
     #[error(
@@ -219,35 +221,66 @@ fn member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String, String> {
     Ok(text)
 }
 
-/// Verify `bundle` against its detached `signature` and `key`, and check that it is a complete
-/// release bundle. Nothing is written anywhere.
-pub fn verify(bundle: &Path, signature: &Path, key: &PublicKey) -> Result<Verified, BundleError> {
+/// The text of `file`'s detached signature, and how a failed check on `file` is told.
+fn read_signature<'a>(
+    file: &'a Path,
+    signature: &Path,
+) -> Result<(String, impl Fn(minisign_verify::Error) -> BundleError + 'a), BundleError> {
     let sig_text = match std::fs::read_to_string(signature) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(BundleError::Unsigned {
-                bundle: bundle.to_path_buf(),
+                bundle: file.to_path_buf(),
                 signature: signature.to_path_buf(),
             });
         }
         Err(e) => return Err(io_err(signature)(e)),
     };
-    let sig = minisign_verify::Signature::decode(&sig_text).map_err(|e| BundleError::BadSignatureFile {
-        path: signature.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let sig_error = |e: minisign_verify::Error| match e {
+    let sig_error = move |e: minisign_verify::Error| match e {
         minisign_verify::Error::UnexpectedKeyId => BundleError::OtherKey {
-            bundle: bundle.to_path_buf(),
+            bundle: file.to_path_buf(),
         },
         minisign_verify::Error::UnsupportedLegacyMode => BundleError::LegacySignature {
-            bundle: bundle.to_path_buf(),
+            bundle: file.to_path_buf(),
         },
         _ => BundleError::SignatureMismatch {
-            bundle: bundle.to_path_buf(),
+            bundle: file.to_path_buf(),
         },
     };
-    let verifier = key.verify_stream(&sig).map_err(sig_error)?;
+    Ok((sig_text, sig_error))
+}
+
+fn decode_signature(text: &str, signature: &Path) -> Result<minisign_verify::Signature, BundleError> {
+    minisign_verify::Signature::decode(text).map_err(|e| BundleError::BadSignatureFile {
+        path: signature.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Verify any signed file (an engine file, say) against its detached `signature` and `key`,
+/// with the same checks and messages as a bundle: every byte is read once and must match.
+pub fn verify_file(file: &Path, signature: &Path, key: &PublicKey) -> Result<(), BundleError> {
+    let (sig_text, sig_error) = read_signature(file, signature)?;
+    let sig = decode_signature(&sig_text, signature)?;
+    let mut verifier = key.verify_stream(&sig).map_err(&sig_error)?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, File::open(file).map_err(io_err(file))?);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(io_err(file))?;
+        if n == 0 {
+            break;
+        }
+        verifier.update(&buf[..n]);
+    }
+    verifier.finalize().map_err(sig_error)
+}
+
+/// Verify `bundle` against its detached `signature` and `key`, and check that it is a complete
+/// release bundle. Nothing is written anywhere.
+pub fn verify(bundle: &Path, signature: &Path, key: &PublicKey) -> Result<Verified, BundleError> {
+    let (sig_text, sig_error) = read_signature(bundle, signature)?;
+    let sig = decode_signature(&sig_text, signature)?;
+    let verifier = key.verify_stream(&sig).map_err(&sig_error)?;
     let file = File::open(bundle).map_err(io_err(bundle))?;
     let mut signed = Signed {
         inner: io::BufReader::with_capacity(1 << 20, file),
@@ -449,6 +482,8 @@ pub fn write(
     std::fs::rename(&tmp, out).map_err(io_err(out))?;
     Ok(manifest)
 }
+
+pub mod engine;
 
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: crate::swarm_cmd::SwarmCommand,
     },
+    /// User Docker's engines: list them, switch to another (`ros engine`); see docs/engines.md
+    Engine(crate::engine_cmd::EngineArgs),
     /// Print the versions of Berth, its kernel and its engine
     Version {
         /// Output format
@@ -77,8 +79,8 @@ enum Command {
     UserDocker,
     /// Run an engine as one unit: its containerd, then dockerd pointed at it (PID 1 runs
     /// System Docker this way)
-    #[command(hide = true)]
-    Engine {
+    #[command(hide = true, name = "engine-unit")]
+    EngineUnit {
         /// Where containerd, dockerd and the shims are
         #[arg(long)]
         bin_dir: std::path::PathBuf,
@@ -205,8 +207,9 @@ pub fn main(args: &[String]) -> i32 {
             install_completion(Path::new("/"));
             berth_console::console_init(&loaded, &cmdline, &problems, berth_boot::VERSION)
         }
-        Command::UserDocker => berth_services::user_engine::main(&load_config()),
-        Command::Engine {
+        Command::UserDocker => crate::engine_cmd::user_docker_main(),
+        Command::Engine(args) => crate::engine_cmd::main(args),
+        Command::EngineUnit {
             bin_dir,
             containerd_root,
             containerd_run,

@@ -157,6 +157,26 @@ pub fn main(args: ConfigArgs) -> i32 {
     }
 }
 
+/// `berth.docker.engine` names an engine this machine has (the release's, or one installed):
+/// checked against the machine, so only where Berth runs (elsewhere nothing is known).
+fn engine_diagnostics(texts: &[(String, String)]) -> Vec<berth_config::Diagnostic> {
+    use berth_services::engine_choice;
+    let Some(release) = engine_choice::engine_info(Path::new(engine_choice::ENGINE_DIR)) else {
+        return Vec::new();
+    };
+    const KEY: &str = "berth.docker.engine";
+    texts
+        .iter()
+        .filter_map(|(text, source)| {
+            let name: berth_config::EngineName = berth_config::scalar_at_key(text, KEY)?.parse().ok()?;
+            let dir = Path::new(engine_choice::ENGINES_DIR);
+            let problem = engine_choice::resolve(Some(&name), &release.name, dir).err()?;
+            let message = problem.strip_prefix(&format!("{KEY}: ")).unwrap_or(&problem);
+            Some(berth_config::error_at_key(text, source, KEY, message))
+        })
+        .collect()
+}
+
 fn load(paths: &ConfigPaths, cmdline_text: &Option<String>) -> Result<Loaded, String> {
     readable(paths)?;
     Ok(berth_config::load(paths, &cmdline(cmdline_text)))
@@ -222,18 +242,29 @@ fn run(args: ConfigArgs) -> Result<i32, String> {
             Ok(0)
         }
         ConfigCommand::Validate { input, format } => {
-            let diagnostics = match &input {
+            let (diagnostics, texts) = match &input {
                 Some(path) => {
                     let (text, source) = read_input(&Some(path.clone()))?;
-                    if paths.defaults.exists() {
+                    let diagnostics = if paths.defaults.exists() {
                         berth_config::validate_text_in(&paths, &text, &source)
                     } else {
                         berth_config::validate_text(&text, &source)
-                    }
+                    };
+                    (diagnostics, vec![(text, source)])
                 }
-                None => load(&paths, &args.cmdline)?.diagnostics,
+                None => {
+                    let loaded = load(&paths, &args.cmdline)?;
+                    let texts = loaded
+                        .layers
+                        .iter()
+                        .filter(|l| l.status == berth_config::LayerStatus::Applied)
+                        .filter_map(|l| Some((std::fs::read_to_string(&l.source).ok()?, l.source.clone())))
+                        .collect();
+                    (loaded.diagnostics, texts)
+                }
             };
             let mut diagnostics = diagnostics;
+            diagnostics.extend(engine_diagnostics(&texts));
             diagnostics.sort_by_key(|d| (d.source.clone(), d.line, d.column));
             let errors = diagnostics
                 .iter()

@@ -7,6 +7,7 @@ mod analyze_cmd;
 mod cli;
 mod config_cmd;
 mod console_cmd;
+mod engine_cmd;
 mod fetch;
 mod install_cmd;
 mod os_cmd;

@@ -1,4 +1,4 @@
-//! `berth engine`: containerd, then dockerd pointed at it, as one unit; run with this host's
+//! `berth engine-unit`: containerd, then dockerd pointed at it, as one unit; run with this host's
 //! real Debian engine (docker.io) on private paths. The unit must answer as an engine, stop
 //! both daemons on SIGTERM, and end (stopping containerd) when dockerd dies.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
@@ -38,7 +38,7 @@ impl Unit {
         }
         let log = std::fs::File::create(t.join("unit.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("engine")
+            .arg("engine-unit")
             .arg(format!("--bin-dir={}", bin.display()))
             .arg(format!(
                 "--containerd-root={}",
@@ -103,7 +103,7 @@ impl Unit {
             .filter(|e| e.file_name().to_string_lossy() != self.child.id().to_string())
             .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
             .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains(&needle) && !c.contains(" engine "))
+            .filter(|c| c.contains(&needle) && !c.contains(" engine-unit "))
             .collect()
     }
 

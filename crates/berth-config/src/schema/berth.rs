@@ -258,6 +258,10 @@ pub struct DockerConfig {
     pub server_cert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_key: Option<String>,
+    /// The engine User Docker runs (`docker-20.10.24`), when not the release's own; set by
+    /// `berth engine switch`. An engine that is not installed: the release's runs instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<super::engine::EngineName>,
 }
 
 impl Default for DockerConfig {
@@ -277,6 +281,7 @@ impl Default for DockerConfig {
             ca_key: None,
             server_cert: None,
             server_key: None,
+            engine: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod berth;
 pub mod cloud;
+pub mod engine;
 pub mod forms;
 pub mod network;
 pub mod ntp;
