@@ -807,23 +807,14 @@ fn build_os_image(
         })?;
     }
     // The engine: only the mapped files, under /usr/lib/berth/engine/bin.
-    let engine_tmp = work.join("engine-tmp");
-    fresh_dir(&engine_tmp)?;
-    for p in &resolved.engine {
-        deb::unpack(&apt.archives().join(&p.filename), &engine_tmp, &|path| {
-            os.engine.contains_key(path)
-        })?;
-    }
-    let engine_bin = root.join("usr/lib/berth/engine/bin");
-    std::fs::create_dir_all(&engine_bin)?;
-    for (from, name) in &os.engine {
-        let src = tree::at(&engine_tmp, from);
-        if !src.exists() {
-            bail!("engine file {from} is not in the engine packages (os/os-image.yaml)");
-        }
-        std::fs::rename(&src, engine_bin.join(name))?;
-    }
-    std::fs::remove_dir_all(&engine_tmp)?;
+    crate::engines::extract_bin(
+        apt,
+        &resolved.engine,
+        &os.engine,
+        &work.join("engine-tmp"),
+        &root.join("usr/lib/berth/engine/bin"),
+    )
+    .context("the engine (os/os-image.yaml)")?;
     // Which engine this is, as engine files say it (berth engine list).
     let docker = resolved
         .engine

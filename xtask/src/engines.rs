@@ -69,28 +69,11 @@ fn build_one(
     let stamp = work.join(format!("engine-{}.stamp", engine.suite));
     crate::build::cached(&stamp, &print, &[&file, &signature], || {
         apt.fetch(&packages)?;
-        let unpacked = work.join(format!("engine-{}-tmp", engine.suite));
         let root = work.join(format!("engine-{}", engine.suite));
-        crate::build::fresh_dir(&unpacked)?;
         crate::build::fresh_dir(&root)?;
-        for p in &packages {
-            deb::unpack(&apt.archives().join(&p.filename), &unpacked, &|path| {
-                engine.files.contains_key(path)
-            })?;
-        }
-        let bin = root.join("bin");
-        std::fs::create_dir_all(&bin)?;
-        for (from, to) in &engine.files {
-            let src = tree::at(&unpacked, from);
-            if !src.exists() {
-                bail!(
-                    "engine file {from} is not in {}'s packages (os/os-image.yaml)",
-                    engine.suite
-                );
-            }
-            std::fs::rename(&src, bin.join(to))?;
-        }
-        std::fs::remove_dir_all(&unpacked)?;
+        let unpacked = work.join(format!("engine-{}-tmp", engine.suite));
+        extract_bin(&apt, &packages, &engine.files, &unpacked, &root.join("bin"))
+            .with_context(|| format!("Debian {}'s engine (os/os-image.yaml)", engine.suite))?;
         let info = EngineInfo {
             name: name.clone(),
             suite: engine.suite.clone(),
@@ -109,4 +92,31 @@ fn build_one(
         Ok(())
     })?;
     Ok(file)
+}
+
+/// Unpack `packages` in `scratch` and move the mapped `files` (path in the packages -> name)
+/// into `bin`.
+pub fn extract_bin(
+    apt: &Apt,
+    packages: &[Package],
+    files: &indexmap::IndexMap<String, String>,
+    scratch: &Path,
+    bin: &Path,
+) -> Result<()> {
+    crate::build::fresh_dir(scratch)?;
+    for p in packages {
+        deb::unpack(&apt.archives().join(&p.filename), scratch, &|path| {
+            files.contains_key(path)
+        })?;
+    }
+    std::fs::create_dir_all(bin)?;
+    for (from, to) in files {
+        let src = tree::at(scratch, from);
+        if !src.exists() {
+            bail!("engine file {from} is not in the engine's packages");
+        }
+        std::fs::rename(&src, bin.join(to))?;
+    }
+    std::fs::remove_dir_all(scratch)?;
+    Ok(())
 }

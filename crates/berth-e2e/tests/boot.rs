@@ -15,6 +15,7 @@ fn vm_kernel_initrd_with_state_disk() {
     let state = env.ext4_disk("state.img", 3072, "BERTH_STATE");
     let mut vm = env.kernel_vm("");
     vm.disks.push(state);
+    vm.disks.push(engines_disk(&env));
     vm.cidata = Some(env.cidata(&env.user_data("berth-e2e-one", "")));
     let m = env.start("first-boot", vm);
     check(&m, "first boot to ssh", m.wait_ssh(BOOT));
@@ -131,6 +132,8 @@ fn vm_kernel_initrd_with_state_disk() {
         m.run("docker info --format '{{.ServerVersion}}'"),
     );
 
+    engine_switch_and_back(&m);
+
     // Reboot: the machine comes back with the data on the state disk.
     reboot(&m);
     let kept = check(
@@ -148,6 +151,157 @@ fn vm_kernel_initrd_with_state_disk() {
     // poweroff ends QEMU.
     poweroff(&m);
     assert!(m.console().contains("poweroff"), "no poweroff in the console log");
+}
+
+/// A disk labelled ENGINES with the build's other engine (`docker-V.engine` + `.minisig`) and
+/// `flipped.engine`: the same with one byte flipped, and the same signature.
+fn engines_disk(env: &common::Env) -> std::path::PathBuf {
+    let engines = env.artifacts.out.join("engines");
+    let engine = std::fs::read_dir(&engines)
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask build writes it)", engines.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "engine"))
+        .expect("an engine file");
+    let dir = env.dir.join("engines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = engine.file_name().unwrap();
+    std::fs::copy(&engine, dir.join(name)).unwrap();
+    let sig = berth_upgrade::signature_path(&engine);
+    std::fs::copy(&sig, berth_upgrade::signature_path(&dir.join(name))).unwrap();
+    let mut bytes = std::fs::read(&engine).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(dir.join("flipped.engine"), &bytes).unwrap();
+    std::fs::copy(&sig, dir.join("flipped.engine.minisig")).unwrap();
+    let size = (bytes.len() as u64 >> 20) * 2 + 64;
+    let disk = env.dir.join("engines.img");
+    berth_e2e::qemu::make_ext4_disk_from(&disk, size, "ENGINES", Some(&dir)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    disk
+}
+
+/// `berth engine switch` to the build's other engine and back: a corrupted engine file is
+/// refused and changes nothing; the older engine runs on its own data root and runs a
+/// container; back on the release's engine, the container and the named volume made before
+/// are there. `ros engine list` answers as `berth engine list`; a cloud-config naming an
+/// engine that is not installed fails `berth config validate` with file:line:key.
+fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
+    let base = format!("berth/base:{}", env!("CARGO_PKG_VERSION"));
+    let before = check(
+        m,
+        "made on the release's engine",
+        m.run(
+            "docker create --name made-before -v keep:/d web >/dev/null && \
+             docker version --format '{{.Server.Version}}'",
+        ),
+    );
+    let release_version = before.trim().to_string();
+    let list = check(m, "berth engine list", m.run("berth engine list"));
+    let ros = check(m, "ros engine list", m.run("ros engine list"));
+    assert_eq!(list, ros, "ros engine list differs");
+    let release = list
+        .lines()
+        .find(|l| l.starts_with('*'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no current engine: {list}"))
+        .to_string();
+    // Docker's version is Debian's (`26.1.5+dfsg1`); the engine's name has Docker's own.
+    let docker_name = |version: &str| format!("docker-{}", version.split('+').next().unwrap_or_default());
+    assert_eq!(release, docker_name(&release_version), "{list}");
+    let file = check(
+        m,
+        "the engines disk",
+        m.run(
+            "sudo mkdir -p /mnt/engines && sudo mount -o ro /dev/disk/by-label/ENGINES /mnt/engines && \
+             ls /mnt/engines/docker-*.engine",
+        ),
+    );
+    let file = file.trim().to_string();
+    let other = file
+        .trim_start_matches("/mnt/engines/")
+        .trim_end_matches(".engine")
+        .to_string();
+
+    // One byte flipped: refused before anything changes; User Docker keeps running.
+    let bad = m
+        .ssh("sudo berth engine switch /mnt/engines/flipped.engine")
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "a flipped engine was accepted: {err}");
+    assert!(
+        err.contains("flipped.engine: the signature does not match"),
+        "{err}"
+    );
+    let still = check(
+        m,
+        "after the refused engine",
+        m.run("docker version --format '{{.Server.Version}}'; ls -A /var/lib/berth/engines | wc -l"),
+    );
+    assert_eq!(
+        still.split_whitespace().collect::<Vec<_>>(),
+        [release_version.as_str(), "0"],
+        "{still}"
+    );
+
+    // The other engine: verified, installed, User Docker restarted on it with its own data root.
+    let out = check(
+        m,
+        "switch to the other engine",
+        m.run(&format!("sudo berth engine switch {file} 2>&1")),
+    );
+    assert!(
+        out.contains(&format!("User Docker runs {other}")) && out.contains("data root of its own"),
+        "{out}"
+    );
+    let on_other = check(
+        m,
+        "the other engine runs a container",
+        m.run(&format!(
+            "docker version --format '{{{{.Server.Version}}}}'; berth engine list; \
+             sudo system-docker save {base} | docker load >/dev/null && docker run --rm {base} echo ran-on-other"
+        )),
+    );
+    let mut lines = on_other.lines();
+    assert_eq!(docker_name(lines.next().unwrap_or_default()), other, "{on_other}");
+    assert!(
+        on_other
+            .lines()
+            .any(|l| l.starts_with('*') && l.split_whitespace().nth(1) == Some(other.as_str()))
+            && on_other.contains("ran-on-other"),
+        "{on_other}"
+    );
+
+    // A cloud-config naming an engine this machine does not have: file:line:key.
+    let validate = m
+        .ssh("printf 'rancher:\n  docker:\n    engine: docker-1.10.3\n' > /tmp/engine.yml && berth config validate /tmp/engine.yml")
+        .unwrap();
+    let said = String::from_utf8_lossy(&validate.stderr);
+    assert!(
+        !validate.status.success()
+            && said.contains("/tmp/engine.yml:3:5: berth.docker.engine: docker-1.10.3 is not installed"),
+        "{said}"
+    );
+
+    // Back to the release's engine by name: the container and the volume made before are there.
+    let back = check(
+        m,
+        "switch back",
+        m.run(&format!("sudo berth engine switch {release} 2>&1")),
+    );
+    assert!(back.contains(&format!("User Docker runs {release}")), "{back}");
+    let kept = check(
+        m,
+        "data after switching back",
+        m.run(
+            "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
+             docker run --rm -v keep:/d web cat /d/f; docker rm made-before >/dev/null; sudo umount /mnt/engines",
+        ),
+    );
+    assert_eq!(
+        kept.split_whitespace().collect::<Vec<_>>(),
+        [release_version.as_str(), "made-before", "in-volume"],
+        "{kept}"
+    );
 }
 
 /// System Docker has every system image from the read-only store, whose layers it reads in

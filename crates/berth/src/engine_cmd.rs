@@ -173,24 +173,7 @@ fn install(source: &str, dir: &Path) -> Result<EngineName, String> {
         keep: false,
     };
     if crate::fetch::is_url(source) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let client = crate::fetch::client();
-        runtime.block_on(async {
-            crate::fetch::download(
-                &client,
-                &format!("{source}.minisig"),
-                &incoming.signature,
-                64 * 1024,
-            )
-            .await
-            .map_err(|e| format!("fetching the signature: {e} (an unsigned engine is refused)"))?;
-            crate::fetch::download(&client, source, &incoming.file, MAX_ENGINE)
-                .await
-                .map_err(|e| format!("fetching the engine: {e}"))
-        })?;
+        crate::fetch::download_signed(source, &incoming.file, &incoming.signature, MAX_ENGINE, "engine")?;
     } else {
         let path = Path::new(source);
         if !path.is_file() {
@@ -309,7 +292,8 @@ fn restart_user_docker(name: &EngineName) -> Result<(), String> {
         let info = user.info().await.map_err(|e| e.to_string())?;
         let running = version.version.unwrap_or_default();
         let root = host_data_root(&info.docker_root_dir.unwrap_or_default());
-        if running != name.version() {
+        // Docker's version is Debian's (`20.10.24+dfsg1`).
+        if EngineName::from_package_version(&running).ok().as_ref() != Some(name) {
             return Err(format!(
                 "User Docker runs Docker {running}, not {name}: the engine could not be used \
                  (`berth status` says why)"

@@ -46,3 +46,22 @@ pub async fn download(client: &HttpClient, url: &str, dest: &Path, max: u64) -> 
     }
     result.map_err(|e: FetchError| e.to_string())
 }
+
+/// Download `url` into `dest` and its signature `url.minisig` into `signature` (first: an
+/// unsigned file is not fetched at all). `what` names the file in messages ("bundle").
+pub fn download_signed(url: &str, dest: &Path, signature: &Path, max: u64, what: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = client();
+    runtime.block_on(async {
+        download(&client, &format!("{url}.minisig"), signature, 64 * 1024)
+            .await
+            .map_err(|e| format!("fetching the signature: {e} (an unsigned {what} is refused)"))?;
+        download(&client, url, dest, max)
+            .await
+            .map_err(|e| format!("fetching the {what}: {e}"))
+    })?;
+    Ok(())
+}

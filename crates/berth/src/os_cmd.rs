@@ -244,19 +244,7 @@ fn fetch(source: &str) -> Result<(PathBuf, PathBuf), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let bundle = dir.join("download.upgrade");
     let sig = berth_upgrade::signature_path(&bundle);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let client = crate::fetch::client();
-    runtime.block_on(async {
-        crate::fetch::download(&client, &format!("{source}.minisig"), &sig, 64 * 1024)
-            .await
-            .map_err(|e| format!("fetching the signature: {e} (an unsigned bundle is refused)"))?;
-        crate::fetch::download(&client, source, &bundle, MAX_BUNDLE)
-            .await
-            .map_err(|e| format!("fetching the bundle: {e}"))
-    })?;
+    crate::fetch::download_signed(source, &bundle, &sig, MAX_BUNDLE, "bundle")?;
     Ok((bundle, sig))
 }
 
