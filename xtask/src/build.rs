@@ -883,11 +883,23 @@ fn build_os_image(
 
 /// A read-only zstd squashfs of `dir` (zstd: fast to decompress at boot, under emulation too).
 pub(crate) fn squashfs(dir: &Path, dest: &Path) -> Result<()> {
+    squashfs_at_level(dir, dest, 19)
+}
+
+/// [`squashfs`] at another zstd level (engine files: faster to build, a little larger).
+pub(crate) fn squashfs_at_level(dir: &Path, dest: &Path, level: u32) -> Result<()> {
     let _ = std::fs::remove_file(dest);
     let output = Command::new("mksquashfs")
         .arg(dir)
         .arg(dest)
-        .args(["-comp", "zstd", "-Xcompression-level", "19", "-b", "1M"])
+        .args([
+            "-comp",
+            "zstd",
+            "-Xcompression-level",
+            &level.to_string(),
+            "-b",
+            "1M",
+        ])
         .args(["-all-root", "-noappend", "-quiet", "-no-progress"])
         .output()
         .context("running mksquashfs")?;

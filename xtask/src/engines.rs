@@ -63,7 +63,7 @@ fn build_one(
     let print = crate::build::fingerprint(&[
         crate::build::BUILDER_REVISION.as_bytes(),
         crate::build::package_list(&packages).as_bytes(),
-        format!("{:?}", engine.files).as_bytes(),
+        format!("{:?} {:?}", engine.files, engine.libraries).as_bytes(),
         signer.public_key()?.as_bytes(),
     ]);
     let stamp = work.join(format!("engine-{}.stamp", engine.suite));
@@ -74,6 +74,10 @@ fn build_one(
         let unpacked = work.join(format!("engine-{}-tmp", engine.suite));
         extract_bin(&apt, &packages, &engine.files, &unpacked, &root.join("bin"))
             .with_context(|| format!("Debian {}'s engine (os/os-image.yaml)", engine.suite))?;
+        if !engine.libraries.is_empty() {
+            extract_bin(&apt, &packages, &engine.libraries, &unpacked, &root.join("lib"))
+                .with_context(|| format!("Debian {}'s engine libraries (os/os-image.yaml)", engine.suite))?;
+        }
         let info = EngineInfo {
             name: name.clone(),
             suite: engine.suite.clone(),
@@ -86,7 +90,8 @@ fn build_one(
             root.join(berth_config::schema::engine::INFO),
             serde_json::to_vec_pretty(&info)?,
         )?;
-        crate::build::squashfs(&root, &file)?;
+        // zstd -9: a few seconds instead of minutes at 19, for ~10% more bytes.
+        crate::build::squashfs_at_level(&root, &file, 9)?;
         std::fs::remove_dir_all(&root)?;
         signer.sign(&file, &format!("Berth engine {name} (Debian {})", engine.suite))?;
         Ok(())
@@ -95,7 +100,7 @@ fn build_one(
 }
 
 /// Unpack `packages` in `scratch` and move the mapped `files` (path in the packages -> name)
-/// into `bin`.
+/// into `bin` (or any directory: an engine's `lib/`).
 pub fn extract_bin(
     apt: &Apt,
     packages: &[Package],

@@ -108,6 +108,9 @@ pub struct OtherEngine {
     pub packages: Vec<String>,
     /// Path in the extracted packages -> name under the engine's `bin/`.
     pub files: IndexMap<String, String>,
+    /// Libraries the binaries need that the runtime image lacks: path -> name under `lib/`.
+    #[serde(default)]
+    pub libraries: IndexMap<String, String>,
 }
 
 impl OsRecipe {

@@ -245,7 +245,12 @@ pub fn main(loaded: &berth_config::Loaded, switched_from: Option<&str>) -> i32 {
     let _ = std::fs::remove_file(USER_DOCKER_SOCKET);
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     let path = format!("{ENGINE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let environment = dockerd_environment(&loaded.config.berth);
+    let mut environment = dockerd_environment(&loaded.config.berth);
+    // An engine file's own libraries (bookworm's dockerd needs libdevmapper).
+    let engine_lib = std::path::Path::new(ENGINE_BIN).with_file_name("lib");
+    if engine_lib.is_dir() {
+        environment.push(("LD_LIBRARY_PATH".into(), engine_lib.display().to_string()));
+    }
     eprintln!("user-docker: {}", pair.dockerd_command_line().join(" "));
     engine_pair::run(&pair, &move |cmd| {
         cmd.env("PATH", &path);
