@@ -70,9 +70,14 @@ fn release_engine() -> Result<EngineName, String> {
 
 fn list(format: &str) -> Result<(), String> {
     let release = release_engine()?;
-    let loaded = crate::cli::load_config();
     let installed = engine_choice::installed(Path::new(ENGINES_DIR));
-    let entries = engine_choice::catalogue(&release, &installed, loaded.config.berth.docker.engine.as_ref());
+    // The engine running now, as the docker service said when it started; else the
+    // configuration's choice (which a user without sudo may not be able to read).
+    let running = std::fs::read_to_string(berth_runtime::paths::USER_DOCKER_ENGINE)
+        .ok()
+        .and_then(|s| s.trim().parse::<EngineName>().ok());
+    let chosen = running.or_else(|| crate::cli::load_config().config.berth.docker.engine);
+    let entries = engine_choice::catalogue(&release, &installed, chosen.as_ref());
     if format == "json" {
         println!(
             "{}",
@@ -336,6 +341,11 @@ pub fn user_docker_main() -> i32 {
         };
         if let Some(problem) = problem {
             berth_runtime::problems::report(Path::new("/"), &problem);
+        }
+        let running = engine_choice::engine_info(Path::new(ENGINE_DIR)).map_or(release, |i| i.name);
+        let record = berth_runtime::paths::USER_DOCKER_ENGINE;
+        if let Err(e) = std::fs::write(record, format!("{running}\n")) {
+            eprintln!("user-docker: cannot write {record}: {e}");
         }
     }
     berth_services::user_engine::main(&loaded, switched_from.as_deref())
