@@ -258,7 +258,7 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
         "the other engine runs a container",
         m.run(&format!(
             "docker version --format '{{{{.Server.Version}}}}'; berth engine list; \
-             sudo system-docker save {base} | docker load >/dev/null && docker run --rm {base} echo ran-on-other"
+             sudo system-docker save {base} | docker load >/dev/null && docker run --rm {base} busybox echo ran-on-other"
         )),
     );
     let mut lines = on_other.lines();

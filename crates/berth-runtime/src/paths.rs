@@ -9,8 +9,8 @@ pub const USER_DOCKER_SOCKET: &str = "/run/user-docker/docker.sock";
 pub const SYSINIT_REPORT: &str = "/run/berth/sysinit.json";
 /// What cloud-init did this boot.
 pub const CLOUD_INIT_REPORT: &str = "/run/berth/cloud-init.json";
-/// The engine User Docker runs (`docker-20.10.24`), written by the `docker` service as it
-/// starts (`berth engine list` marks it, also for users who cannot read the configuration).
+/// The engine User Docker runs and the installed ones (JSON, `UserEngineRecord`), written by
+/// the `docker` service as it starts, for `berth engine list` run without sudo.
 pub const USER_DOCKER_ENGINE: &str = "/run/berth/user-docker-engine";
 /// The problems found during boot, one per line (the console banner lists them).
 pub const BOOT_PROBLEMS: &str = "/run/berth/boot-problems";

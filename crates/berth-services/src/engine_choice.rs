@@ -53,6 +53,15 @@ pub fn installed(dir: &Path) -> Vec<EngineName> {
     names
 }
 
+/// What the `docker` service records as it starts ([`berth_runtime::paths::USER_DOCKER_ENGINE`]):
+/// the engine it runs and the engines installed then, for `berth engine list` run by users
+/// who cannot read the state partition's `/var/lib/berth`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct UserEngineRecord {
+    pub running: EngineName,
+    pub installed: Vec<EngineName>,
+}
+
 /// What User Docker runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineChoice {

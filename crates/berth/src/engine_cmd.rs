@@ -70,13 +70,23 @@ fn release_engine() -> Result<EngineName, String> {
 
 fn list(format: &str) -> Result<(), String> {
     let release = release_engine()?;
-    let installed = engine_choice::installed(Path::new(ENGINES_DIR));
-    // The engine running now, as the docker service said when it started; else the
-    // configuration's choice (which a user without sudo may not be able to read).
-    let running = std::fs::read_to_string(berth_runtime::paths::USER_DOCKER_ENGINE)
-        .ok()
-        .and_then(|s| s.trim().parse::<EngineName>().ok());
-    let chosen = running.or_else(|| crate::cli::load_config().config.berth.docker.engine);
+    // What the docker service recorded as it started: the engine running now, and the
+    // installed engines for a user who cannot read /var/lib/berth.
+    let record: Option<engine_choice::UserEngineRecord> =
+        std::fs::read(berth_runtime::paths::USER_DOCKER_ENGINE)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    let dir = Path::new(ENGINES_DIR);
+    let installed = match (std::fs::read_dir(dir), &record) {
+        (Err(e), Some(record)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            record.installed.clone()
+        }
+        _ => engine_choice::installed(dir),
+    };
+    let chosen = match record {
+        Some(record) => Some(record.running),
+        None => crate::cli::load_config().config.berth.docker.engine,
+    };
     let entries = engine_choice::catalogue(&release, &installed, chosen.as_ref());
     if format == "json" {
         println!(
@@ -342,10 +352,16 @@ pub fn user_docker_main() -> i32 {
         if let Some(problem) = problem {
             berth_runtime::problems::report(Path::new("/"), &problem);
         }
-        let running = engine_choice::engine_info(Path::new(ENGINE_DIR)).map_or(release, |i| i.name);
-        let record = berth_runtime::paths::USER_DOCKER_ENGINE;
-        if let Err(e) = std::fs::write(record, format!("{running}\n")) {
-            eprintln!("user-docker: cannot write {record}: {e}");
+        let record = engine_choice::UserEngineRecord {
+            running: engine_choice::engine_info(Path::new(ENGINE_DIR)).map_or(release, |i| i.name),
+            installed: engine_choice::installed(Path::new(ENGINES_DIR)),
+        };
+        let path = berth_runtime::paths::USER_DOCKER_ENGINE;
+        let written = serde_json::to_vec(&record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(path, bytes));
+        if let Err(e) = written {
+            eprintln!("user-docker: cannot write {path}: {e}");
         }
     }
     berth_services::user_engine::main(&loaded, switched_from.as_deref())
