@@ -273,7 +273,7 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
 
     // A cloud-config naming an engine this machine does not have: file:line:key.
     let validate = m
-        .ssh("printf 'rancher:\n  docker:\n    engine: docker-1.10.3\n' > /tmp/engine.yml && berth config validate /tmp/engine.yml")
+        .ssh("printf 'rancher:\n  docker:\n    engine: docker-1.10.3\n' > /tmp/engine.yml && berth config validate --input /tmp/engine.yml")
         .unwrap();
     let said = String::from_utf8_lossy(&validate.stderr);
     assert!(
