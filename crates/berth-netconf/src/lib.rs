@@ -11,6 +11,7 @@
 pub mod command;
 pub mod error;
 pub mod hooks;
+pub mod leases;
 pub mod modules;
 pub mod netlink;
 pub mod plan;
@@ -237,41 +238,38 @@ pub fn static_resolv_conf(network: &NetworkConfig, plan: &Plan) -> bool {
     !dns.nameservers.is_empty() || (plan.dhcp_allow.is_empty() && !dns.search.is_empty())
 }
 
-/// The dhcpcd hook: dhcpcd passes the lease in the environment (`reason`,
-/// `new_domain_name_servers`, `new_domain_search`, `new_domain_name`).
+/// The dhcpcd hook, run once per event and interface with the lease in the environment
+/// (`reason`, `interface`, `new_domain_name_servers`, `new_domain_search`, ...): record or drop
+/// that interface's lease, then write resolv.conf from all current leases (see [`leases`]).
 pub fn hook_main(loaded: &berth_config::Loaded) -> i32 {
     let reason = std::env::var("reason").unwrap_or_default();
-    if !matches!(
-        reason.as_str(),
-        "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "STATIC" | "INFORM"
-    ) {
+    let event = leases::lease_event(&reason);
+    if event == leases::LeaseEvent::Ignore {
         return 0;
-    }
-    let words = |var: &str| -> Vec<String> {
-        std::env::var(var)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
-    };
-    let servers = words("new_domain_name_servers");
-    let mut search = words("new_domain_search");
-    if search.is_empty() {
-        search = words("new_domain_name");
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    if let Some(lease) = status::lease_from_env(&|k| std::env::var(k).ok(), now) {
-        let dir = Path::new(status::LEASES_DIR);
-        let written = std::fs::create_dir_all(dir).and_then(|()| {
-            let json = serde_json::to_vec(&lease).map_err(std::io::Error::other)?;
-            std::fs::write(dir.join(format!("{}.json", lease.interface)), json)
-        });
-        if let Err(e) = written {
-            eprintln!("berth-dhcpcd-hook: recording the lease in {}: {e}", dir.display());
-        }
+    let dir = Path::new(status::LEASES_DIR);
+    let changed = match (event, std::env::var("interface")) {
+        (leases::LeaseEvent::Drop, Ok(interface)) => leases::drop(dir, &interface),
+        _ => match status::lease_from_env(&|k| std::env::var(k).ok(), now) {
+            Some(lease) => leases::record(dir, &lease),
+            None => Ok(()),
+        },
+    };
+    if let Err(e) = changed {
+        eprintln!(
+            "berth-dhcpcd-hook: {reason}: updating the leases in {}: {e}",
+            dir.display()
+        );
+    }
+    let (servers, search) = leases::merged_dns(&status::read_leases(dir), now);
+    if servers.is_empty() && loaded.config.berth.network.dns.nameservers.is_empty() {
+        // No lease offers a name server any more and none is configured: keep the last file
+        // rather than leave the machine without one until the next lease.
+        return 0;
     }
     let text = resolv_conf(&loaded.config, &servers, &search);
     match write_resolv_conf(Path::new(RESOLV_CONF), &text) {
