@@ -182,6 +182,8 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
             for error in &outcome.errors {
                 eprintln!("netconf: {error}");
             }
+            // The console banner and `berth status` show them, not only this service's log.
+            record_boot_problems(Path::new("/"), &outcome.plan, &outcome.errors);
             for link in &outcome.plan.links {
                 let mode = if link.dhcp { "DHCP" } else { "static" };
                 eprintln!("netconf: {} ({mode}) from {}", link.link.name, link.key);
@@ -229,6 +231,24 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
         .exec();
     eprintln!("netconf: cannot run dhcpcd: {err}");
     1
+}
+
+/// Add what went wrong (a bond slave or VLAN parent missing, a link the kernel would not
+/// create, a refused step) to the boot problems under `root` (`/run/berth/boot-problems`),
+/// each once: the service runs again when cloud-init changes the configuration.
+pub fn record_boot_problems(root: &Path, plan: &Plan, errors: &[NetconfError]) {
+    let known = berth_runtime::problems::read(root);
+    let lines = plan
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .chain(errors.iter().map(ToString::to_string))
+        .map(|m| format!("network: {m}"));
+    for line in lines {
+        if !known.contains(&line) {
+            berth_runtime::problems::report(root, &line);
+        }
+    }
 }
 
 /// Whether netconf writes resolv.conf from the configuration at its start: when name servers
@@ -295,6 +315,30 @@ mod tests {
         write_resolv_conf(&path, "nameserver 192.0.2.1\n").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "nameserver 192.0.2.1\n");
+    }
+
+    #[test]
+    fn a_missing_bond_slave_becomes_a_boot_problem_once() {
+        let network: NetworkConfig = serde_json::from_value(serde_json::json!({"interfaces": {
+            "eth7": {"bond": "bond0"},
+            "bond0": {"address": "10.0.0.1/24"},
+        }}))
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        // bond0 exists (netconf created it); its slave does not.
+        let links = [Link {
+            index: 3,
+            name: "bond0".into(),
+            ..Link::default()
+        }];
+        let plan = plan(&network, &links);
+        record_boot_problems(root.path(), &plan, &[]);
+        // The service starts again (cloud-init's restart): the line is not repeated.
+        record_boot_problems(root.path(), &plan, &[]);
+        assert_eq!(
+            berth_runtime::problems::read(root.path()),
+            ["network: berth.network.interfaces.eth7: the bond slave eth7 does not exist"]
+        );
     }
 
     #[test]
