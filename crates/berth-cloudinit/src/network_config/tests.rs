@@ -289,3 +289,17 @@ fn netmasks() {
     assert!(contains("10.0.0.5/24", "10.0.0.1".parse().unwrap()));
     assert!(!contains("10.0.0.5/24", "10.0.1.1".parse().unwrap()));
 }
+
+proptest::proptest! {
+    /// Untrusted input: any bytes give a translation or an error, never a panic.
+    #[test]
+    fn any_input_is_translated_or_refused(
+        text in "(version: [12]\n)?(network:\n  )?[a-z0-9:{}\\[\\],./ \n'\"-]{0,200}",
+        json in proptest::bool::ANY,
+    ) {
+        let name = if json { "network_data.json" } else { "network-config" };
+        if let Ok(t) = translate(name, "/seed/x", text.as_bytes()) {
+            let _ = t.to_layer("x");
+        }
+    }
+}
