@@ -88,7 +88,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
         // One VM at a time: the tests share two cores and measure nothing.
         cmd.args(["--test-threads=1"]);
-        step("end-to-end tests (QEMU)", &mut cmd)?;
+        // Where the machines record a known fault of QEMU's emulation they went on from.
+        let faults = layout::out_dir().join("e2e/emulator-faults.log");
+        let _ = std::fs::remove_file(&faults);
+        let result = step("end-to-end tests (QEMU)", &mut cmd);
+        if let Ok(said) = std::fs::read_to_string(&faults) {
+            eprintln!("Known faults of QEMU's software emulation met (not failures):\n{said}");
+        }
+        result?;
     }
     eprintln!("All tests passed in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())

@@ -32,6 +32,7 @@ pub mod home_files;
 pub mod host;
 pub mod http;
 pub mod metadata;
+pub mod network_config;
 pub mod report;
 pub mod save;
 #[cfg(test)]

@@ -149,6 +149,7 @@ pub fn save_fetched(fetched: &Fetched, dirs: &StateDirs, report: &mut Report) ->
             .map(|n| n.bytes.as_slice());
         save(dirs.cloud_init.join(name), bytes);
     }
+    save_datasource_network(fetched, dirs, report);
 
     let user_data = parse_user_data(fetched.user_data.as_deref().unwrap_or_default());
     for finding in &user_data.findings {
@@ -180,6 +181,38 @@ pub fn save_fetched(fetched: &Fetched, dirs: &StateDirs, report: &mut Report) ->
         Err(e) => report.failed("save", format!("cannot encode the instance record: {e}")),
     }
     saved
+}
+
+/// Translate the datasource's network configuration into the configuration layer that is
+/// used when the user's configuration has no interfaces (`conf/datasource-network.yml`), or
+/// remove that layer when the datasource has none. What cannot be translated is a warning
+/// naming the saved file and the key.
+fn save_datasource_network(fetched: &Fetched, dirs: &StateDirs, report: &mut Report) {
+    let layer = dirs.paths.datasource_network();
+    let translated = fetched.network_config.as_ref().and_then(|file| {
+        let saved = dirs.cloud_init.join(file.file_name).display().to_string();
+        match crate::network_config::translate(file.file_name, &saved, &file.bytes) {
+            Ok(t) => Some((t, saved)),
+            Err(e) => {
+                report.warning(&saved, "", format!("{e}; the network configuration is not used"));
+                None
+            }
+        }
+    });
+    let text = translated.and_then(|(t, saved)| {
+        for warning in &t.warnings {
+            report.warning(&saved, &warning.key, warning.message.clone());
+        }
+        let useful = !t.interfaces.is_empty() || !t.nameservers.is_empty() || !t.search.is_empty();
+        useful.then(|| t.to_layer(&format!("{saved} (datasource {})", fetched.datasource)))
+    });
+    let result = match text {
+        Some(text) => crate::fsutil::write_file(&layer, text.as_bytes(), 0o600, 0o700),
+        None => crate::fsutil::remove_file(&layer),
+    };
+    if let Err(e) = result {
+        report.failed("save", e.to_string());
+    }
 }
 
 /// Validate and save the cloud-config. Returns whether `user-data.yml` now holds it.
@@ -440,6 +473,34 @@ mod tests {
         assert!(saved.scripts.is_empty());
         assert!(!dirs.scripts().exists());
         assert!(!dirs.cloud_init.join("network-config").exists());
+    }
+
+    #[test]
+    fn datasource_network_config_becomes_a_layer_used_without_user_interfaces() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = StateDirs::under(root.path());
+        let mut report = Report::new("cloud-init");
+        let mut with_network = fetched("#cloud-config\nhostname: n\n");
+        with_network.network_config = Some(NetworkConfigFile {
+            file_name: "network-config",
+            bytes: b"version: 2\nethernets:\n  eth0:\n    addresses: [192.0.2.10/24]\n    wakeonlan: true\n"
+                .to_vec(),
+        });
+        save_fetched(&with_network, &dirs, &mut report);
+        let loaded = load(&dirs.paths, &KernelCmdline::default());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let eth0 = &loaded.config.berth.network.interfaces["eth0"];
+        assert_eq!(eth0.address.as_ref().unwrap().to_string(), "192.0.2.10/24");
+        let saved = dirs.cloud_init.join("network-config").display().to_string();
+        let warning = report.diagnostics.iter().find(|d| d.source == saved).unwrap();
+        assert_eq!(warning.key.as_deref(), Some("ethernets.eth0.wakeonlan"));
+        assert_eq!(warning.message, "not supported by berth.network; ignored");
+
+        // The next instance's datasource has none: the layer goes with it.
+        let mut without = fetched("#cloud-config\nhostname: n\n");
+        without.network_config = None;
+        save_fetched(&without, &dirs, &mut Report::new("cloud-init"));
+        assert!(!dirs.paths.datasource_network().exists());
     }
 
     #[test]

@@ -61,6 +61,13 @@ impl ConfigPaths {
     pub fn local(&self) -> PathBuf {
         self.conf_dir.join("cloud-config.yml")
     }
+
+    /// The datasource's network configuration (NoCloud `network-config`, config-drive
+    /// `network_data.json`) as cloud-init translated it: used only when no other layer
+    /// configures `berth.network.interfaces`.
+    pub fn datasource_network(&self) -> PathBuf {
+        self.conf_dir.join("datasource-network.yml")
+    }
 }
 
 /// Which layer.
@@ -73,6 +80,9 @@ pub enum LayerKind {
     UserData,
     Local,
     Cmdline,
+    /// The datasource's network configuration; last, and only when no layer above configures
+    /// an interface.
+    DatasourceNetwork,
 }
 
 /// What became of a layer.
@@ -84,6 +94,9 @@ pub enum LayerStatus {
     Absent,
     /// Invalid: not applied; its errors are in the diagnostics.
     Skipped,
+    /// Valid but not used: another layer decides (the datasource's network configuration
+    /// when the user's configuration has interfaces of its own).
+    Overridden,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -175,6 +188,7 @@ pub(crate) fn layered(
             .collect(),
     };
     layering.cmdline_layer(cmdline);
+    layering.datasource_network_layer(&paths.datasource_network());
     let tree = serde_json::to_value(&layering.config).unwrap_or_default();
     let diagnostics = layering
         .findings
@@ -282,6 +296,46 @@ impl Layering {
                 LayerStatus::Skipped
             }
         }
+    }
+
+    /// The datasource's network configuration: applied only when no layer configured an
+    /// interface, and then without the DNS settings a layer already made (the user's win).
+    fn datasource_network_layer(&mut self, path: &Path) {
+        let name = path.display().to_string();
+        let info = |status| LayerInfo {
+            kind: LayerKind::DatasourceNetwork,
+            source: name.clone(),
+            status,
+        };
+        let text = match read_layer_file(path) {
+            Ok(None) => return self.layers.push(info(LayerStatus::Absent)),
+            Ok(Some(text)) => text,
+            Err(message) => {
+                let id = self.sources.add(name.clone());
+                self.findings
+                    .push(Finding::error(Loc::in_source(id), "", message));
+                return self.layers.push(info(LayerStatus::Skipped));
+            }
+        };
+        if !self.config.berth.network.interfaces.is_empty() {
+            return self.layers.push(info(LayerStatus::Overridden));
+        }
+        let id = self.sources.add(name.clone());
+        let (mut node, findings) = match parse_layer_text(&text, id) {
+            Ok(parsed) => parsed,
+            Err(finding) => {
+                self.findings.push(finding);
+                return self.layers.push(info(LayerStatus::Skipped));
+            }
+        };
+        let dns = &self.config.berth.network.dns;
+        if !dns.nameservers.is_empty() {
+            node.remove_path("berth.network.dns.nameservers");
+        }
+        if !dns.search.is_empty() {
+            node.remove_path("berth.network.dns.search");
+        }
+        self.node_layer(LayerKind::DatasourceNetwork, id, node, findings);
     }
 
     fn cmdline_layer(&mut self, cmdline: &KernelCmdline) {

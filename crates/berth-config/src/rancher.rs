@@ -162,7 +162,7 @@ const STATE_OPTS: &[(&str, Rule)] = &[
     (
         "formatzero",
         Unsupported(
-            "Berth formats no disk at boot but the state partition of a disk it installed: prepare one with `mkfs.ext4 -L BERTH_STATE`",
+            "Berth's berth.state.autoformat (kernel command line) formats only a blank device, always: the behaviour formatzero asked for",
         ),
     ),
 ];

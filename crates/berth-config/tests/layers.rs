@@ -381,3 +381,58 @@ fn one_reading_of_yes_and_no_everywhere() {
     }
     assert_eq!(berth_config::parse_bool("maybe"), None);
 }
+
+/// The datasource's network configuration (cloud-init's translation of `network-config` or
+/// `network_data.json`) is used only when no layer configures an interface; the user's DNS
+/// settings win over its own.
+#[test]
+fn datasource_network_only_when_the_user_configures_no_interface() {
+    let m = Machine::new();
+    m.write(
+        &m.paths.datasource_network(),
+        "# from the seed\n{\"berth\": {\"network\": {\"interfaces\": {\"eth0\": {\"address\": \"192.0.2.10/24\"}},\n  \"dns\": {\"nameservers\": [\"192.0.2.53\"], \"search\": [\"seed.test\"]}}}}\n",
+    );
+    m.user_data("berth: {network: {dns: {search: [user.test]}}}");
+    let loaded = m.load("");
+    let net = &loaded.config.berth.network;
+    assert_eq!(
+        status(&loaded, LayerKind::DatasourceNetwork),
+        [LayerStatus::Applied]
+    );
+    assert_eq!(
+        net.interfaces["eth0"].address.as_ref().unwrap().to_string(),
+        "192.0.2.10/24"
+    );
+    assert_eq!(net.dns.nameservers[0].to_string(), "192.0.2.53");
+    assert_eq!(net.dns.search, ["user.test"]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+
+    // An interface of the user's own: the datasource's whole network configuration steps aside.
+    m.local("rancher: {network: {interfaces: {eth1: {dhcp: true}}}}");
+    let loaded = m.load("");
+    let net = &loaded.config.berth.network;
+    assert_eq!(
+        status(&loaded, LayerKind::DatasourceNetwork),
+        [LayerStatus::Overridden]
+    );
+    assert_eq!(net.interfaces.keys().collect::<Vec<_>>(), ["eth1"]);
+    assert!(net.dns.nameservers.is_empty());
+
+    // A bad value in it is reported with its file:line:key, and the layer is skipped.
+    std::fs::remove_file(m.paths.local()).unwrap();
+    m.write(
+        &m.paths.datasource_network(),
+        "{\"berth\": {\"network\": {\"interfaces\": {\"eth0\": {\n  \"address\": \"192.0.2.10\"}}}}}\n",
+    );
+    let loaded = m.load("");
+    assert_eq!(
+        status(&loaded, LayerKind::DatasourceNetwork),
+        [LayerStatus::Skipped]
+    );
+    let d = &loaded.diagnostics[0];
+    assert!(
+        d.to_string().contains("datasource-network.yml:2")
+            && d.to_string().contains("berth.network.interfaces.eth0.address"),
+        "{d}"
+    );
+}

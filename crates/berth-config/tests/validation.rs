@@ -193,6 +193,10 @@ const CASES: &[(&str, &str)] = &[
     ),
     ("swarm: no role", "berth:\n  swarm:\n    join: 198.18.0.10:2377\n"),
     (
+        "swarm: serve_token on a worker",
+        "berth:\n  swarm:\n    role: worker\n    join: 198.18.0.10\n    token_file: /run/token\n    serve_token: true\n",
+    ),
+    (
         "swarm: bad token (not repeated)",
         "berth:\n  swarm:\n    role: worker\n    join: 198.18.0.10\n    token: SWMTKN-1-secret part\n",
     ),

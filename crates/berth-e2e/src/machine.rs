@@ -352,12 +352,22 @@ impl Machine {
     pub fn assert_clean_console(&self) -> Result<()> {
         let (problems, emulator) = crate::console_scan(&self.console(), !self.kvm);
         if !emulator.is_empty() {
-            eprintln!(
+            let said = format!(
                 "[{}] WARNING: a known fault of QEMU's software emulation (not of Berth) crashed \
-                 a boot; the machine rebooted and the checks went on:\n  {}",
+                 a boot; the machine rebooted and the checks went on (console log: {}):\n  {}\n",
                 self.name,
+                self.serial_log.display(),
                 emulator.join("\n  ")
             );
+            eprint!("{said}");
+            // A passing test's output is not shown: keep a record next to the tests' machines.
+            if let Some(all) = self.dir.parent() {
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(all.join("emulator-faults.log"))
+                    .and_then(|mut f| f.write_all(said.as_bytes()));
+            }
         }
         if !problems.is_empty() {
             bail!("[{}] the console shows:\n  {}", self.name, problems.join("\n  "));

@@ -293,17 +293,32 @@ pub fn use_kvm() -> bool {
 
 /// A NoCloud seed (ISO 9660 labelled `cidata`) holding `user-data` and `meta-data`.
 pub fn make_cidata(dir: &Path, user_data: &str, meta_data: &str, dest: &Path) -> Result<()> {
+    make_cidata_with_network(dir, user_data, meta_data, None, dest)
+}
+
+/// A NoCloud seed that also holds a `network-config` (cloud-init's version 1 or 2).
+pub fn make_cidata_with_network(
+    dir: &Path,
+    user_data: &str,
+    meta_data: &str,
+    network_config: Option<&str>,
+    dest: &Path,
+) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("user-data"), user_data)?;
     std::fs::write(dir.join("meta-data"), meta_data)?;
+    let mut files = vec![dir.join("user-data"), dir.join("meta-data")];
+    if let Some(text) = network_config {
+        std::fs::write(dir.join("network-config"), text)?;
+        files.push(dir.join("network-config"));
+    }
     let out = Command::new("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-r", "-o"])
         .arg(dest)
-        .arg(dir.join("user-data"))
-        .arg(dir.join("meta-data"))
+        .args(&files)
         .output()
         .context("running xorriso for the cidata seed")?;
     if !out.status.success() {

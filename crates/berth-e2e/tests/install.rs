@@ -1,8 +1,9 @@
 //! Install to disk (issue 8): `berth install` from the ISO onto a blank disk, then that disk
 //! alone under SeaBIOS (the boot counter counts a try and init marks the slot good; the state
 //! partition is made at the first boot and fills the disk; the install's cloud-config lets
-//! us in); there, signed upgrades: a bundle with a flipped byte, one signed with another key and
-//! one not newer are refused with nothing written, then the build's bundle (`--force`, same
+//! us in); there, signed upgrades: a bundle with a flipped byte, one signed with another key,
+//! one for another architecture, one not newer and a URL that does not answer are refused
+//! with nothing written, then the build's bundle (`--force`, same
 //! version) goes into slot B, which boots, is confirmed, and keeps a user container and its
 //! volume; `berth os rollback` brings slot A back with them. Then under OVMF with slot B
 //! holding an altered OS image: B is given up, the machine comes up on A and says so.
@@ -21,7 +22,8 @@ const GIB: u64 = 1 << 30;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A disk holding the build's bundle and bad variants of it: `flipped.upgrade` (one byte
-/// changed, the original signature), `other.upgrade` (signed with another key).
+/// changed, the original signature), `other.upgrade` (signed with another key),
+/// `arm64.upgrade` (a newer bundle for aarch64, signed with the build's key).
 fn bundle_disk(env: &common::Env) -> std::path::PathBuf {
     let bundle = env.artifacts.out.join(format!("berth-{VERSION}.upgrade"));
     let dir = env.dir.join("bundles");
@@ -56,6 +58,28 @@ fn bundle_disk(env: &common::Env) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::write(berth_upgrade::signature_path(&other), sig.to_string()).unwrap();
+    // A bundle for another architecture, newer and signed with the build's own key: only its
+    // architecture is wrong.
+    // (Its release files are stand-ins: the architecture is refused before they are read.)
+    let stand_in = dir.join("stand-in");
+    std::fs::write(&stand_in, "an aarch64 file\n").unwrap();
+    let files: Vec<(&str, &Path)> = berth_upgrade::RELEASE_FILES
+        .iter()
+        .map(|name| (*name, stand_in.as_path()))
+        .collect();
+    let arm = dir.join("arm64.upgrade");
+    berth_upgrade::write(&arm, "99.0.0", "aarch64", &files).unwrap();
+    std::fs::remove_file(&stand_in).unwrap();
+    let key = std::env::var_os("BERTH_SIGNING_KEY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env.artifacts.out.join("keys/berth.key"));
+    let sk = minisign::SecretKeyBox::from_string(&std::fs::read_to_string(&key).unwrap())
+        .unwrap()
+        .into_unencrypted_secret_key()
+        .unwrap();
+    let pk = minisign::PublicKey::from_secret_key(&sk).unwrap();
+    let sig = minisign::sign(Some(&pk), &sk, File::open(&arm).unwrap(), Some("aarch64"), None).unwrap();
+    std::fs::write(berth_upgrade::signature_path(&arm), sig.to_string()).unwrap();
     let disk = env.dir.join("bundles.img");
     berth_e2e::qemu::make_ext4_disk_from(&disk, 600, "BUNDLES", Some(&dir)).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -256,10 +280,21 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
         ("other.upgrade", "signed by another key"),
         (&format!("berth-{VERSION}.upgrade") as &str, "not newer"),
         ("missing.upgrade", "no such file"),
+        (
+            "arm64.upgrade",
+            "the bundle is for aarch64, this machine runs x86_64: refused",
+        ),
+        // A URL nothing answers at (the connection is refused).
+        ("http://127.0.0.1:9/berth.upgrade", "fetching the signature"),
     ] {
+        let source = if file.starts_with("http://") {
+            file.to_string()
+        } else {
+            format!("/mnt/{file}")
+        };
         let out = m
             .run(&format!(
-                "sudo berth os upgrade /mnt/{file} --no-reboot 2>&1; echo rc=$?"
+                "sudo berth os upgrade {source} --no-reboot 2>&1; echo rc=$?"
             ))
             .unwrap();
         assert!(out.contains(why) && out.contains("rc=1"), "{file}: {out}");

@@ -2,7 +2,8 @@
 //! bridge and dnsmasq that this test creates ([`berth_e2e::testnet`]). A and B get static IPv4
 //! and IPv6 addresses on their second NIC (matched by MAC address) and ping each other over
 //! both families; C gets its address, name servers and search domain from dnsmasq's lease and
-//! pings A. C boots with its clock an hour behind: its lease names an NTP server on the
+//! pings A. B's network comes from its seed's NoCloud `network-config` (version 2), not from
+//! user-data. C boots with its clock an hour behind: its lease names an NTP server on the
 //! segment (Debian's chronyd, run by the test), and the ntp service's chrony sets the clock
 //! right from it. B has no state partition but `berth.state.autoformat` lists a disk holding
 //! data (left alone) and a blank one (formatted, then mounted on /var). C boots the build's
@@ -46,6 +47,22 @@ fn static_network(mac: &str, v4: &str, v6: &str, extra: &str) -> String {
         address: {v4}/24
         addresses: [{v6}/64]
 {extra}"
+    )
+}
+
+/// The same as [`static_network`], as a NoCloud `network-config` (cloud-init's version 2).
+fn datasource_network(mac: &str, v4: &str, v6: &str) -> String {
+    format!(
+        "network:
+  version: 2
+  ethernets:
+    eth0:
+      dhcp4: true
+    segment:
+      match:
+        macaddress: '{mac}'
+      addresses: [{v4}/24, '{v6}/64']
+"
     )
 }
 
@@ -125,7 +142,9 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
                 &format!("        mtu: 1400\n    https_proxy: {HTTPS_PROXY}\n"),
             ),
         ),
-        ("b", static_network(MAC_B, "198.18.0.11", "fd42:4e::b", "")),
+        // B: the same network from its seed's NoCloud network-config (version 2) instead,
+        // used because its user-data configures no interface.
+        ("b", String::new()),
         // C: DHCP only on the segment, so that resolv.conf comes from dnsmasq's lease alone;
         // eth0 is static at the address QEMU's user network forwards ssh to.
         (
@@ -169,10 +188,12 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     let mut vms: Vec<(String, Vm, TapNic)> = Vec::new();
     for ((name, extra), mac) in user_data.iter().zip([MAC_A, MAC_B, MAC_C]) {
         let seed = env.dir.join(format!("{name}-cidata.iso"));
-        qemu::make_cidata(
+        let network_config = (*name == "b").then(|| datasource_network(MAC_B, "198.18.0.11", "fd42:4e::b"));
+        qemu::make_cidata_with_network(
             &env.dir.join(format!("{name}-cidata")),
             &env.user_data(&format!("netvm-{name}"), extra),
             &format!("instance-id: netvm-{name}\nlocal-hostname: netvm-{name}\n"),
+            network_config.as_deref(),
             &seed,
         )
         .unwrap();

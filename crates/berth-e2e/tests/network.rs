@@ -6,8 +6,10 @@
 //! (`bridge`), an extra route and a post_up hook. Then, without a reboot: `berth network
 //! status --format json`, and `berth config set` + `sudo berth network apply` adding an
 //! address, refusing a broken change while keeping the management link's configuration, and
-//! removing an address Berth added. (The harness gives a VM one NIC; the multi-VM test network
-//! tests VLANs and bonds between machines.)
+//! removing an address Berth added. The seed's NoCloud network-config is translated but steps
+//! aside for the user-data's interfaces; the unmatched `mac=` is in `berth status`'s problems.
+//! (The harness gives a VM one NIC; the multi-VM test network tests VLANs and bonds between
+//! machines.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
@@ -56,6 +58,15 @@ rancher:
       search: [berth.test]
 ";
 
+/// A datasource network configuration that would give eth0 another address.
+const NETWORK_CONFIG: &str = "\
+version: 2
+ethernets:
+  eth0:
+    addresses: [10.0.2.99/24]
+    gateway4: 10.0.2.2
+";
+
 fn json(m: &berth_e2e::machine::Machine, cmd: &str) -> Vec<Value> {
     let out = check(m, cmd, m.run(cmd));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{cmd}: {e}: {out}"))
@@ -65,7 +76,18 @@ fn json(m: &berth_e2e::machine::Machine, cmd: &str) -> Vec<Value> {
 fn vm_static_network_mac_match_mtu_dns_and_no_dhcp() {
     let env = env("network");
     let mut vm = env.kernel_vm("");
-    vm.cidata = Some(env.cidata(&env.user_data("berth-static", USER_DATA)));
+    // The seed also carries a NoCloud network-config: the user-data configures interfaces,
+    // so it is translated and saved but not used (the user's configuration wins).
+    let seed = env.dir.join("cidata.iso");
+    berth_e2e::qemu::make_cidata_with_network(
+        &env.dir.join("cidata"),
+        &env.user_data("berth-static", USER_DATA),
+        "instance-id: network\nlocal-hostname: berth-e2e\n",
+        Some(NETWORK_CONFIG),
+        &seed,
+    )
+    .unwrap();
+    vm.cidata = Some(seed);
     let m = env.start("network", vm);
     check(&m, "ssh to the static address", m.wait_ssh(BOOT));
 
@@ -130,6 +152,24 @@ fn vm_static_network_mac_match_mtu_dns_and_no_dhcp() {
         m.run("sudo system-docker inspect -f '{{.State.Status}} {{.RestartCount}}' network"),
     );
     assert_eq!(state.trim(), "running 0");
+
+    // The seed's network-config was translated into its layer, which steps aside.
+    let layer = check(
+        &m,
+        "datasource network layer",
+        m.run("sudo cat /var/lib/berth/conf/datasource-network.yml"),
+    );
+    assert!(layer.contains("\"10.0.2.99/24\""), "{layer}");
+    assert!(!have.iter().any(|h| h == "10.0.2.99/24"), "{have:?}");
+
+    // The interface problem reaches the boot problems: `berth status` lists it.
+    let status = check(&m, "berth status", m.run("sudo berth status --format json"));
+    let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert!(
+        status["problems"].as_array().unwrap().iter().any(|p| p
+            == "network: berth.network.interfaces.spare.match: no interface has the MAC address 52:54:00:ab:cd:ef"),
+        "{status}"
+    );
 
     virtual_links_bond_bridge_route_and_hook(&m, last_run);
     status_and_live_reload(&m);

@@ -1,15 +1,20 @@
 //! Three Berth machines form a Docker Swarm from cloud-config (issue #13), on a private segment
 //! this test creates ([`berth_e2e::testnet`]): the manager (`init: true`) boots first; the test
-//! reads the worker token from it (`sudo berth swarm token worker`) and boots both workers at
-//! once with seeds that carry it: B inline (`token:`), C from a file its user-data writes
-//! (`token_file:`) holding a token with the right CA digest and a wrong secret. C boots
-//! normally, its User Docker works, the error is reported; the test then puts the right token
-//! in the file and C joins by itself (the agent reads the file at every retry).
+//! serves its worker token to its subnet (`serve_token: true`); the test reads the token from it
+//! (`sudo berth swarm token worker`) and boots both workers at once: B fetches the token from
+//! the manager's server (`token_url: http://A:2378/worker-token`), C reads it from a file its
+//! user-data writes (`token_file:`) holding a token with the right CA digest and a wrong
+//! secret. C boots normally, its User Docker works, the error is reported; the test then puts
+//! the right token in the file and C joins by itself (the agent reads the file at every retry).
 //!
 //! Then: three Ready nodes; a 3-replica service of an image loaded from System Docker's base
-//! image spreads one task per node; B is cut off from the QEMU monitor (`quit`, a node loss):
-//! the manager marks it Down and the three tasks run on A and C; B boots again from the same
-//! state disk and seed and is Ready with the same node id, nobody typing a command on it.
+//! image spreads one task per node; a container on A's bridge network (a source address
+//! outside the segment) is refused the token (403); B is cut off from the QEMU monitor
+//! (`quit`, a node loss): the manager marks it Down and the three tasks run on A and C; B
+//! boots again from the same state disk and seed and is Ready with the same node id, nobody
+//! typing a command on it. B's engine then leaves (`docker swarm leave --force` typed in its
+//! console, not through berth): B's agent notices and joins again as a new node. Last, `sudo berth swarm leave --force` on the last
+//! manager: the swarm is gone, the configuration keeps A out, the agent does not re-create it.
 //!
 //! Needs root, iproute2 (see the README). Every machine has a state disk so that the engine's
 //! swarm state survives.
@@ -134,7 +139,13 @@ fn vm_swarm_of_three_from_cloud_config_survives_a_node_loss() {
         &env,
         "a",
         0,
-        &user_data(&env, "a", 0, "    role: manager\n    init: true\n", ""),
+        &user_data(
+            &env,
+            "a",
+            0,
+            "    role: manager\n    init: true\n    serve_token: true\n",
+            "",
+        ),
     );
     let a = a_node.boot(&env, &net, "a");
     eprintln!("A answers ssh after {:.0}s", started.elapsed().as_secs_f64());
@@ -155,12 +166,13 @@ fn vm_swarm_of_three_from_cloud_config_survives_a_node_loss() {
     let wrong = format!("{digest}-{}", "x".repeat(secret.len()));
     let join = format!("    role: worker\n    join: {}:2377\n", ADDRS[0]);
 
-    // B: token inline; C: token_file, first with the wrong token.
+    // B: the token from A's server; C: token_file, first with the wrong token.
+    let token_url = format!("http://{}:2378/worker-token", ADDRS[0]);
     let b_node = Node::new(
         &env,
         "b",
         1,
-        &user_data(&env, "b", 1, &format!("{join}    token: {token}\n"), ""),
+        &user_data(&env, "b", 1, &format!("{join}    token_url: {token_url}\n"), ""),
     );
     let c_node = Node::new(
         &env,
@@ -296,6 +308,29 @@ fn vm_swarm_of_three_from_cloud_config_survives_a_node_loss() {
     on.sort();
     assert_eq!(on, ["swarm-a", "swarm-b", "swarm-c"], "{tasks}");
 
+    // A's token server: B got the worker token from it; C (inside the segment) gets the
+    // worker token; a container on A's bridge (172.17.0.0/16, outside it) gets 403.
+    let served = check(&c, "token from C", c.run(&format!("wget -q -O- {token_url}")));
+    assert_eq!(served.trim(), token, "C got another token from A's server");
+    let refused = a
+        .ssh(&format!(
+            "docker run --rm berth-e2e/sleeper:1 wget -q -O- {token_url} 2>&1"
+        ))
+        .unwrap();
+    let refused_text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        !refused.status.success() && refused_text.contains("403"),
+        "a client outside the segment: {refused_text}"
+    );
+    assert!(!refused_text.contains(secret), "{refused_text}");
+    let log = check(&a, "A's swarm log", a.run("sudo cat /var/log/boot/swarm.log"));
+    assert!(
+        log.contains(&format!("served the worker token to {}", ADDRS[1]))
+            && log.contains("refused the worker token to 172.17.")
+            && !log.contains(secret),
+        "A's swarm log:\n{log}"
+    );
+
     // B is lost: QEMU quits under it.
     let lost = Instant::now();
     let _ = b.monitor("quit");
@@ -344,11 +379,50 @@ fn vm_swarm_of_three_from_cloud_config_survives_a_node_loss() {
         "{again} / {b_id}"
     );
 
+    // B's engine leaves the swarm behind berth's back (`docker swarm leave --force` in B's
+    // console): B's agent notices (it looks every 15 s) and joins again as a new node, with
+    // the token from A's server.
+    let removed = Instant::now();
+    check(&b, "leave on B", b.run("docker swarm leave --force"));
+    let nodes = until(
+        &a,
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.ID}}'",
+        Duration::from_secs(90),
+        |t| {
+            t.lines()
+                .any(|l| l.starts_with("swarm-b Ready ") && !l.contains(&b_id))
+        },
+    );
+    eprintln!(
+        "B left and back as a new node after {:.0}s:\n{nodes}",
+        removed.elapsed().as_secs_f64()
+    );
+
+    // The last manager leaves: exit 0, the swarm is gone, the configuration keeps A out, and
+    // the agent does not create it again (20 s, more than its 15 s look).
+    check(&a, "leave", a.run("sudo berth swarm leave --force"));
+    let left = Instant::now();
+    let enabled = check(&a, "enabled", a.run("sudo berth config get berth.swarm.enabled"));
+    assert_eq!(enabled.trim(), "false", "{enabled}");
     std::thread::scope(|s| {
-        for m in [&a, &b, &c] {
+        for m in [&b, &c] {
             s.spawn(move || poweroff(m));
         }
+        std::thread::sleep(Duration::from_secs(20).saturating_sub(left.elapsed()));
     });
+    let state = check(
+        &a,
+        "swarm state",
+        a.run("docker info --format '{{.Swarm.LocalNodeState}}'"),
+    );
+    assert_eq!(
+        state.trim(),
+        "inactive",
+        "A is in a swarm again 20 s after leaving"
+    );
+    let status = json(&check(&a, "status", a.run("berth swarm status --format json")));
+    assert_eq!(status["state"], "disabled", "{status}");
+    poweroff(&a);
     eprintln!("swarm took {:.0}s", started.elapsed().as_secs_f64());
     drop(net);
     for n in [&a_node, &b_node, &c_node] {

@@ -11,6 +11,7 @@
 pub mod command;
 pub mod error;
 pub mod hooks;
+pub mod leases;
 pub mod modules;
 pub mod netlink;
 pub mod plan;
@@ -181,6 +182,8 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
             for error in &outcome.errors {
                 eprintln!("netconf: {error}");
             }
+            // The console banner and `berth status` show them, not only this service's log.
+            record_boot_problems(Path::new("/"), &outcome.plan, &outcome.errors);
             for link in &outcome.plan.links {
                 let mode = if link.dhcp { "DHCP" } else { "static" };
                 eprintln!("netconf: {} ({mode}) from {}", link.link.name, link.key);
@@ -230,6 +233,24 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
     1
 }
 
+/// Add what went wrong (a bond slave or VLAN parent missing, a link the kernel would not
+/// create, a refused step) to the boot problems under `root` (`/run/berth/boot-problems`),
+/// each once: the service runs again when cloud-init changes the configuration.
+pub fn record_boot_problems(root: &Path, plan: &Plan, errors: &[NetconfError]) {
+    let known = berth_runtime::problems::read(root);
+    let lines = plan
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .chain(errors.iter().map(ToString::to_string))
+        .map(|m| format!("network: {m}"));
+    for line in lines {
+        if !known.contains(&line) {
+            berth_runtime::problems::report(root, &line);
+        }
+    }
+}
+
 /// Whether netconf writes resolv.conf from the configuration at its start: when name servers
 /// are configured (they win over any lease), or when no interface uses DHCP (no lease will).
 pub fn static_resolv_conf(network: &NetworkConfig, plan: &Plan) -> bool {
@@ -237,41 +258,38 @@ pub fn static_resolv_conf(network: &NetworkConfig, plan: &Plan) -> bool {
     !dns.nameservers.is_empty() || (plan.dhcp_allow.is_empty() && !dns.search.is_empty())
 }
 
-/// The dhcpcd hook: dhcpcd passes the lease in the environment (`reason`,
-/// `new_domain_name_servers`, `new_domain_search`, `new_domain_name`).
+/// The dhcpcd hook, run once per event and interface with the lease in the environment
+/// (`reason`, `interface`, `new_domain_name_servers`, `new_domain_search`, ...): record or drop
+/// that interface's lease, then write resolv.conf from all current leases (see [`leases`]).
 pub fn hook_main(loaded: &berth_config::Loaded) -> i32 {
     let reason = std::env::var("reason").unwrap_or_default();
-    if !matches!(
-        reason.as_str(),
-        "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "STATIC" | "INFORM"
-    ) {
+    let event = leases::lease_event(&reason);
+    if event == leases::LeaseEvent::Ignore {
         return 0;
-    }
-    let words = |var: &str| -> Vec<String> {
-        std::env::var(var)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
-    };
-    let servers = words("new_domain_name_servers");
-    let mut search = words("new_domain_search");
-    if search.is_empty() {
-        search = words("new_domain_name");
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    if let Some(lease) = status::lease_from_env(&|k| std::env::var(k).ok(), now) {
-        let dir = Path::new(status::LEASES_DIR);
-        let written = std::fs::create_dir_all(dir).and_then(|()| {
-            let json = serde_json::to_vec(&lease).map_err(std::io::Error::other)?;
-            std::fs::write(dir.join(format!("{}.json", lease.interface)), json)
-        });
-        if let Err(e) = written {
-            eprintln!("berth-dhcpcd-hook: recording the lease in {}: {e}", dir.display());
-        }
+    let dir = Path::new(status::LEASES_DIR);
+    let changed = match (event, std::env::var("interface")) {
+        (leases::LeaseEvent::Drop, Ok(interface)) => leases::drop(dir, &interface),
+        _ => match status::lease_from_env(&|k| std::env::var(k).ok(), now) {
+            Some(lease) => leases::record(dir, &lease),
+            None => Ok(()),
+        },
+    };
+    if let Err(e) = changed {
+        eprintln!(
+            "berth-dhcpcd-hook: {reason}: updating the leases in {}: {e}",
+            dir.display()
+        );
+    }
+    let (servers, search) = leases::merged_dns(&status::read_leases(dir), now);
+    if servers.is_empty() && loaded.config.berth.network.dns.nameservers.is_empty() {
+        // No lease offers a name server any more and none is configured: keep the last file
+        // rather than leave the machine without one until the next lease.
+        return 0;
     }
     let text = resolv_conf(&loaded.config, &servers, &search);
     match write_resolv_conf(Path::new(RESOLV_CONF), &text) {
@@ -297,6 +315,30 @@ mod tests {
         write_resolv_conf(&path, "nameserver 192.0.2.1\n").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "nameserver 192.0.2.1\n");
+    }
+
+    #[test]
+    fn a_missing_bond_slave_becomes_a_boot_problem_once() {
+        let network: NetworkConfig = serde_json::from_value(serde_json::json!({"interfaces": {
+            "eth7": {"bond": "bond0"},
+            "bond0": {"address": "10.0.0.1/24"},
+        }}))
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        // bond0 exists (netconf created it); its slave does not.
+        let links = [Link {
+            index: 3,
+            name: "bond0".into(),
+            ..Link::default()
+        }];
+        let plan = plan(&network, &links);
+        record_boot_problems(root.path(), &plan, &[]);
+        // The service starts again (cloud-init's restart): the line is not repeated.
+        record_boot_problems(root.path(), &plan, &[]);
+        assert_eq!(
+            berth_runtime::problems::read(root.path()),
+            ["network: berth.network.interfaces.eth7: the bond slave eth7 does not exist"]
+        );
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Lease {
     /// NTP servers the lease offered (option 42); the ntp service adds them to chrony's.
     #[serde(default)]
     pub ntp_servers: Vec<String>,
+    /// The search domains it offered (option 119, else the domain name, option 15).
+    #[serde(default)]
+    pub search: Vec<String>,
     /// Seconds the lease is valid for, from when it was obtained.
     pub lease_seconds: Option<u64>,
     /// When the hook saw it, seconds since the epoch.
@@ -211,7 +214,7 @@ pub fn parse_resolv_conf(text: &str) -> DnsStatus {
     dns
 }
 
-fn read_leases(dir: &Path) -> Vec<Lease> {
+pub(crate) fn read_leases(dir: &Path) -> Vec<Lease> {
     let mut leases: Vec<Lease> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -245,6 +248,10 @@ pub fn lease_from_env(var: &dyn Fn(&str) -> Option<String>, now: u64) -> Option<
         routers: words("new_routers"),
         nameservers: words("new_domain_name_servers"),
         ntp_servers: words("new_ntp_servers"),
+        search: match words("new_domain_search") {
+            search if search.is_empty() => words("new_domain_name"),
+            search => search,
+        },
         lease_seconds: var("new_dhcp_lease_time").and_then(|t| t.parse().ok()),
         obtained: now,
     })

@@ -4,8 +4,9 @@
 //! rendered by pure functions (unit-tested); the entry points only write them and exec.
 
 use berth_config::Loaded;
-use berth_config::schema::ntp::{NtpConfig, NtpHost};
+use berth_config::schema::ntp::NtpConfig;
 use berth_config::schema::syslog::{SyslogConfig, SyslogProtocol};
+use berth_config::schema::values::Host;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -34,11 +35,11 @@ pub const LOG_SOCKET: &str = "/run/berth/log/log";
 pub fn chrony_sources(ntp: &NtpConfig) -> String {
     let mut out = String::from("# Written by `berth ntp` from berth.ntp.servers at every start.\n");
     for server in &ntp.servers {
-        let host = match &server.host {
-            NtpHost::Name(name) => name.as_str().to_string(),
-            NtpHost::Address(ip) => ip.to_string(),
+        let host = match server.host() {
+            Host::Name(name) => name.as_str().to_string(),
+            Host::Address(ip) => ip.to_string(),
         };
-        match server.port {
+        match server.port() {
             Some(port) => out.push_str(&format!("server {host} port {port} iburst\n")),
             None => out.push_str(&format!("server {host} iburst\n")),
         }

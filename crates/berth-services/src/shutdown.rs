@@ -58,12 +58,15 @@ async fn stop_set(docker: &Docker, set: &[(String, String)], report: &mut Vec<St
             // No `t`: each container gets its own grace period between the stop signal and
             // SIGKILL (a service's `stop_grace_period`, else the engine's 10 seconds).
             let options = StopContainerOptions::default();
-            (name.clone(), docker.stop_container(id, Some(options)).await)
+            let started = std::time::Instant::now();
+            let result = docker.stop_container(id, Some(options)).await;
+            (name.clone(), result, started.elapsed())
         }
     });
-    for (name, result) in futures_util::future::join_all(stops).await {
+    // Each stop's own time: a service slow to stop is what makes a shutdown slow.
+    for (name, result, took) in futures_util::future::join_all(stops).await {
         match result {
-            Ok(()) => report.push(format!("stopped {name}")),
+            Ok(()) => report.push(format!("stopped {name} ({:.1}s)", took.as_secs_f64())),
             Err(e) => report.push(format!("stopping {name}: {e}")),
         }
     }

@@ -2,7 +2,7 @@
 //! system service acts on it at every boot).
 
 use super::forms::string_map;
-use super::values::{AbsolutePath, Hostname, HttpUrl, shown, text_value};
+use super::values::{AbsolutePath, HostPort, HttpUrl, shown, text_value};
 use indexmap::IndexMap;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -12,6 +12,11 @@ use std::str::FromStr;
 
 /// The port swarm managers listen on for the cluster's management traffic.
 pub const MANAGER_PORT: u16 = 2377;
+/// The port a manager with `serve_token: true` serves the worker join token on (plain HTTP,
+/// `GET /worker-token`, on its advertise address, to its subnet only).
+pub const TOKEN_PORT: u16 = 2378;
+/// The path of the worker token on [`TOKEN_PORT`].
+pub const TOKEN_PATH: &str = "/worker-token";
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -40,6 +45,10 @@ pub struct SwarmConfig {
     /// The address other nodes reach this one at: an interface name or an IP address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_addr: Option<AdvertiseAddr>,
+    /// On a manager: serve the WORKER join token over plain HTTP on the advertise address,
+    /// port [`TOKEN_PORT`], to clients of that address's subnet only (anyone there can join as
+    /// a worker: off by default; docs/fleet.md).
+    pub serve_token: bool,
     /// Node labels (`docker node update --label-add`), for placement constraints.
     #[serde(deserialize_with = "string_map", skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
@@ -56,6 +65,7 @@ impl Default for SwarmConfig {
             token_file: None,
             token_url: None,
             advertise_addr: None,
+            serve_token: false,
             labels: IndexMap::new(),
         }
     }
@@ -73,10 +83,14 @@ impl SwarmConfig {
         ];
         let given: Vec<&str> = sources.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect();
         let Some(role) = self.role else {
-            let set = [("init", self.init), ("join", self.join.is_some())]
-                .into_iter()
-                .chain(sources)
-                .find(|(_, set)| *set);
+            let set = [
+                ("init", self.init),
+                ("join", self.join.is_some()),
+                ("serve_token", self.serve_token),
+            ]
+            .into_iter()
+            .chain(sources)
+            .find(|(_, set)| *set);
             if let Some((k, _)) = set {
                 out.push((
                     key(k),
@@ -120,6 +134,14 @@ impl SwarmConfig {
                         .to_string(),
                 ));
             }
+        }
+        if self.serve_token && role == SwarmRole::Worker {
+            out.push((
+                key("serve_token"),
+                "only a manager has a join token to serve: set `serve_token` on a manager \
+                 (`role: manager`), and `token_url: http://MANAGER:2378/worker-token` here"
+                    .to_string(),
+            ));
         }
         if given.len() > 1 {
             out.push((
@@ -165,64 +187,31 @@ impl fmt::Display for SwarmRole {
 /// A manager's address: `192.0.2.10:2377`, `manager.example:2377`, `[2001:db8::1]:2377`;
 /// without a port, 2377.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SwarmPeer {
-    host: String,
-    port: u16,
-}
+pub struct SwarmPeer(HostPort);
 
 impl SwarmPeer {
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port.unwrap_or(MANAGER_PORT)
     }
 }
 
 impl FromStr for SwarmPeer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
+        let peer = HostPort::parse(s).ok_or_else(|| {
             format!(
                 "{} is not a manager's address (ADDRESS:PORT, like 192.0.2.10:2377 or \
                  manager.example:2377; an IPv6 address in brackets: [2001:db8::1]:2377)",
                 shown(s)
             )
-        };
-        let t = s.trim();
-        if let Ok(ip) = t.parse::<IpAddr>() {
-            return Ok(SwarmPeer {
-                host: ip.to_string(),
-                port: MANAGER_PORT,
-            });
-        }
-        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-            let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
-            let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
-            };
-            (format!("[{ip}]"), port)
-        } else {
-            let (host, port) = match t.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (t, None),
-            };
-            let host = match host.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => ip.to_string(),
-                Err(_) => host.parse::<Hostname>().map_err(|_| bad())?.as_str().to_string(),
-            };
-            (host, port)
-        };
-        let port = match port {
-            None => MANAGER_PORT,
-            Some(p) => p.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(bad)?,
-        };
-        Ok(SwarmPeer { host, port })
+        })?;
+        Ok(SwarmPeer(peer.or_port(MANAGER_PORT)))
     }
 }
 
 impl fmt::Display for SwarmPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        self.0.fmt(f)
     }
 }
 
@@ -332,7 +321,8 @@ mod tests {
             ("manager.example:4000", "manager.example:4000"),
             ("manager.example", "manager.example:2377"),
             ("[2001:db8::1]:2377", "[2001:db8::1]:2377"),
-            ("2001:db8::1", "2001:db8::1:2377"),
+            // An IPv6 address with the port: in brackets, as the engine reads it.
+            ("2001:db8::1", "[2001:db8::1]:2377"),
         ] {
             assert_eq!(text.parse::<SwarmPeer>().unwrap().to_string(), shown, "{text}");
         }
@@ -408,6 +398,15 @@ mod tests {
             ["berth.swarm.role"]
         );
         assert_eq!(keys(config(None, false, true, true)), ["berth.swarm.join"]);
+        let mut serving = config(Some(Worker), false, true, true);
+        serving.serve_token = true;
+        assert_eq!(keys(serving), ["berth.swarm.serve_token"]);
+        let mut serving = config(Some(Manager), true, false, false);
+        serving.serve_token = true;
+        assert!(keys(serving).is_empty());
+        let mut serving = config(None, false, false, false);
+        serving.serve_token = true;
+        assert_eq!(keys(serving), ["berth.swarm.serve_token"]);
         let mut two = config(Some(Worker), false, true, true);
         two.token_file = Some("/run/token".parse().unwrap());
         assert_eq!(keys(two), ["berth.swarm.token_file"]);

@@ -128,6 +128,87 @@ impl fmt::Display for Hostname {
 
 text_value!(Hostname, "a hostname");
 
+/// Where a network service is: a host name or an IP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Name(Hostname),
+    Address(IpAddr),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(name) => f.write_str(name.as_str()),
+            Host::Address(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// A service's address as users write it: `HOST`, `IP`, `HOST:PORT` or `[IPv6]:PORT` (a bare
+/// IPv6 address has no port). The types holding one (an NTP server, a swarm manager) word
+/// their own error and choose their default port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: Host,
+    /// Never 0.
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// `None` when `s` is none of the forms above.
+    pub fn parse(s: &str) -> Option<HostPort> {
+        let t = s.trim();
+        if let Ok(ip) = t.parse::<IpAddr>() {
+            return Some(HostPort {
+                host: Host::Address(ip),
+                port: None,
+            });
+        }
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']')?;
+            let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?),
+            };
+            (Host::Address(IpAddr::V6(ip)), port)
+        } else {
+            let (host, port) = match t.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (t, None),
+            };
+            let host = match host.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => Host::Address(IpAddr::V4(ip)),
+                Err(_) => Host::Name(host.parse().ok()?),
+            };
+            (host, port)
+        };
+        let port = match port {
+            None => None,
+            Some(p) => Some(p.parse::<u16>().ok().filter(|&n| n != 0)?),
+        };
+        Some(HostPort { host, port })
+    }
+
+    /// The same address with `port` where none was given.
+    pub fn or_port(self, port: u16) -> HostPort {
+        HostPort {
+            port: Some(self.port.unwrap_or(port)),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, self.port) {
+            (Host::Address(IpAddr::V6(ip)), Some(port)) => write!(f, "[{ip}]:{port}"),
+            (host, Some(port)) => write!(f, "{host}:{port}"),
+            (host, None) => write!(f, "{host}"),
+        }
+    }
+}
+
 /// A TCP/UDP port number, 1-65535.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Port(u16);
@@ -1019,6 +1100,30 @@ mod tests {
         for bad in ["", "-a", "a-", "a..b", "has space", "a_b", &"x".repeat(64)] {
             assert!(bad.parse::<Hostname>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        for (text, host, port) in [
+            ("pool.example.org", "pool.example.org", None),
+            ("192.0.2.1:123", "192.0.2.1", Some(123)),
+            ("2001:db8::1", "2001:db8::1", None),
+            ("[2001:db8::1]:2377", "2001:db8::1", Some(2377)),
+            ("[2001:db8::1]", "2001:db8::1", None),
+        ] {
+            let hp = HostPort::parse(text).unwrap();
+            assert_eq!((hp.host.to_string().as_str(), hp.port), (host, port), "{text}");
+        }
+        for bad in ["", "a:0", "a:b", "[192.0.2.1]:1", "[::1]1", "a b", "tcp://a:1"] {
+            assert_eq!(HostPort::parse(bad), None, "{bad}");
+        }
+        // With a port, an IPv6 address is shown in brackets (what engines and chrony read).
+        let hp = HostPort::parse("2001:db8::1").unwrap().or_port(2377);
+        assert_eq!(hp.to_string(), "[2001:db8::1]:2377");
+        assert_eq!(
+            HostPort::parse("m:4000").unwrap().or_port(2377).to_string(),
+            "m:4000"
+        );
     }
 
     #[test]

@@ -3,18 +3,20 @@
 //! [`plan::Backoff`]. The join token is never logged or reported.
 
 use super::plan::{self, Backoff, EngineState, Step};
+use super::token_server::{self, TOKEN_PORT, TokenServer};
 use super::{SwarmReport, SwarmState};
 use berth_config::schema::swarm::{AdvertiseAddr, SwarmConfig, SwarmToken};
 use bollard::Docker;
 use bollard::models::{LocalNodeState, SwarmInitRequest, SwarmJoinRequest};
 use bollard::query_parameters::{LeaveSwarmOptions, UpdateNodeOptions};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often a node in the swarm looks again (a removed node rejoins within this).
-pub const WATCH: Duration = Duration::from_secs(20);
+pub const WATCH: Duration = Duration::from_secs(15);
 /// Where the swarm's management traffic is served on a manager.
 pub const LISTEN_ADDR: &str = "0.0.0.0:2377";
 
@@ -36,6 +38,9 @@ impl Agent<'_> {
         let mut backoff = Backoff::new();
         let mut last: Option<SwarmReport> = None;
         let mut failed = false;
+        // The join token last used (from any source), masked in every error.
+        let mut used: Option<SwarmToken> = None;
+        let mut server: Option<TokenServer> = None;
         loop {
             let config = (self.reload)();
             if !config.active() {
@@ -50,7 +55,16 @@ impl Agent<'_> {
             }
             let role = config.role.map(|r| r.to_string());
             let outcome = match crate::client::wait_ready(self.socket, Duration::from_secs(600)).await {
-                Ok(docker) => round(&docker, &config, self.fetch_token, failed).await,
+                Ok(docker) => {
+                    let outcome = round(&docker, &config, self.fetch_token, failed, &mut used).await;
+                    let active = outcome.as_ref().is_ok_and(|r| r.state == SwarmState::Active);
+                    server = if config.serve_token && active {
+                        serve_token(&docker, server.take()).await
+                    } else {
+                        None
+                    };
+                    outcome
+                }
                 Err(e) => Err(e.to_string()),
             };
             failed = outcome.is_err();
@@ -66,7 +80,7 @@ impl Agent<'_> {
                     (report, wait)
                 }
                 Err(error) => {
-                    let error = hide_token(&error, &config);
+                    let error = hide_token(&error, &config, used.as_ref());
                     let wait = backoff.next_wait();
                     tracing::warn!("swarm: {error}; trying again in {}s", wait.as_secs());
                     let report = SwarmReport {
@@ -117,13 +131,75 @@ fn engine_state(state: Option<LocalNodeState>, failing: bool) -> EngineState {
     }
 }
 
+/// The worker token server of a manager with `serve_token`: kept while it listens on the
+/// engine's advertise address, started (again) when that changes; `None` when this node is
+/// not a manager or the server cannot start (logged).
+async fn serve_token(docker: &Docker, current: Option<TokenServer>) -> Option<TokenServer> {
+    let swarm = match docker.info().await {
+        Ok(info) => info.swarm.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("swarm: docker info: {e}");
+            return current;
+        }
+    };
+    if !swarm.control_available.unwrap_or(false) {
+        if current.is_some() {
+            tracing::info!("swarm: no longer a manager: the worker token is not served any more");
+        }
+        return None;
+    }
+    let Some(ip) = swarm.node_addr.and_then(|a| a.parse::<IpAddr>().ok()) else {
+        tracing::warn!("swarm: the engine reports no advertise address: the worker token is not served");
+        return current;
+    };
+    let addr = SocketAddr::new(ip, TOKEN_PORT);
+    if let Some(server) = current
+        && server.addr == addr
+    {
+        return Some(server);
+    }
+    let subnet = match token_server::subnet_of(ip) {
+        Ok(subnet) => subnet,
+        Err(e) => {
+            tracing::warn!("swarm: not serving the worker token: {e}");
+            return None;
+        }
+    };
+    let engine = docker.clone();
+    // Only the worker token, read at every request (a rotated token is served at once).
+    let worker_token = move || {
+        let engine = engine.clone();
+        async move {
+            let swarm = engine.inspect_swarm().await.map_err(|e| e.to_string())?;
+            swarm
+                .join_tokens
+                .and_then(|t| t.worker)
+                .ok_or_else(|| "the engine returned no worker token".to_string())
+        }
+    };
+    match token_server::start(addr, subnet, worker_token).await {
+        Ok(server) => {
+            tracing::info!(
+                "swarm: serving the worker token at http://{addr}{} to {subnet}",
+                berth_config::schema::swarm::TOKEN_PATH
+            );
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("swarm: cannot serve the worker token on {addr}: {e}");
+            None
+        }
+    }
+}
+
 /// One look at the engine and the step it calls for.
-/// `failed`: the previous round ended in an error.
+/// `failed`: the previous round ended in an error; `used`: set to the join token used.
 async fn round(
     docker: &Docker,
     config: &SwarmConfig,
     fetch: &FetchToken,
     failed: bool,
+    used: &mut Option<SwarmToken>,
 ) -> Result<SwarmReport, String> {
     let info = docker.info().await.map_err(|e| format!("docker info: {e}"))?;
     let swarm = info.swarm.unwrap_or_default();
@@ -170,6 +246,7 @@ async fn round(
                 return Err("berth.swarm.join is not set: no manager to join".to_string());
             };
             let token = join_token(config, fetch).await?;
+            *used = Some(token.clone());
             tracing::info!(
                 "swarm: joining {manager} as a {}",
                 config.role.map_or("node", |r| r.as_str())
@@ -301,13 +378,16 @@ async fn join_token(config: &SwarmConfig, fetch: &FetchToken) -> Result<SwarmTok
     Err("no join token: set berth.swarm.token, token_file or token_url".to_string())
 }
 
-/// An engine's error message with any configured token masked (the engine does not echo it
-/// today; this keeps it so).
-fn hide_token(message: &str, config: &SwarmConfig) -> String {
-    match &config.token {
-        Some(token) => message.replace(token.reveal(), "<token>"),
-        None => message.to_string(),
-    }
+/// An engine's error message with the join token masked: the inline one and the one last used
+/// (read from `token_file` or `token_url`). The engine does not echo it today; this keeps it so.
+fn hide_token(message: &str, config: &SwarmConfig, used: Option<&SwarmToken>) -> String {
+    config
+        .token
+        .iter()
+        .chain(used)
+        .fold(message.to_string(), |m, token| {
+            m.replace(token.reveal(), "<token>")
+        })
 }
 
 #[cfg(test)]
@@ -354,8 +434,16 @@ mod tests {
             token: Some(TOKEN.parse().unwrap()),
             ..SwarmConfig::default()
         };
-        let shown = hide_token(&format!("join failed: bad token {TOKEN}"), &config);
+        let shown = hide_token(&format!("join failed: bad token {TOKEN}"), &config, None);
         assert_eq!(shown, "join failed: bad token <token>");
+        // A token read from token_file or token_url is masked too.
+        let from_file = SwarmConfig {
+            token_file: Some("/var/lib/berth/token".parse().unwrap()),
+            ..SwarmConfig::default()
+        };
+        let used: SwarmToken = TOKEN.parse().unwrap();
+        let shown = hide_token(&format!("rejected {TOKEN}"), &from_file, Some(&used));
+        assert_eq!(shown, "rejected <token>");
     }
 
     #[test]

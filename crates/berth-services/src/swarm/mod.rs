@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod plan;
+pub mod token_server;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
