@@ -237,17 +237,13 @@ pub fn main(loaded: &berth_config::Loaded) -> i32 {
 /// create, a refused step) to the boot problems under `root` (`/run/berth/boot-problems`),
 /// each once: the service runs again when cloud-init changes the configuration.
 pub fn record_boot_problems(root: &Path, plan: &Plan, errors: &[NetconfError]) {
-    let known = berth_runtime::problems::read(root);
     let lines = plan
         .problems
         .iter()
         .map(ToString::to_string)
-        .chain(errors.iter().map(ToString::to_string))
-        .map(|m| format!("network: {m}"));
+        .chain(errors.iter().map(ToString::to_string));
     for line in lines {
-        if !known.contains(&line) {
-            berth_runtime::problems::report(root, &line);
-        }
+        berth_runtime::problems::report(root, &format!("network: {line}"));
     }
 }
 

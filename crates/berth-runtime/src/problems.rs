@@ -7,15 +7,21 @@ use std::path::Path;
 
 pub const FILE: &str = crate::paths::BOOT_PROBLEMS;
 
-/// Record a problem: log it as a warning and append it to the problems file under `root`.
+/// Record a problem: log it as a warning and append it to the problems file under `root`,
+/// once: a service that starts again (a restart, cloud-init's reload) reports the same
+/// problem again, and the banner must not list it twice.
 pub fn report(root: &Path, message: &str) {
     tracing::warn!("{message}");
+    let line = message.replace('\n', " ");
+    if read(root).contains(&line) {
+        return;
+    }
     let path = root.join(FILE.trim_start_matches('/'));
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-        let _ = writeln!(file, "{}", message.replace('\n', " "));
+        let _ = writeln!(file, "{line}");
     }
 }
 
@@ -36,5 +42,14 @@ mod tests {
         report(root.path(), "first");
         report(root.path(), "second\nline");
         assert_eq!(read(root.path()), ["first", "second line"]);
+    }
+
+    #[test]
+    fn a_problem_reported_again_is_listed_once() {
+        let root = tempfile::tempdir().unwrap();
+        report(root.path(), "engine missing");
+        report(root.path(), "other");
+        report(root.path(), "engine missing");
+        assert_eq!(read(root.path()), ["engine missing", "other"]);
     }
 }
