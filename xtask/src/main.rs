@@ -15,6 +15,7 @@ mod deb;
 mod debian_ref;
 mod disk;
 mod docker_archive;
+mod e2e;
 mod engines;
 mod fuzz;
 mod host;

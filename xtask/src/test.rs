@@ -1,9 +1,10 @@
 //! `cargo xtask test`: every tier in one command. Unit and integration tests (the latter
 //! start their own dockerd), then the image build, then the end-to-end tests that boot it in
-//! QEMU, one VM at a time.
+//! QEMU, two test files at a time (see `e2e.rs`).
 
 use crate::{build, host, layout};
 use anyhow::{Context, Result, bail};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -15,6 +16,10 @@ pub struct TestArgs {
     /// Run only the end-to-end tier (builds the image if needed)
     #[arg(long)]
     pub only_e2e: bool,
+    /// End-to-end test files run side by side (those that boot several machines at once
+    /// always run alone); 1 runs them one after another
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub e2e_jobs: usize,
     /// Only run tests whose name contains this (passed to cargo test)
     #[arg(value_name = "FILTER")]
     pub filter: Option<String>,
@@ -76,22 +81,22 @@ pub fn run(args: &TestArgs) -> Result<()> {
     }
     if !args.no_e2e {
         let artifacts = build::run(&build::BuildArgs::default())?;
-        let mut cmd = cargo();
-        cmd.args(["test", "--no-fail-fast", "-p", "berth-e2e"])
-            .env(
-                "BERTH_OUT",
-                artifacts.vmlinuz.parent().unwrap_or(&layout::out_dir()),
-            )
-            .arg("--");
-        if let Some(f) = &args.filter {
-            cmd.arg(f);
-        }
-        // One VM at a time: the tests share two cores and measure nothing.
-        cmd.args(["--test-threads=1"]);
+        let out = artifacts
+            .vmlinuz
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(layout::out_dir);
         // Where the machines record a known fault of QEMU's emulation they went on from.
-        let faults = layout::out_dir().join("e2e/emulator-faults.log");
+        let faults = out.join("e2e/emulator-faults.log");
         let _ = std::fs::remove_file(&faults);
-        let result = step("end-to-end tests (QEMU)", &mut cmd);
+        eprintln!("==> end-to-end tests (QEMU), {} at a time", args.e2e_jobs);
+        let started = Instant::now();
+        let result = crate::e2e::run(cargo(), &out, args.filter.as_deref(), args.e2e_jobs);
+        eprintln!(
+            "    end-to-end tests (QEMU): {} in {:.0}s",
+            if result.is_ok() { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
         if let Ok(said) = std::fs::read_to_string(&faults) {
             eprintln!("Known faults of QEMU's software emulation met (not failures):\n{said}");
         }

@@ -330,6 +330,10 @@ pub fn make_cidata_with_network(
 /// A throwaway ssh key pair in `dir` (created once); returns (private key path, public key).
 pub fn ssh_key(dir: &Path) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir)?;
+    // Test binaries run side by side (`cargo xtask test` runs two at a time): the first one
+    // makes the key while the others wait on this lock, so none reads a half-made key.
+    let lock = std::fs::File::create(dir.join("id_ed25519.lock"))?;
+    lock.lock().context("locking the ssh key")?;
     let key = dir.join("id_ed25519");
     if !key.exists() {
         let out = Command::new("ssh-keygen")
