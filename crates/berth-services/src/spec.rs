@@ -40,11 +40,13 @@ impl Environment {
 
     /// The values for services of `config`: [`Environment::new`] with the proxies of
     /// `berth.network` under `berth.environment` (a service that lists `- HTTP_PROXY` gets
-    /// the machine's proxy unless `berth.environment` names another).
+    /// the machine's proxy unless `berth.environment` names another). A proxy URL with a
+    /// user name or password is left out: a container's environment is shown by
+    /// `system-docker inspect` and kept in System Docker's container files.
     pub fn of(config: &berth_config::BerthConfig) -> Self {
         let mut env = Self::new(&config.environment);
         for (key, value) in berth_config::proxy::environment(&config.network) {
-            if !config.environment.contains_key(key) {
+            if !config.environment.contains_key(key) && !carries_credentials(&value) {
                 env.vars.insert(key.to_string(), value);
             }
         }
@@ -62,6 +64,14 @@ impl Environment {
     fn interpolate(&self, text: &str) -> Result<String, berth_config::ConfigError> {
         berth_config::interpolate(text, &|name| self.vars.get(name).cloned())
     }
+}
+
+/// Whether a URL names a user (`http://user:password@host`): its authority holds an `@`.
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -478,6 +488,12 @@ mod tests {
         config
             .environment
             .insert("https_proxy".into(), "http://10.1.1.1:8080".into());
+        // A proxy with credentials stays out of the container's environment.
+        config.network.http_proxy = Some("http://user:secret@198.18.0.98:3128".parse().unwrap());
+        let env = env_of(&config);
+        assert!(!env.iter().any(|e| e.contains("secret")), "{env:?}");
+        assert!(env.iter().any(|e| e == "NO_PROXY=localhost,.test"), "{env:?}");
+        config.network.http_proxy = Some("http://198.18.0.99:3128".parse().unwrap());
         let env = env_of(&config);
         for want in [
             "HTTP_PROXY=http://198.18.0.99:3128",
