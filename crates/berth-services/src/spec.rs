@@ -458,14 +458,7 @@ mod tests {
     /// berth.environment wins over them, and without proxies none is set.
     #[test]
     fn the_docker_service_carries_the_proxies() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = berth_config::ConfigPaths {
-            defaults: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../os/defaults.yml"),
-            oem_dir: dir.path().join("oem"),
-            conf_dir: dir.path().join("conf"),
-        };
-        let loaded = berth_config::load(&paths, &berth_config::KernelCmdline::parse(""));
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let loaded = crate::shipped_defaults();
         let mut config = loaded.config.berth;
         let docker = config
             .services
