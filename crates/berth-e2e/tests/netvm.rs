@@ -421,6 +421,22 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         "the flow over the bond stopped at the failover: {flow}"
     );
     eprintln!("bond failover from {active} to {other}: {}", flow.trim());
+    // The configuration applied again, live: each slave is still found by its own MAC
+    // address (enslaved, both carry the bond's), and the bond keeps both.
+    net.set_link(&a, active_nic, true).unwrap();
+    let apply = a.ssh("sudo berth network apply").unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&apply.stdout),
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    assert!(
+        apply.status.success() && !said.contains("no interface has"),
+        "berth network apply on A: {said}"
+    );
+    let (_, again) = bond_state(&a);
+    assert_eq!(again, slaves, "{said}");
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.2.11", Duration::from_secs(30));
 
     // C: the segment NIC is a port of the bridge br0, which took an address from dnsmasq's
     // range, with name servers and search domain from the lease.
