@@ -7,8 +7,13 @@
 //! segment (Debian's chronyd, run by the test), and the ntp service's chrony sets the clock
 //! right from it. B has no state partition but `berth.state.autoformat` lists a disk holding
 //! data (left alone) and a blank one (formatted, then mounted on /var). C boots the build's
-//! `berth.qcow2`, enlarged: its state partition fills the disk. A's segment NIC has MTU 1400; A's proxies reach User Docker, System Docker and the
-//! login environment. QEMU's `set_link` takes A's segment link down and up again.
+//! `berth.qcow2`, enlarged: its state partition fills the disk. A's segment NIC has MTU 1400;
+//! A's proxies reach User Docker, System Docker, the docker service's container environment
+//! and the login environment. QEMU's `set_link` takes A's segment link down and up again.
+//! A and B have VLAN 100 on their segment NIC and reach each other over it; C, untagged,
+//! does not, even with an address in its subnet. A and B each bond two more NICs
+//! (`active-backup`): a ping over the bond goes on when QEMU takes A's active slave's link
+//! down. C's segment NIC is a port of a bridge, which takes the DHCP lease.
 //!
 //! Needs root, iproute2 and dnsmasq (see the README). The proxies are addresses on the test
 //! segment that nothing listens on: no traffic is ever sent to them.
@@ -27,6 +32,11 @@ use std::time::{Duration, Instant};
 const MAC_A: &str = "52:54:00:4e:00:0a";
 const MAC_B: &str = "52:54:00:4e:00:0b";
 const MAC_C: &str = "52:54:00:4e:00:0c";
+/// The two NICs A and B each bond (`active-backup`) on the segment: (A's, B's).
+const BOND_MACS: [(&str, &str); 2] = [
+    ("52:54:00:4e:01:0a", "52:54:00:4e:01:0b"),
+    ("52:54:00:4e:02:0a", "52:54:00:4e:02:0b"),
+];
 const HTTP_PROXY: &str = "http://198.18.0.99:3128";
 const HTTPS_PROXY: &str = "http://198.18.0.99:3129";
 const NO_PROXY: &str = "localhost,.netvm.test";
@@ -50,8 +60,10 @@ fn static_network(mac: &str, v4: &str, v6: &str, extra: &str) -> String {
     )
 }
 
-/// The same as [`static_network`], as a NoCloud `network-config` (cloud-init's version 2).
+/// The same as [`static_network`], as a NoCloud `network-config` (cloud-init's version 2),
+/// with B's VLAN 100 on the segment NIC and its bond of two NICs (`active-backup`).
 fn datasource_network(mac: &str, v4: &str, v6: &str) -> String {
+    let [(_, slave1), (_, slave2)] = BOND_MACS;
     format!(
         "network:
   version: 2
@@ -62,8 +74,48 @@ fn datasource_network(mac: &str, v4: &str, v6: &str) -> String {
       match:
         macaddress: '{mac}'
       addresses: [{v4}/24, '{v6}/64']
+    slave1:
+      match: {{macaddress: '{slave1}'}}
+    slave2:
+      match: {{macaddress: '{slave2}'}}
+  bonds:
+    bond0:
+      interfaces: [slave1, slave2]
+      parameters: {{mode: active-backup, mii-monitor-interval: 100}}
+      addresses: [198.18.2.11/24]
+  vlans:
+    vlan100:
+      id: 100
+      link: segment
+      addresses: [198.18.100.11/24]
 "
     )
+}
+
+/// What `/proc/net/bonding/bond0` says: the active slave's name, and each slave's name with
+/// its own (permanent) MAC address.
+fn bond_state(m: &Machine) -> (String, Vec<(String, String)>) {
+    let text = check(m, "bond0", m.run("cat /proc/net/bonding/bond0"));
+    let active = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Currently Active Slave: "))
+        .unwrap_or_else(|| panic!("[{}] no active slave: {text}", m.name))
+        .trim()
+        .to_string();
+    let mut slaves = Vec::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("Slave Interface: ") {
+            name = Some(n.trim().to_string());
+        } else if let (Some(mac), Some(n)) = (line.strip_prefix("Permanent HW addr: "), &name) {
+            slaves.push((n.clone(), mac.trim().to_string()));
+        }
+    }
+    assert!(
+        text.contains("Bonding Mode: fault-tolerance (active-backup)"),
+        "{text}"
+    );
+    (active, slaves)
 }
 
 /// Run `cmd` until it succeeds (the segment may still be settling: DAD, carrier, ARP).
@@ -139,13 +191,33 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
                 MAC_A,
                 "198.18.0.10",
                 "fd42:4e::a",
-                &format!("        mtu: 1400\n    https_proxy: {HTTPS_PROXY}\n"),
+                &format!(
+                    "        mtu: 1400
+        vlans: \"100:vlan100\"
+      vlan100:
+        address: 198.18.100.10/24
+      slave1:
+        match: mac={}
+        bond: bond0
+      slave2:
+        match: mac={}
+        bond: bond0
+      bond0:
+        address: 198.18.2.10/24
+        bond_opts:
+          mode: active-backup
+          miimon: \"100\"
+    https_proxy: {HTTPS_PROXY}
+",
+                    BOND_MACS[0].0, BOND_MACS[1].0
+                ),
             ),
         ),
         // B: the same network from its seed's NoCloud network-config (version 2) instead,
         // used because its user-data configures no interface.
         ("b", String::new()),
-        // C: DHCP only on the segment, so that resolv.conf comes from dnsmasq's lease alone;
+        // C: DHCP only on the segment, so that resolv.conf comes from dnsmasq's lease alone,
+        // taken by a bridge whose port is the segment NIC (RancherOS's `bridge: br0`);
         // eth0 is static at the address QEMU's user network forwards ssh to.
         (
             "c",
@@ -158,6 +230,9 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         gateway: 10.0.2.2
       segment:
         match: mac={MAC_C}
+        bridge: br0
+      br0:
+        bridge: true
         dhcp: true
 "
             ),
@@ -185,7 +260,7 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         .unwrap()
         .set_len(C_DISK)
         .unwrap();
-    let mut vms: Vec<(String, Vm, TapNic)> = Vec::new();
+    let mut vms: Vec<(String, Vm, Vec<TapNic>)> = Vec::new();
     for ((name, extra), mac) in user_data.iter().zip([MAC_A, MAC_B, MAC_C]) {
         let seed = env.dir.join(format!("{name}-cidata.iso"));
         let network_config = (*name == "b").then(|| datasource_network(MAC_B, "198.18.0.11", "fd42:4e::b"));
@@ -224,11 +299,19 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         if *name == "c" {
             vm.rtc_base = Some(an_hour_ago());
         }
-        let nic = net.attach(&mut vm, mac);
-        vms.push((name.to_string(), vm, nic));
+        let mut nics = vec![net.attach(&mut vm, mac)];
+        // A and B: two more NICs on the segment, which they bond.
+        for (for_a, for_b) in BOND_MACS {
+            match *name {
+                "a" => nics.push(net.attach(&mut vm, for_a)),
+                "b" => nics.push(net.attach(&mut vm, for_b)),
+                _ => {}
+            }
+        }
+        vms.push((name.to_string(), vm, nics));
     }
     // The three boot at once.
-    let machines: Vec<(Machine, TapNic)> = std::thread::scope(|s| {
+    let machines: Vec<(Machine, Vec<TapNic>)> = std::thread::scope(|s| {
         let handles: Vec<_> = vms
             .into_iter()
             .map(|(name, vm, nic)| {
@@ -246,7 +329,8 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         "all three answer ssh after {:.0}s",
         started.elapsed().as_secs_f64()
     );
-    let [(a, a_nic), (b, _), (c, _)] = <[_; 3]>::try_from(machines).ok().unwrap();
+    let [(a, a_nics), (b, _), (c, _)] = <[_; 3]>::try_from(machines).ok().unwrap();
+    let a_nic = &a_nics[0];
 
     // Static addresses of both families on the NIC chosen by MAC address; MTU 1400 on A's.
     let link_a = link_with_mac(&a, MAC_A);
@@ -282,8 +366,87 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     until_ok(&a, "sudo ping -6 -c 2 -W 3 fd42:4e::b", Duration::from_secs(90));
     until_ok(&b, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
 
-    // C: an address from dnsmasq's range, name servers and search domain from the lease.
-    let c_name = link_with_mac(&c, MAC_C)["ifname"].as_str().unwrap().to_string();
+    // VLAN 100 on the segment NIC: A's from `vlans: "100:vlan100"`, B's from its
+    // network-config's `vlans`; each is a tagged link on that NIC, and they reach each other.
+    for (m, mac) in [(&a, MAC_A), (&b, MAC_B)] {
+        let parent = link_with_mac(m, mac)["ifname"].as_str().unwrap().to_string();
+        let out = check(m, "vlan100", m.run("ip -j -d link show vlan100"));
+        let vlan: Vec<Value> = serde_json::from_str(&out).unwrap();
+        let info = &vlan[0]["linkinfo"];
+        assert_eq!(
+            (&info["info_kind"], &info["info_data"]["id"], &vlan[0]["link"]),
+            (&"vlan".into(), &100.into(), &parent.clone().into()),
+            "[{}] {out}",
+            m.name
+        );
+    }
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.100.11", Duration::from_secs(60));
+    until_ok(&b, "sudo ping -c 2 -W 3 198.18.100.10", Duration::from_secs(30));
+
+    // A bond of two NICs each (active-backup, miimon), in a subnet of its own. A ping runs
+    // from A while QEMU takes the link of A's active slave down: the other slave takes over
+    // and the ping goes on.
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.2.11", Duration::from_secs(60));
+    let (active, slaves) = bond_state(&a);
+    assert_eq!(slaves.len(), 2, "{slaves:?}");
+    let active_mac = &slaves.iter().find(|(n, _)| *n == active).unwrap().1;
+    let other = slaves.iter().find(|(n, _)| *n != active).unwrap().0.clone();
+    let active_nic = a_nics.iter().find(|n| &n.mac == active_mac).unwrap();
+    check(
+        &a,
+        "a ping over the bond",
+        a.run("sudo sh -c 'ping -n -c 40 -i 0.25 -W 1 198.18.2.11 > /run/bond-ping.log 2>&1 < /dev/null &'"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    net.set_link(&a, active_nic, false).unwrap();
+    until_ok(
+        &a,
+        &format!("grep -x 'Currently Active Slave: {other}' /proc/net/bonding/bond0"),
+        Duration::from_secs(15),
+    );
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.2.11", Duration::from_secs(30));
+    let flow = until_ok(
+        &a,
+        "grep 'packets transmitted' /run/bond-ping.log",
+        Duration::from_secs(30),
+    );
+    let received: u32 = flow
+        .split(',')
+        .find_map(|f| f.trim().strip_suffix(" received")?.parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary: {flow}"));
+    // 40 echo requests over 10 s; the link goes down after 2 s: most answered, those after
+    // the switch included.
+    assert!(
+        received >= 30,
+        "the flow over the bond stopped at the failover: {flow}"
+    );
+    eprintln!("bond failover from {active} to {other}: {}", flow.trim());
+    // The configuration applied again, live: each slave is still found by its own MAC
+    // address (enslaved, both carry the bond's), and the bond keeps both.
+    net.set_link(&a, active_nic, true).unwrap();
+    let apply = a.ssh("sudo berth network apply").unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&apply.stdout),
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    assert!(
+        apply.status.success() && !said.contains("no interface has"),
+        "berth network apply on A: {said}"
+    );
+    let (_, again) = bond_state(&a);
+    assert_eq!(again, slaves, "{said}");
+    until_ok(&a, "sudo ping -c 2 -W 3 198.18.2.11", Duration::from_secs(30));
+
+    // C: the segment NIC is a port of the bridge br0, which took an address from dnsmasq's
+    // range, with name servers and search domain from the lease.
+    let c_port = link_with_mac(&c, MAC_C);
+    assert_eq!(c_port["master"], "br0", "{c_port}");
+    assert!(
+        addresses(&c_port).iter().all(|a| a.starts_with("fe80:")),
+        "{c_port}"
+    );
+    let c_name = "br0";
     let c_addr = until_ok(
         &c,
         &format!("ip -4 -o addr show dev {c_name} | grep -o '198\\.18\\.0\\.1[0-5][0-9]/24'"),
@@ -305,8 +468,27 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
             .any(|l| l.starts_with("search ") && l.split_whitespace().any(|d| d == "netvm.test")),
         "{resolv}"
     );
-    assert!(net.leases().contains(MAC_C), "dnsmasq leases: {}", net.leases());
+    let c_ip = c_addr.trim().trim_end_matches("/24");
+    assert!(
+        net.leases().contains(&format!(" {c_ip} ")),
+        "dnsmasq leases: {}",
+        net.leases()
+    );
     until_ok(&c, "sudo ping -c 2 -W 3 198.18.0.10", Duration::from_secs(60));
+    // C has no VLAN: even with an address in VLAN 100's subnet on its untagged bridge, it
+    // does not reach A's VLAN address (which B reaches above).
+    check(
+        &c,
+        "an address in VLAN 100's subnet",
+        c.run("sudo ip addr add 198.18.100.12/24 dev br0"),
+    );
+    let out = c.ssh("sudo ping -n -c 3 -W 2 198.18.100.10").unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains(" 0 received"),
+        "C reached A's VLAN address untagged: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // C runs from berth.qcow2: slot A, the state partition (from 1090 MiB) grown to the end
     // of the enlarged disk, User Docker ready.
@@ -372,6 +554,23 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
         a.run("sudo system-docker info --format '{{.HTTPProxy}}|{{.NoProxy}}'"),
     );
     assert_eq!(system_docker.trim(), format!("{HTTP_PROXY}|{NO_PROXY}"));
+    // The docker service's container carries all three, both spellings, in its Config.Env.
+    let inspect = check(
+        &a,
+        "system-docker inspect docker",
+        a.run("sudo system-docker inspect docker --format '{{json .Config.Env}}'"),
+    );
+    let container_env: Vec<String> = serde_json::from_str(inspect.trim()).unwrap();
+    for (key, value) in [
+        ("HTTP_PROXY", HTTP_PROXY),
+        ("HTTPS_PROXY", HTTPS_PROXY),
+        ("NO_PROXY", NO_PROXY),
+    ] {
+        for key in [key.to_string(), key.to_lowercase()] {
+            let want = format!("{key}={value}");
+            assert!(container_env.contains(&want), "{want} missing: {container_env:?}");
+        }
+    }
     let login = check(
         &a,
         "login environment",
@@ -382,9 +581,9 @@ fn vm_three_machines_on_a_private_segment_static_dhcp_mtu_proxies() {
     // QEMU's set_link: A's segment NIC loses its carrier and gets it back.
     let a_name = link_a["ifname"].as_str().unwrap().to_string();
     let carrier = format!("cat /sys/class/net/{a_name}/carrier");
-    net.set_link(&a, &a_nic, false).unwrap();
+    net.set_link(&a, a_nic, false).unwrap();
     until_ok(&a, &format!("test \"$({carrier})\" = 0"), Duration::from_secs(30));
-    net.set_link(&a, &a_nic, true).unwrap();
+    net.set_link(&a, a_nic, true).unwrap();
     until_ok(&a, &format!("test \"$({carrier})\" = 1"), Duration::from_secs(30));
     until_ok(&a, "sudo ping -c 2 -W 3 198.18.0.11", Duration::from_secs(60));
 

@@ -8,37 +8,52 @@ use crate::plan::{Action, Link, LinkPlan, Plan, Route, VirtualKind, VirtualLink}
 use berth_config::schema::network::BondOption;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{InfoBond, LinkAttribute, LinkInfo};
+use rtnetlink::packet_route::link::{InfoBond, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{Handle, LinkBond, LinkBridge, LinkUnspec, LinkVlan, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What netconf needs of one link. Its MAC address is the NIC's own (`IFLA_PERM_ADDRESS`)
+/// when the kernel reports one: a bond gives its slaves its own address, and a `mac=` match
+/// must still find each slave by the address it was made with when the plan is made again.
+fn link_of(message: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: message.header.index,
+        ..Link::default()
+    };
+    let mut permanent = None;
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                link.mac = Some(crate::status::mac_text(bytes));
+            }
+            LinkAttribute::PermAddress(bytes) if bytes.len() == 6 && bytes.iter().any(|b| *b != 0) => {
+                permanent = Some(crate::status::mac_text(bytes));
+            }
+            LinkAttribute::Controller(index) => link.master = Some(*index),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        link.kind = Some(kind.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if permanent.is_some() {
+        link.mac = permanent;
+    }
+    link
+}
 
 /// The links of the calling thread's network namespace.
 pub async fn links(handle: &Handle) -> Result<Vec<Link>, NetconfError> {
     let mut out = Vec::new();
     let mut stream = handle.link().get().execute();
     while let Some(message) = stream.try_next().await.map_err(NetconfError::ListLinks)? {
-        let mut link = Link {
-            index: message.header.index,
-            ..Link::default()
-        };
-        for attribute in &message.attributes {
-            match attribute {
-                LinkAttribute::IfName(n) => link.name = n.clone(),
-                LinkAttribute::Address(bytes) if bytes.len() == 6 => {
-                    link.mac = Some(crate::status::mac_text(bytes));
-                }
-                LinkAttribute::Controller(index) => link.master = Some(*index),
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            link.kind = Some(kind.to_string());
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        let link = link_of(&message);
         if !link.name.is_empty() {
             out.push(link);
         }
@@ -256,4 +271,48 @@ pub async fn apply(handle: &Handle, plan: &Plan) -> Vec<NetconfError> {
         errors.extend(apply_link(handle, link).await);
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(attributes: Vec<LinkAttribute>) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        message.header.index = 3;
+        message.attributes = attributes;
+        message
+    }
+
+    /// A bond slave carries the bond's address; its own stays its MAC for `mac=` matches.
+    /// A link without a permanent address (a bond, a VLAN: the kernel reports none, or
+    /// zeros) keeps its current one.
+    #[test]
+    fn a_link_is_known_by_its_permanent_address() {
+        let slave = link_of(&message(vec![
+            LinkAttribute::IfName("eth3".into()),
+            LinkAttribute::Address(vec![0x52, 0x54, 0, 0x4e, 1, 0x0a]),
+            LinkAttribute::PermAddress(vec![0x52, 0x54, 0, 0x4e, 2, 0x0a]),
+            LinkAttribute::Controller(7),
+        ]));
+        assert_eq!(
+            (
+                slave.index,
+                slave.name.as_str(),
+                slave.mac.as_deref(),
+                slave.master
+            ),
+            (3, "eth3", Some("52:54:00:4e:02:0a"), Some(7))
+        );
+        for attributes in [
+            vec![LinkAttribute::Address(vec![0x52, 0x54, 0, 0x4e, 1, 0x0a])],
+            vec![
+                LinkAttribute::Address(vec![0x52, 0x54, 0, 0x4e, 1, 0x0a]),
+                LinkAttribute::PermAddress(vec![0; 6]),
+            ],
+        ] {
+            let bond = link_of(&message(attributes));
+            assert_eq!(bond.mac.as_deref(), Some("52:54:00:4e:01:0a"));
+        }
+    }
 }

@@ -199,14 +199,7 @@ mod tests {
     /// restarted by any change of the configuration.
     #[test]
     fn shipped_defaults_order_the_system_daemons() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = berth_config::ConfigPaths {
-            defaults: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../os/defaults.yml"),
-            oem_dir: dir.path().join("oem"),
-            conf_dir: dir.path().join("conf"),
-        };
-        let loaded = berth_config::load(&paths, &berth_config::KernelCmdline::parse(""));
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let loaded = crate::shipped_defaults();
         let s: IndexMap<String, ServiceSpec> = loaded
             .config
             .berth

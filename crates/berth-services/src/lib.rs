@@ -23,6 +23,22 @@ pub mod sysinit;
 pub mod up;
 pub mod user_engine;
 
+/// The shipped `os/defaults.yml`, loaded alone (no OEM or user configuration), for tests of
+/// what the release defines.
+#[cfg(test)]
+pub(crate) fn shipped_defaults() -> berth_config::Loaded {
+    #![allow(clippy::unwrap_used)] // test code
+    let dir = tempfile::tempdir().unwrap();
+    let paths = berth_config::ConfigPaths {
+        defaults: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../os/defaults.yml"),
+        oem_dir: dir.path().join("oem"),
+        conf_dir: dir.path().join("conf"),
+    };
+    let loaded = berth_config::load(&paths, &berth_config::KernelCmdline::parse(""));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded
+}
+
 pub const VERSION: &str = berth_runtime::VERSION;
 /// System Docker's socket.
 pub const SYSTEM_SOCKET: &str = berth_runtime::paths::SYSTEM_DOCKER_SOCKET;

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 pub const LABEL_SERVICE: &str = "io.berth.service";
 pub const LABEL_HASH: &str = "io.berth.config-hash";
 
-/// Values for `${VAR}`: the built-ins and `berth.environment`.
+/// Values for `${VAR}` and for a bare `- KEY` in a service's `environment`: the built-ins,
+/// the proxies of `berth.network` (`HTTP_PROXY`, `http_proxy`, ... as
+/// [`berth_config::proxy::environment`] spells them) and `berth.environment`, which wins.
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
     pub vars: IndexMap<String, String>,
@@ -36,6 +38,21 @@ impl Environment {
         Self { vars }
     }
 
+    /// The values for services of `config`: [`Environment::new`] with the proxies of
+    /// `berth.network` under `berth.environment` (a service that lists `- HTTP_PROXY` gets
+    /// the machine's proxy unless `berth.environment` names another). A proxy URL with a
+    /// user name or password is left out: a container's environment is shown by
+    /// `system-docker inspect` and kept in System Docker's container files.
+    pub fn of(config: &berth_config::BerthConfig) -> Self {
+        let mut env = Self::new(&config.environment);
+        for (key, value) in berth_config::proxy::environment(&config.network) {
+            if !config.environment.contains_key(key) && !carries_credentials(&value) {
+                env.vars.insert(key.to_string(), value);
+            }
+        }
+        env
+    }
+
     /// A service's value for a bare `- KEY`: `service/KEY`, then `KEY` (RancherOS's lookup).
     pub fn lookup_for(&self, service: &str, key: &str) -> Option<String> {
         self.vars
@@ -47,6 +64,14 @@ impl Environment {
     fn interpolate(&self, text: &str) -> Result<String, berth_config::ConfigError> {
         berth_config::interpolate(text, &|name| self.vars.get(name).cloned())
     }
+}
+
+/// Whether a URL names a user (`http://user:password@host`): its authority holds an `@`.
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,5 +451,52 @@ mod tests {
         let e = container_body("s", &spec("      image: ${NOPE}/x\n"), &env(), true).unwrap_err();
         assert!(e.to_string().starts_with("service s:"), "{e}");
         assert!(e.to_string().contains("NOPE"), "{e}");
+    }
+
+    /// The shipped docker service carries berth.network's proxies in its container's
+    /// environment (what `system-docker inspect docker` shows), both spellings;
+    /// berth.environment wins over them, and without proxies none is set.
+    #[test]
+    fn the_docker_service_carries_the_proxies() {
+        let loaded = crate::shipped_defaults();
+        let mut config = loaded.config.berth;
+        let docker = config
+            .services
+            .iter()
+            .find(|(k, _)| k.as_str() == "docker")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let env_of = |config: &berth_config::BerthConfig| {
+            let (body, _) = container_body("docker", &docker, &Environment::of(config), true).unwrap();
+            body.env.unwrap_or_default()
+        };
+        assert!(
+            !env_of(&config).iter().any(|e| e.to_lowercase().contains("proxy")),
+            "{:?}",
+            env_of(&config)
+        );
+        config.network.http_proxy = Some("http://198.18.0.99:3128".parse().unwrap());
+        config.network.https_proxy = Some("http://198.18.0.99:3129".parse().unwrap());
+        config.network.no_proxy = Some("localhost,.test".into());
+        config
+            .environment
+            .insert("https_proxy".into(), "http://10.1.1.1:8080".into());
+        // A proxy with credentials stays out of the container's environment.
+        config.network.http_proxy = Some("http://user:secret@198.18.0.98:3128".parse().unwrap());
+        let env = env_of(&config);
+        assert!(!env.iter().any(|e| e.contains("secret")), "{env:?}");
+        assert!(env.iter().any(|e| e == "NO_PROXY=localhost,.test"), "{env:?}");
+        config.network.http_proxy = Some("http://198.18.0.99:3128".parse().unwrap());
+        let env = env_of(&config);
+        for want in [
+            "HTTP_PROXY=http://198.18.0.99:3128",
+            "http_proxy=http://198.18.0.99:3128",
+            "HTTPS_PROXY=http://198.18.0.99:3129",
+            "https_proxy=http://10.1.1.1:8080",
+            "NO_PROXY=localhost,.test",
+            "no_proxy=localhost,.test",
+        ] {
+            assert!(env.iter().any(|e| e == want), "{want} missing: {env:?}");
+        }
     }
 }

@@ -177,7 +177,7 @@ pub async fn run_with(
     let make = |docker: &bollard::Docker, l: &Loaded, system_scope: bool| {
         Arc::new(Engine {
             docker: docker.clone(),
-            env: Arc::new(Environment::new(&l.config.berth.environment)),
+            env: Arc::new(Environment::of(&l.config.berth)),
             system_scope,
             prestart: prestart.clone(),
             rerun_oneshots: endpoints.rerun_oneshots,
@@ -213,6 +213,11 @@ pub async fn run_with(
             // Long-running services of the first phase read the configuration when they
             // start (netconf): restart those whose configuration changed. A service names
             // the keys it reads in `io.berth.restart-on-change` (any change, without it).
+            // It is stopped and brought up from its new definition, so that a container
+            // whose definition follows the configuration (the docker service's proxy
+            // environment) is made again rather than restarted as it was.
+            let refreshed = make(&docker, &again, true);
+            let (new_system, new_user) = services_of(&again);
             for (name, result, _) in &phase_results {
                 let Some(spec) = phase.get(name) else { continue };
                 let changed = match spec.berth_label("restart-on-change") {
@@ -226,12 +231,15 @@ pub async fn run_with(
                     && changed
                     && matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning))
                 {
-                    let _ = docker.restart_container(name, None).await;
-                    tracing::info!("{name}: restarted for the new configuration");
+                    let _ = docker.stop_container(name, None).await;
+                    let spec = new_system.get(name).unwrap_or(spec);
+                    match up::up_service(&refreshed, name, spec).await {
+                        Ok(_) => tracing::info!("{name}: restarted for the new configuration"),
+                        Err(e) => problem(&format!("{name}: restarting for the new configuration: {e}")),
+                    }
                 }
             }
             // Files from the new configuration reach the containers already running.
-            let refreshed = make(&docker, &again, true);
             for (name, result, _) in &phase_results {
                 if matches!(result, Ok(Outcome::Started | Outcome::AlreadyRunning))
                     && let Err(e) = up::upload_files(&refreshed, name).await
@@ -239,7 +247,7 @@ pub async fn run_with(
                     problem(&e.to_string());
                 }
             }
-            (system, user) = services_of(&again);
+            (system, user) = (new_system, new_user);
         }
         done.extend(first.iter().cloned());
         results.extend(phase_results);
@@ -341,7 +349,7 @@ async fn check_images(
 /// The images of the system services, in start order.
 fn image_order(loaded: &Loaded) -> Vec<String> {
     let (system, _) = services_of(loaded);
-    let env = Environment::new(&loaded.config.berth.environment);
+    let env = Environment::of(&loaded.config.berth);
     let graph = ServiceGraph::new(&system);
     let names = graph.start_order().unwrap_or_else(|_| graph.order.clone());
     names

@@ -345,9 +345,7 @@ pub async fn up(loaded: &Loaded, name: &str, spec: &ServiceSpec) -> Result<(), S
     let docker = engine(socket_of(spec))?;
     let engine = berth_services::up::Engine {
         docker,
-        env: std::sync::Arc::new(berth_services::spec::Environment::new(
-            &loaded.config.berth.environment,
-        )),
+        env: std::sync::Arc::new(berth_services::spec::Environment::of(&loaded.config.berth)),
         system_scope: scope(spec) == Scope::System,
         prestart: std::sync::Arc::new(|_: &str| None),
         registry_auths: std::sync::Arc::new(loaded.config.berth.registry_auths.clone()),
