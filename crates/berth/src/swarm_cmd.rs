@@ -180,24 +180,25 @@ pub fn agent_main() -> i32 {
         }
     };
     let reload = || crate::cli::load_config().config.berth.swarm;
-    let fetch: &agent::FetchToken = &|url: String| {
-        Box::pin(async move {
-            let client = crate::fetch::client();
-            let response = client
-                .get(&url, &[], Duration::from_secs(30))
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status != 200 {
-                return Err(format!("HTTP {}", response.status));
-            }
-            String::from_utf8(response.body).map_err(|_| "the answer is not text".to_string())
-        })
-    };
+    let fetch: &agent::FetchToken = &|url: String| Box::pin(get_text(url, Duration::from_secs(30)));
+    // A manager that does not answer at once is away (rebooting, cut off): ask again later.
+    let ask: &agent::FetchToken = &|url: String| Box::pin(get_text(url, Duration::from_secs(5)));
     let agent = agent::Agent {
         socket: USER_DOCKER_SOCKET,
         reload: &reload,
         fetch_token: fetch,
+        ask_manager: ask,
         report: Path::new(REPORT),
     };
     rt.block_on(agent.run())
+}
+
+/// The body of a 200 answer to a GET of `url`, with the machine's proxies and CAs.
+async fn get_text(url: String, timeout: Duration) -> Result<String, String> {
+    let client = crate::fetch::client();
+    let response = client.get(&url, &[], timeout).await.map_err(|e| e.to_string())?;
+    if response.status != 200 {
+        return Err(format!("HTTP {}", response.status));
+    }
+    String::from_utf8(response.body).map_err(|_| "the answer is not text".to_string())
 }

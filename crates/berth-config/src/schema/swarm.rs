@@ -2,7 +2,7 @@
 //! system service acts on it at every boot).
 
 use super::forms::string_map;
-use super::values::{AbsolutePath, HostPort, HttpUrl, shown, text_value};
+use super::values::{AbsolutePath, Host, HostPort, HttpUrl, shown, text_value};
 use indexmap::IndexMap;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -17,6 +17,15 @@ pub const MANAGER_PORT: u16 = 2377;
 pub const TOKEN_PORT: u16 = 2378;
 /// The path of the worker token on [`TOKEN_PORT`].
 pub const TOKEN_PATH: &str = "/worker-token";
+/// Where a manager serving its worker token also answers whether a node is in the swarm:
+/// `GET /nodes/NODE_ID` on [`TOKEN_PORT`], to the same subnet, answered [`MEMBER`] or
+/// [`NOT_MEMBER`] and nothing more. A worker removed with `docker node rm --force` while it
+/// runs learns it there (its engine keeps saying `active`) and joins again.
+pub const MEMBER_PATH: &str = "/nodes/";
+/// The answer at [`MEMBER_PATH`] for a node in the swarm.
+pub const MEMBER: &str = "member";
+/// The answer at [`MEMBER_PATH`] for a node the swarm does not have (removed, or never in it).
+pub const NOT_MEMBER: &str = "not-member";
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -193,6 +202,16 @@ impl SwarmPeer {
     pub fn port(&self) -> u16 {
         self.0.port.unwrap_or(MANAGER_PORT)
     }
+
+    /// Where this manager, if it serves its worker token, says whether `node_id` is in the
+    /// swarm ([`MEMBER_PATH`]).
+    pub fn membership_url(&self, node_id: &str) -> String {
+        let host = match &self.0.host {
+            Host::Address(IpAddr::V6(ip)) => format!("[{ip}]"),
+            host => host.to_string(),
+        };
+        format!("http://{host}:{TOKEN_PORT}{MEMBER_PATH}{node_id}")
+    }
 }
 
 impl FromStr for SwarmPeer {
@@ -336,6 +355,20 @@ mod tests {
             let err = bad.parse::<SwarmPeer>().unwrap_err();
             assert!(err.contains("is not a manager's address"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_managers_membership_answer_is_on_its_token_port() {
+        let url = |peer: &str| peer.parse::<SwarmPeer>().unwrap().membership_url("n0de1d");
+        assert_eq!(url("198.18.5.10:2377"), "http://198.18.5.10:2378/nodes/n0de1d");
+        assert_eq!(
+            url("manager.example:4000"),
+            "http://manager.example:2378/nodes/n0de1d"
+        );
+        assert_eq!(
+            url("[2001:db8::1]:2377"),
+            "http://[2001:db8::1]:2378/nodes/n0de1d"
+        );
     }
 
     #[test]

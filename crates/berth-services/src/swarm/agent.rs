@@ -24,11 +24,13 @@ pub const LISTEN_ADDR: &str = "0.0.0.0:2377";
 pub type FetchToken = dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Sync;
 
 /// What the loop needs from outside: the configuration (read again at every round, so that
-/// `berth swarm leave` stops it), the token fetcher and where to report.
+/// `berth swarm leave` stops it), the token fetcher, how to ask a manager whether this node
+/// is still in the swarm (the same kind of HTTP GET, with a short timeout) and where to report.
 pub struct Agent<'a> {
     pub socket: &'a str,
     pub reload: &'a (dyn Fn() -> SwarmConfig + Sync),
     pub fetch_token: &'a FetchToken,
+    pub ask_manager: &'a FetchToken,
     pub report: &'a Path,
 }
 
@@ -56,7 +58,7 @@ impl Agent<'_> {
             let role = config.role.map(|r| r.to_string());
             let outcome = match crate::client::wait_ready(self.socket, Duration::from_secs(600)).await {
                 Ok(docker) => {
-                    let outcome = round(&docker, &config, self.fetch_token, failed, &mut used).await;
+                    let outcome = round(&docker, &config, self, failed, &mut used).await;
                     let active = outcome.as_ref().is_ok_and(|r| r.state == SwarmState::Active);
                     server = if config.serve_token && active {
                         serve_token(&docker, server.take()).await
@@ -165,19 +167,7 @@ async fn serve_token(docker: &Docker, current: Option<TokenServer>) -> Option<To
             return None;
         }
     };
-    let engine = docker.clone();
-    // Only the worker token, read at every request (a rotated token is served at once).
-    let worker_token = move || {
-        let engine = engine.clone();
-        async move {
-            let swarm = engine.inspect_swarm().await.map_err(|e| e.to_string())?;
-            swarm
-                .join_tokens
-                .and_then(|t| t.worker)
-                .ok_or_else(|| "the engine returned no worker token".to_string())
-        }
-    };
-    match token_server::start(addr, subnet, worker_token).await {
+    match token_server::start(addr, subnet, EngineFacts(docker.clone())).await {
         Ok(server) => {
             tracing::info!(
                 "swarm: serving the worker token at http://{addr}{} to {subnet}",
@@ -192,12 +182,35 @@ async fn serve_token(docker: &Docker, current: Option<TokenServer>) -> Option<To
     }
 }
 
+/// What the token server answers from: this manager's engine.
+struct EngineFacts(Docker);
+
+impl token_server::SwarmFacts for EngineFacts {
+    /// Only the worker token, read at every request (a rotated token is served at once).
+    async fn worker_token(&self) -> Result<String, String> {
+        let swarm = self.0.inspect_swarm().await.map_err(|e| e.to_string())?;
+        swarm
+            .join_tokens
+            .and_then(|t| t.worker)
+            .ok_or_else(|| "the engine returned no worker token".to_string())
+    }
+
+    async fn has_node(&self, id: &str) -> Result<bool, String> {
+        match self.0.inspect_node(id).await {
+            // The engine also finds nodes by name or id prefix: only this very id counts.
+            Ok(node) => Ok(node.id.as_deref() == Some(id)),
+            Err(e) if crate::client::is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// One look at the engine and the step it calls for.
 /// `failed`: the previous round ended in an error; `used`: set to the join token used.
 async fn round(
     docker: &Docker,
     config: &SwarmConfig,
-    fetch: &FetchToken,
+    agent: &Agent<'_>,
     failed: bool,
     used: &mut Option<SwarmToken>,
 ) -> Result<SwarmReport, String> {
@@ -205,11 +218,33 @@ async fn round(
     let swarm = info.swarm.unwrap_or_default();
     let failing = failed || swarm.error.as_deref().is_some_and(|e| !e.is_empty());
     let mut step = plan::decide(engine_state(swarm.local_node_state, failing), config);
-    if step == Step::LeaveThenJoin {
+    let is_manager = swarm.control_available.unwrap_or(false);
+    let node_id = swarm.node_id.as_deref().filter(|id| !id.is_empty());
+    if let (true, Some(manager), Some(id)) = (
+        plan::asks_membership(&step, is_manager, config),
+        &config.join,
+        node_id,
+    ) {
+        let url = manager.membership_url(id);
+        let answer = (agent.ask_manager)(url).await;
+        if let Err(e) = &answer {
+            tracing::debug!("swarm: {manager} did not say whether node {id} is in the swarm: {e}");
+        }
+        let membership = plan::Membership::from_answer(answer.as_deref().ok());
+        step = plan::after_asking(step, membership);
+        if step == Step::LeaveThenJoin {
+            tracing::info!(
+                "swarm: the manager {manager} says node {id} is not in the swarm (removed with \
+                 `docker node rm`): leaving the dead membership to join again"
+            );
+        }
+    } else if step == Step::LeaveThenJoin {
         tracing::info!(
             "swarm: the engine's membership or join failed ({}): leaving it to start again",
             swarm.error.as_deref().unwrap_or("no detail")
         );
+    }
+    if step == Step::LeaveThenJoin {
         leave(docker, true).await?;
         step = plan::after_leave(config);
     }
@@ -245,7 +280,7 @@ async fn round(
             let Some(manager) = &config.join else {
                 return Err("berth.swarm.join is not set: no manager to join".to_string());
             };
-            let token = join_token(config, fetch).await?;
+            let token = join_token(config, agent.fetch_token).await?;
             *used = Some(token.clone());
             tracing::info!(
                 "swarm: joining {manager} as a {}",

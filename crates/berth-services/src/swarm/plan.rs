@@ -1,6 +1,6 @@
 //! What the agent does next, from the engine's swarm state and `berth.swarm`: pure functions.
 
-use berth_config::schema::swarm::{SwarmConfig, SwarmRole};
+use berth_config::schema::swarm::{MEMBER, NOT_MEMBER, SwarmConfig, SwarmRole};
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -53,6 +53,48 @@ pub fn decide(engine: EngineState, config: &SwarmConfig) -> Step {
         EngineState::Inactive => Step::Join,
         // Removed while away, or refused: drop the dead membership, then init or join anew.
         EngineState::Error => Step::LeaveThenJoin,
+    }
+}
+
+/// What the manager a worker joined says about the worker's node id (`GET /nodes/ID` on its
+/// token port, served with `serve_token`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// The swarm has the node.
+    Member,
+    /// The swarm does not have it: removed (`docker node rm --force`) while the engine ran.
+    NotMember,
+    /// No answer: the manager is down or rebooting, not serving, refuses us, or said anything
+    /// else. Never a reason to act.
+    Unknown,
+}
+
+impl Membership {
+    /// The manager's answer (`None`: no answer, or not a 200).
+    pub fn from_answer(body: Option<&str>) -> Membership {
+        match body.map(str::trim) {
+            Some(MEMBER) => Membership::Member,
+            Some(NOT_MEMBER) => Membership::NotMember,
+            _ => Membership::Unknown,
+        }
+    }
+}
+
+/// Whether a node asks its manager if it is still in the swarm: a worker the engine says is
+/// `active`, that joined a manager. A worker removed with `docker node rm --force` while it
+/// runs stays `active` in its engine's eyes (its sessions are refused, the engine retries
+/// forever): the manager is the only one who knows.
+pub fn asks_membership(step: &Step, is_manager: bool, config: &SwarmConfig) -> bool {
+    *step == Step::Member && !is_manager && config.join.is_some()
+}
+
+/// The step once the manager answered: only a clear "not a member" makes a member leave and
+/// join again; no answer (a manager rebooting, cut off, not serving) changes nothing, so
+/// that a worker keeps its membership and its running tasks while its manager is away.
+pub fn after_asking(step: Step, membership: Membership) -> Step {
+    match (step, membership) {
+        (Step::Member, Membership::NotMember) => Step::LeaveThenJoin,
+        (step, _) => step,
     }
 }
 
@@ -161,6 +203,40 @@ mod tests {
         }
         assert_eq!(after_leave(&manager_init), Step::Init);
         assert_eq!(after_leave(&worker), Step::Join);
+    }
+
+    #[test]
+    fn only_a_managers_clear_no_makes_an_active_worker_rejoin() {
+        use Membership::*;
+        let worker = SwarmConfig {
+            join: Some("198.18.5.10:2377".parse().unwrap()),
+            ..config(Some(SwarmRole::Worker), false)
+        };
+        let manager_init = config(Some(SwarmRole::Manager), true);
+        // Who asks: a worker in the swarm with a manager to ask; never a manager (its own
+        // engine knows), never a node that is joining or failed (it acts already).
+        assert!(asks_membership(&Step::Member, false, &worker));
+        assert!(!asks_membership(&Step::Member, true, &worker));
+        assert!(!asks_membership(&Step::Member, false, &manager_init));
+        assert!(!asks_membership(&Step::Wait, false, &worker));
+        assert!(!asks_membership(&Step::LeaveThenJoin, false, &worker));
+        // What the answer does: removed → leave and join again; anything else → stay.
+        let table = [
+            (Step::Member, NotMember, Step::LeaveThenJoin),
+            (Step::Member, Member, Step::Member),
+            // The manager is rebooting or cut off: the worker keeps its membership and tasks.
+            (Step::Member, Unknown, Step::Member),
+            (Step::Wait, NotMember, Step::Wait),
+        ];
+        for (step, answer, want) in table {
+            assert_eq!(after_asking(step.clone(), answer), want, "{step:?} {answer:?}");
+        }
+        // The answer is read strictly: a provisioning service's page is no "no".
+        assert_eq!(Membership::from_answer(Some("member\n")), Member);
+        assert_eq!(Membership::from_answer(Some("not-member\n")), NotMember);
+        assert_eq!(Membership::from_answer(Some("<html>404</html>")), Unknown);
+        assert_eq!(Membership::from_answer(Some("")), Unknown);
+        assert_eq!(Membership::from_answer(None), Unknown);
     }
 
     #[test]

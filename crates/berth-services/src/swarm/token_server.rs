@@ -4,11 +4,15 @@
 //! subnet (read from the interface). Others get 403 and a log line that names them, never the
 //! token. The manager token is never served: the token source only reads the worker's.
 //!
+//! The same server answers `GET /nodes/NODE_ID` ([`MEMBER_PATH`]) with `member` or
+//! `not-member`, nothing else about the node: a worker removed with `docker node rm --force`
+//! while it runs asks there, because its own engine keeps reporting `active`.
+//!
 //! The trust model (docs/fleet.md): anyone who can reach the manager from its subnet can join
 //! as a worker. That is why it is off by default and limited to the subnet.
 
-use berth_config::schema::swarm::TOKEN_PATH;
 pub use berth_config::schema::swarm::TOKEN_PORT;
+use berth_config::schema::swarm::{MEMBER, MEMBER_PATH, NOT_MEMBER, TOKEN_PATH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,9 +36,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a request gets, from who asks and what for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub enum Answer<'a> {
     /// 200 with the worker token.
     Token,
+    /// 200 with [`MEMBER`] or [`NOT_MEMBER`]: whether this node id is in the swarm.
+    Membership(&'a str),
     /// 403: the client is outside the subnet.
     Forbidden,
     /// 404: another path.
@@ -44,16 +50,23 @@ pub enum Answer {
 }
 
 /// Decide a request: the subnet first, so that a client outside it learns nothing.
-pub fn answer(peer: IpAddr, subnet: &IpNet, method: &Method, path: &str) -> Answer {
+pub fn answer<'a>(peer: IpAddr, subnet: &IpNet, method: &Method, path: &'a str) -> Answer<'a> {
+    let node = path.strip_prefix(MEMBER_PATH).filter(|id| is_node_id(id));
     if !subnet.contains(&peer.to_canonical()) {
         Answer::Forbidden
-    } else if path != TOKEN_PATH {
+    } else if path != TOKEN_PATH && node.is_none() {
         Answer::NotFound
     } else if method != Method::GET && method != Method::HEAD {
         Answer::MethodNotAllowed
     } else {
-        Answer::Token
+        node.map_or(Answer::Token, Answer::Membership)
     }
+}
+
+/// A swarm node id as the engine makes them (25 lowercase letters and digits); a little
+/// looser, but never anything that could carry a path or a query to the engine.
+fn is_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The subnet of `addr` among the machine's interface addresses: `(address, netmask)` pairs.
@@ -93,16 +106,19 @@ impl Drop for TokenServer {
     }
 }
 
-/// Listen on `addr` and serve the token `worker_token` returns (asked at every request, so
-/// a rotated token is served at once) to clients inside `subnet`.
-pub async fn start<F, Fut>(addr: SocketAddr, subnet: IpNet, worker_token: F) -> std::io::Result<TokenServer>
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, String>> + Send + 'static,
-{
+/// What the server answers from: the engine of the manager it runs on.
+pub trait SwarmFacts: Send + Sync + 'static {
+    /// The worker join token (asked at every request: a rotated token is served at once).
+    fn worker_token(&self) -> impl Future<Output = Result<String, String>> + Send;
+    /// Whether the swarm has the node `id` (`Ok(false)`: the engine does not know it).
+    fn has_node(&self, id: &str) -> impl Future<Output = Result<bool, String>> + Send;
+}
+
+/// Listen on `addr` and answer clients inside `subnet` from `facts`.
+pub async fn start<F: SwarmFacts>(addr: SocketAddr, subnet: IpNet, facts: F) -> std::io::Result<TokenServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let worker_token = Arc::new(worker_token);
+    let facts = Arc::new(facts);
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
@@ -117,10 +133,9 @@ where
                     continue;
                 }
             };
-            let worker_token = worker_token.clone();
+            let facts = facts.clone();
             tokio::spawn(async move {
-                let service =
-                    service_fn(move |request| respond(request, peer.ip(), subnet, worker_token.clone()));
+                let service = service_fn(move |request| respond(request, peer.ip(), subnet, facts.clone()));
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
@@ -137,16 +152,12 @@ where
     Ok(TokenServer { addr, subnet, task })
 }
 
-async fn respond<F, Fut>(
+async fn respond<F: SwarmFacts>(
     request: Request<Incoming>,
     peer: IpAddr,
     subnet: IpNet,
-    worker_token: Arc<F>,
-) -> Result<Response<Full<Bytes>>, Infallible>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<String, String>>,
-{
+    facts: Arc<F>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match answer(peer, &subnet, request.method(), request.uri().path()) {
         Answer::Forbidden => {
             tracing::warn!("swarm: refused the worker token to {peer}: outside {subnet}");
@@ -160,7 +171,21 @@ where
             format!("not found: the worker token is at {TOKEN_PATH}\n"),
         ),
         Answer::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string()),
-        Answer::Token => match worker_token().await {
+        Answer::Membership(id) => match facts.has_node(id).await {
+            Ok(true) => (StatusCode::OK, format!("{MEMBER}\n")),
+            Ok(false) => {
+                tracing::info!("swarm: told {peer} that node {id} is not in the swarm");
+                (StatusCode::OK, format!("{NOT_MEMBER}\n"))
+            }
+            Err(e) => {
+                tracing::warn!("swarm: cannot tell {peer} whether node {id} is in the swarm: {e}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the swarm's nodes are not available\n".to_string(),
+                )
+            }
+        },
+        Answer::Token => match facts.worker_token().await {
             Ok(token) => {
                 tracing::info!("swarm: served the worker token to {peer}");
                 (StatusCode::OK, format!("{token}\n"))
@@ -211,6 +236,28 @@ mod tests {
             ("10.0.2.2", Method::POST, "/manager-token", Answer::Forbidden),
             ("198.18.5.11", Method::GET, "/manager-token", Answer::NotFound),
             ("198.18.5.11", Method::POST, TOKEN_PATH, Answer::MethodNotAllowed),
+            // Whether a node is in the swarm: to the subnet, for a well-formed id only.
+            (
+                "198.18.5.11",
+                Method::GET,
+                "/nodes/x0b4v4ap9d1m8uxtb8c2wzv4e",
+                Answer::Membership("x0b4v4ap9d1m8uxtb8c2wzv4e"),
+            ),
+            (
+                "10.0.2.2",
+                Method::GET,
+                "/nodes/x0b4v4ap9d1m8uxtb8c2wzv4e",
+                Answer::Forbidden,
+            ),
+            ("198.18.5.11", Method::GET, "/nodes/", Answer::NotFound),
+            ("198.18.5.11", Method::GET, "/nodes/../swarm", Answer::NotFound),
+            ("198.18.5.11", Method::GET, "/nodes/a/b", Answer::NotFound),
+            (
+                "198.18.5.11",
+                Method::DELETE,
+                "/nodes/abc",
+                Answer::MethodNotAllowed,
+            ),
         ] {
             assert_eq!(
                 answer(ip(peer), &subnet, &method, path),
@@ -255,6 +302,19 @@ mod tests {
         out
     }
 
+    /// A swarm of one known node, `abc`.
+    #[derive(Clone, Copy)]
+    struct OneNode;
+
+    impl SwarmFacts for OneNode {
+        async fn worker_token(&self) -> Result<String, String> {
+            Ok(TOKEN.to_string())
+        }
+        async fn has_node(&self, id: &str) -> Result<bool, String> {
+            Ok(id == "abc")
+        }
+    }
+
     #[test]
     fn a_real_server_serves_its_subnet_and_refuses_the_rest() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -262,7 +322,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let source = || async { Ok(TOKEN.to_string()) };
+            let source = OneNode;
             let inside = start(
                 "127.0.0.1:0".parse().unwrap(),
                 "127.0.0.0/8".parse().unwrap(),
@@ -278,6 +338,12 @@ mod tests {
                 answer.starts_with("HTTP/1.1 404") && !answer.contains(TOKEN),
                 "{answer}"
             );
+            // Membership: yes or no, and nothing more.
+            let answer = get(inside.addr, "/nodes/abc").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("\r\n\r\nmember\n"), "{answer}");
+            let answer = get(inside.addr, "/nodes/removed0").await;
+            assert!(answer.ends_with("\r\n\r\nnot-member\n"), "{answer}");
 
             // The same machine's client, but the server's subnet is another one: 403.
             let outside = start(
@@ -290,6 +356,11 @@ mod tests {
             let answer = get(outside.addr, TOKEN_PATH).await;
             assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
             assert!(!answer.contains("SWMTKN"), "{answer}");
+            let answer = get(outside.addr, "/nodes/abc").await;
+            assert!(
+                answer.starts_with("HTTP/1.1 403") && !answer.contains("member"),
+                "{answer}"
+            );
 
             // Stopped when dropped.
             let addr = inside.addr;
