@@ -219,6 +219,19 @@ fn engines_disk(env: &common::Env) -> (std::path::PathBuf, std::path::PathBuf) {
     (disk, served)
 }
 
+/// The engines `berth engine list` printed in `text`: (current, name), in its order.
+fn listed_engines(text: &str) -> Vec<(bool, &str)> {
+    text.lines()
+        .filter(|l| l.contains("docker-"))
+        .filter_map(|l| {
+            let current = l.starts_with('*');
+            l.split_whitespace()
+                .find(|w| w.starts_with("docker-"))
+                .map(|n| (current, n))
+        })
+        .collect()
+}
+
 /// The major version in an engine's name or file name (`docker-20.10.24.engine` → 20).
 fn engine_major(name: &str) -> u32 {
     name.trim_start_matches("/mnt/engines/")
@@ -244,12 +257,13 @@ fn restart_user_docker(m: &berth_e2e::machine::Machine) -> String {
     .to_string()
 }
 
-/// `berth engine switch` through the build's other engines and back: a corrupted engine file is
-/// refused and changes nothing; the newer engine (28.x) shares the data: the container, image
-/// and named volume made before are there and it runs a container; the older engine (20.10)
-/// runs on its own data root and runs a container; `berth engine list` shows the three; back on
-/// the release's engine by name, which is older than the data's last engine now, a data root
-/// of its own again. Then bad input reaching the `docker` service (an engine that is not
+/// `berth engine switch` through the build's other engines: a corrupted engine file is refused
+/// and changes nothing; the older engine (20.10) runs on its own data root and runs a
+/// container; back on the release's engine by name, the container and the named volume made
+/// before are there; the newer engine (28.x, from a URL) shares the data: the container, image
+/// and volume are there, and `berth engine list` shows the three. (Going back from 28.x to the
+/// release's engine would be a downgrade of the data: a data root of its own, docs/engines.md.)
+/// Then bad input reaching the `docker` service (an engine that is not
 /// installed, TLS with its certificates gone): User Docker runs the release's engine on its Unix
 /// socket and `berth status` names both. Last, 28.x chosen again for the reboot that follows.
 /// `ros engine list` answers as `berth engine list`; a cloud-config naming an engine that is not
@@ -320,33 +334,6 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
         "{still}"
     );
 
-    // The newer engine, from a URL (its signature at URL.minisig): it shares the data, the
-    // container, the image and the volume are there.
-    let out = check(
-        m,
-        "switch to the newer engine by URL",
-        m.run(&format!(
-            "sudo berth engine switch http://10.0.2.100/{newer}.engine 2>&1"
-        )),
-    );
-    assert!(
-        out.contains(&format!("Installed {newer}"))
-            && out.contains(&format!("User Docker runs {newer}"))
-            && !out.contains("data root of its own"),
-        "{out}"
-    );
-    let on_newer = check(
-        m,
-        "the newer engine has the data and runs a container",
-        m.run(
-            "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
-             docker run --rm -v keep:/d web cat /d/f",
-        ),
-    );
-    let on_newer: Vec<&str> = on_newer.split_whitespace().collect();
-    assert_eq!(on_newer[1..], ["made-before", "in-volume"], "{on_newer:?}");
-    assert_eq!(docker_name(on_newer[0]), newer, "{on_newer:?}");
-
     // The older engine: verified, installed, User Docker restarted on it with its own data root.
     let out = check(
         m,
@@ -367,23 +354,10 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
     );
     let mut lines = on_older.lines();
     assert_eq!(docker_name(lines.next().unwrap_or_default()), older, "{on_older}");
-    let listed: Vec<(bool, &str)> = on_older
-        .lines()
-        .filter(|l| l.contains("docker-"))
-        .filter_map(|l| {
-            let current = l.starts_with('*');
-            l.split_whitespace()
-                .find(|w| w.starts_with("docker-"))
-                .map(|n| (current, n))
-        })
-        .collect();
+    let listed = listed_engines(&on_older);
     assert_eq!(
         listed,
-        [
-            (false, release.as_str()),
-            (true, older.as_str()),
-            (false, newer.as_str())
-        ],
+        [(false, release.as_str()), (true, older.as_str())],
         "{on_older}"
     );
     assert!(on_older.contains("ran-on-older"), "{on_older}");
@@ -399,16 +373,62 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
         "{said}"
     );
 
-    // Back to the release's engine by name: older than 28.x, which last used the data, so a
-    // data root of its own (the data stays for 28.x).
+    // Back to the release's engine by name: the container and the volume made before are
+    // there (the older engine's data root stayed apart).
     let back = check(
         m,
         "switch back",
         m.run(&format!("sudo berth engine switch {release} 2>&1")),
     );
+    assert!(back.contains(&format!("User Docker runs {release}")), "{back}");
+    let kept = check(
+        m,
+        "data after switching back",
+        m.run(
+            "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
+             docker run --rm -v keep:/d web cat /d/f",
+        ),
+    );
+    assert_eq!(
+        kept.split_whitespace().collect::<Vec<_>>(),
+        [release_version.as_str(), "made-before", "in-volume"],
+        "{kept}"
+    );
+
+    // The newer engine, from a URL (its signature at URL.minisig): it shares the data, the
+    // container, the image and the volume are there.
+    let out = check(
+        m,
+        "switch to the newer engine by URL",
+        m.run(&format!(
+            "sudo berth engine switch http://10.0.2.100/{newer}.engine 2>&1"
+        )),
+    );
     assert!(
-        back.contains(&format!("User Docker runs {release}")) && back.contains("data root of its own"),
-        "{back}"
+        out.contains(&format!("Installed {newer}"))
+            && out.contains(&format!("User Docker runs {newer}"))
+            && !out.contains("data root of its own"),
+        "{out}"
+    );
+    let on_newer = check(
+        m,
+        "the newer engine has the data and runs a container",
+        m.run(
+            "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
+             docker run --rm -v keep:/d web cat /d/f; berth engine list",
+        ),
+    );
+    let words: Vec<&str> = on_newer.split_whitespace().collect();
+    assert_eq!(words[1..3], ["made-before", "in-volume"], "{on_newer}");
+    assert_eq!(docker_name(words[0]), newer, "{on_newer}");
+    assert_eq!(
+        listed_engines(&on_newer),
+        [
+            (false, release.as_str()),
+            (false, older.as_str()),
+            (true, newer.as_str())
+        ],
+        "{on_newer}"
     );
 
     // Bad input reaching the docker service past `config validate` (a config layer written
