@@ -15,7 +15,11 @@ fn vm_kernel_initrd_with_state_disk() {
     let state = env.ext4_disk("state.img", 3072, "BERTH_STATE");
     let mut vm = env.kernel_vm("");
     vm.disks.push(state);
-    vm.disks.push(engines_disk(&env));
+    let (engines, served) = engines_disk(&env);
+    vm.disks.push(engines);
+    // The newer engine file and its signature over http, for `berth engine switch URL`.
+    vm.guest_forwards
+        .push(common::http_forward("10.0.2.100", 80, &served));
     vm.cidata = Some(env.cidata(&env.user_data("berth-e2e-one", "")));
     let m = env.start("first-boot", vm);
     check(&m, "first boot to ssh", m.wait_ssh(BOOT));
@@ -132,18 +136,32 @@ fn vm_kernel_initrd_with_state_disk() {
         m.run("docker info --format '{{.ServerVersion}}'"),
     );
 
-    engine_switch_and_back(&m);
+    let newer = engine_switch_and_back(&m);
 
-    // Reboot: the machine comes back with the data on the state disk.
+    // Reboot: the machine comes back with the data on the state disk, on the engine chosen
+    // last (28.x, whose data it is: the container made before the switches is there too), and
+    // none of the bad input's problems.
     reboot(&m);
     let kept = check(
         &m,
         "data after reboot",
-        m.run("cat ~/marker; docker run --rm -v keep:/d web cat /d/f; docker images -q web | wc -l"),
+        m.run(
+            "cat ~/marker; docker run --rm -v keep:/d web cat /d/f; docker images -q web | wc -l; \
+             docker version --format '{{.Server.Version}}' | cut -d. -f1; \
+             docker ps -a --format '{{.Names}}' | grep -x made-before && docker rm made-before >/dev/null; \
+             berth status | grep -c -e docker-1.10.3 -e 'without TCP/TLS' || true",
+        ),
     );
     assert_eq!(
         kept.split_whitespace().collect::<Vec<_>>(),
-        ["kept", "in-volume", "1"],
+        [
+            "kept",
+            "in-volume",
+            "1",
+            &engine_major(&newer).to_string(),
+            "made-before",
+            "0"
+        ],
         "{kept}"
     );
     image_store_in_use(&m, "is in use (");
@@ -153,39 +171,105 @@ fn vm_kernel_initrd_with_state_disk() {
     assert!(m.console().contains("poweroff"), "no poweroff in the console log");
 }
 
-/// A disk labelled ENGINES with the build's other engine (`docker-V.engine` + `.minisig`) and
-/// `flipped.engine`: the same with one byte flipped, and the same signature.
-fn engines_disk(env: &common::Env) -> std::path::PathBuf {
+/// A disk labelled ENGINES with the build's other engines (`docker-V.engine` + `.minisig`) and
+/// `flipped.engine`: the oldest of them with one byte flipped, and its signature; and a
+/// directory holding the newest of them (with its signature), to serve over http.
+fn engines_disk(env: &common::Env) -> (std::path::PathBuf, std::path::PathBuf) {
     let engines = env.artifacts.out.join("engines");
-    let engine = std::fs::read_dir(&engines)
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&engines)
         .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask build writes it)", engines.display()))
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "engine"))
-        .expect("an engine file");
+        .filter(|p| p.extension().is_some_and(|x| x == "engine"))
+        .collect();
+    files.sort_by_key(|p| engine_major(&p.file_name().unwrap().to_string_lossy()));
+    assert!(files.len() >= 2, "two other engines expected: {files:?}");
     let dir = env.dir.join("engines");
     std::fs::create_dir_all(&dir).unwrap();
-    let name = engine.file_name().unwrap();
-    std::fs::copy(&engine, dir.join(name)).unwrap();
-    let sig = berth_upgrade::signature_path(&engine);
-    std::fs::copy(&sig, berth_upgrade::signature_path(&dir.join(name))).unwrap();
-    let mut bytes = std::fs::read(&engine).unwrap();
+    let mut size = 0;
+    for engine in &files {
+        let name = engine.file_name().unwrap();
+        std::fs::copy(engine, dir.join(name)).unwrap();
+        let sig = berth_upgrade::signature_path(engine);
+        std::fs::copy(&sig, berth_upgrade::signature_path(&dir.join(name))).unwrap();
+        size += std::fs::metadata(engine).unwrap().len();
+    }
+    let mut bytes = std::fs::read(&files[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(dir.join("flipped.engine"), &bytes).unwrap();
-    std::fs::copy(&sig, dir.join("flipped.engine.minisig")).unwrap();
-    let size = (bytes.len() as u64 >> 20) * 2 + 64;
+    std::fs::copy(
+        berth_upgrade::signature_path(&files[0]),
+        dir.join("flipped.engine.minisig"),
+    )
+    .unwrap();
+    size += bytes.len() as u64;
     let disk = env.dir.join("engines.img");
-    berth_e2e::qemu::make_ext4_disk_from(&disk, size, "ENGINES", Some(&dir)).unwrap();
+    berth_e2e::qemu::make_ext4_disk_from(&disk, (size >> 20) * 2 + 64, "ENGINES", Some(&dir)).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    disk
+    let served = env.dir.join("served-engines");
+    std::fs::create_dir_all(&served).unwrap();
+    let newest = files.last().unwrap();
+    let name = newest.file_name().unwrap();
+    std::fs::copy(newest, served.join(name)).unwrap();
+    std::fs::copy(
+        berth_upgrade::signature_path(newest),
+        berth_upgrade::signature_path(&served.join(name)),
+    )
+    .unwrap();
+    (disk, served)
 }
 
-/// `berth engine switch` to the build's other engine and back: a corrupted engine file is
-/// refused and changes nothing; the older engine runs on its own data root and runs a
-/// container; back on the release's engine, the container and the named volume made before
-/// are there. `ros engine list` answers as `berth engine list`; a cloud-config naming an
-/// engine that is not installed fails `berth config validate` with file:line:key.
-fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
+/// The engines `berth engine list` printed in `text`: (current, name), in its order.
+fn listed_engines(text: &str) -> Vec<(bool, &str)> {
+    text.lines()
+        .filter(|l| l.contains("docker-"))
+        .filter_map(|l| {
+            let current = l.starts_with('*');
+            l.split_whitespace()
+                .find(|w| w.starts_with("docker-"))
+                .map(|n| (current, n))
+        })
+        .collect()
+}
+
+/// The major version in an engine's name or file name (`docker-20.10.24.engine` → 20).
+fn engine_major(name: &str) -> u32 {
+    name.trim_start_matches("/mnt/engines/")
+        .trim_start_matches("docker-")
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no major version in {name}"))
+}
+
+/// Restart User Docker the way the system does (System Docker restarts the `docker` service)
+/// and wait until it answers; returns its version.
+fn restart_user_docker(m: &berth_e2e::machine::Machine) -> String {
+    check(
+        m,
+        "restart the docker service",
+        m.run(
+            "sudo system-docker restart docker >/dev/null && for i in $(seq 120); do \
+             docker version --format '{{.Server.Version}}' 2>/dev/null && exit 0; sleep 1; done; exit 1",
+        ),
+    )
+    .trim()
+    .to_string()
+}
+
+/// `berth engine switch` through the build's other engines: a corrupted engine file is refused
+/// and changes nothing; the older engine (20.10) runs on its own data root and runs a
+/// container; back on the release's engine by name, the container and the named volume made
+/// before are there; the newer engine (28.x, from a URL) shares the data: the container, image
+/// and volume are there, and `berth engine list` shows the three. (Going back from 28.x to the
+/// release's engine would be a downgrade of the data: a data root of its own, docs/engines.md.)
+/// Then bad input reaching the `docker` service (an engine that is not
+/// installed, TLS with its certificates gone): User Docker runs the release's engine on its Unix
+/// socket and `berth status` names both. Last, 28.x chosen again for the reboot that follows.
+/// `ros engine list` answers as `berth engine list`; a cloud-config naming an engine that is not
+/// installed fails `berth config validate` with file:line:key.
+/// Returns the newer engine's name, the one User Docker runs at the end.
+fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
     let base = format!("berth/base:{}", env!("CARGO_PKG_VERSION"));
     let before = check(
         m,
@@ -208,7 +292,7 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
     // Docker's version is Debian's (`26.1.5+dfsg1`); the engine's name has Docker's own.
     let docker_name = |version: &str| format!("docker-{}", version.split('+').next().unwrap_or_default());
     assert_eq!(release, docker_name(&release_version), "{list}");
-    let file = check(
+    let files = check(
         m,
         "the engines disk",
         m.run(
@@ -216,11 +300,18 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
              ls /mnt/engines/docker-*.engine",
         ),
     );
-    let file = file.trim().to_string();
-    let other = file
-        .trim_start_matches("/mnt/engines/")
-        .trim_end_matches(".engine")
-        .to_string();
+    let mut files: Vec<&str> = files.split_whitespace().collect();
+    files.sort_by_key(|f| engine_major(f));
+    let [older_file, newer_file] = files[..] else {
+        panic!("two engine files expected: {files:?}")
+    };
+    let name_of = |file: &str| {
+        file.trim_start_matches("/mnt/engines/")
+            .trim_end_matches(".engine")
+            .to_string()
+    };
+    let (older, newer) = (name_of(older_file), name_of(newer_file));
+    assert!(engine_major(&older) < engine_major(&release) && engine_major(&release) < engine_major(&newer));
 
     // One byte flipped: refused before anything changes; User Docker keeps running.
     let bad = m
@@ -229,7 +320,7 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "a flipped engine was accepted: {err}");
     assert!(
-        err.contains("flipped.engine: the signature does not match"),
+        err.contains("flipped.engine: the signature does not match the engine file"),
         "{err}"
     );
     let still = check(
@@ -243,33 +334,33 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
         "{still}"
     );
 
-    // The other engine: verified, installed, User Docker restarted on it with its own data root.
+    // The older engine: verified, installed, User Docker restarted on it with its own data root.
     let out = check(
         m,
-        "switch to the other engine",
-        m.run(&format!("sudo berth engine switch {file} 2>&1")),
+        "switch to the older engine",
+        m.run(&format!("sudo berth engine switch {older_file} 2>&1")),
     );
     assert!(
-        out.contains(&format!("User Docker runs {other}")) && out.contains("data root of its own"),
+        out.contains(&format!("User Docker runs {older}")) && out.contains("data root of its own"),
         "{out}"
     );
-    let on_other = check(
+    let on_older = check(
         m,
-        "the other engine runs a container",
+        "the older engine runs a container",
         m.run(&format!(
             "docker version --format '{{{{.Server.Version}}}}'; berth engine list; \
-             sudo system-docker save {base} | docker load >/dev/null && docker run --rm {base} busybox echo ran-on-other"
+             sudo system-docker save {base} | docker load >/dev/null && docker run --rm {base} busybox echo ran-on-older"
         )),
     );
-    let mut lines = on_other.lines();
-    assert_eq!(docker_name(lines.next().unwrap_or_default()), other, "{on_other}");
-    assert!(
-        on_other
-            .lines()
-            .any(|l| l.starts_with('*') && l.split_whitespace().nth(1) == Some(other.as_str()))
-            && on_other.contains("ran-on-other"),
-        "{on_other}"
+    let mut lines = on_older.lines();
+    assert_eq!(docker_name(lines.next().unwrap_or_default()), older, "{on_older}");
+    let listed = listed_engines(&on_older);
+    assert_eq!(
+        listed,
+        [(false, release.as_str()), (true, older.as_str())],
+        "{on_older}"
     );
+    assert!(on_older.contains("ran-on-older"), "{on_older}");
 
     // A cloud-config naming an engine this machine does not have: file:line:key.
     let validate = m
@@ -282,7 +373,8 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
         "{said}"
     );
 
-    // Back to the release's engine by name: the container and the volume made before are there.
+    // Back to the release's engine by name: the container and the volume made before are
+    // there (the older engine's data root stayed apart).
     let back = check(
         m,
         "switch back",
@@ -294,7 +386,7 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
         "data after switching back",
         m.run(
             "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
-             docker run --rm -v keep:/d web cat /d/f; docker rm made-before >/dev/null; sudo umount /mnt/engines",
+             docker run --rm -v keep:/d web cat /d/f",
         ),
     );
     assert_eq!(
@@ -302,6 +394,86 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) {
         [release_version.as_str(), "made-before", "in-volume"],
         "{kept}"
     );
+
+    // The newer engine, from a URL (its signature at URL.minisig): it shares the data, the
+    // container, the image and the volume are there.
+    let out = check(
+        m,
+        "switch to the newer engine by URL",
+        m.run(&format!(
+            "sudo berth engine switch http://10.0.2.100/{newer}.engine 2>&1"
+        )),
+    );
+    assert!(
+        out.contains(&format!("Installed {newer}"))
+            && out.contains(&format!("User Docker runs {newer}"))
+            && !out.contains("data root of its own"),
+        "{out}"
+    );
+    let on_newer = check(
+        m,
+        "the newer engine has the data and runs a container",
+        m.run(
+            "docker version --format '{{.Server.Version}}'; docker ps -a --format '{{.Names}}' | grep -x made-before; \
+             docker run --rm -v keep:/d web cat /d/f; berth engine list",
+        ),
+    );
+    let words: Vec<&str> = on_newer.split_whitespace().collect();
+    assert_eq!(words[1..3], ["made-before", "in-volume"], "{on_newer}");
+    assert_eq!(docker_name(words[0]), newer, "{on_newer}");
+    assert_eq!(
+        listed_engines(&on_newer),
+        [
+            (false, release.as_str()),
+            (false, older.as_str()),
+            (true, newer.as_str())
+        ],
+        "{on_newer}"
+    );
+
+    // Bad input reaching the docker service past `config validate` (a config layer written
+    // directly): an engine that is not installed, and TLS with the server's certificates moved
+    // away. User Docker runs the release's engine on its Unix socket only; `berth status` says
+    // both. Then the clean state again (checked after the reboot below).
+    check(
+        m,
+        "break the engine and TLS settings",
+        m.run(
+            "printf 'berth:\\n  docker:\\n    engine: docker-1.10.3\\n    tls: true\\n' | \
+             sudo tee /var/lib/berth/conf/cloud-config.d/90-bad-input.yml >/dev/null && \
+             sudo berth tls gen --server >/dev/null && \
+             sudo mv /var/lib/berth/tls/server-cert.pem /var/lib/berth/tls/server-key.pem /tmp/",
+        ),
+    );
+    assert_eq!(restart_user_docker(m), release_version);
+    let status = check(m, "berth status", m.run("berth status"));
+    assert!(
+        status.contains("berth.docker.engine: docker-1.10.3 is not installed")
+            && status.contains(&format!("runs this release's engine, {release}"))
+            && status.contains("User Docker listens without TCP/TLS")
+            && status.contains("server-cert.pem, server-key.pem missing"),
+        "{status}"
+    );
+    let tcp = m.ssh("docker -H tcp://127.0.0.1:2376 version").unwrap();
+    let refused = String::from_utf8_lossy(&tcp.stderr);
+    assert!(
+        !tcp.status.success()
+            && (refused.contains("connection refused")
+                || refused.contains("Cannot connect to the Docker daemon")),
+        "User Docker listens on TCP 2376 without its certificates: {}",
+        String::from_utf8_lossy(&tcp.stderr)
+    );
+    // The clean state again, and 28.x chosen again (as `berth engine switch` saves it): the
+    // reboot below starts it, and checks the data is all there and no problem is left.
+    check(
+        m,
+        "clean state",
+        m.run(&format!(
+            "sudo rm -rf /var/lib/berth/conf/cloud-config.d/90-bad-input.yml /var/lib/berth/tls /tmp/server-*.pem && \
+             sudo berth config set berth.docker.engine {newer} && sudo umount /mnt/engines"
+        )),
+    );
+    newer
 }
 
 /// System Docker has every system image from the read-only store, whose layers it reads in

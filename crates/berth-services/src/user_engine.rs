@@ -359,6 +359,34 @@ mod tests {
     }
 
     #[test]
+    fn tls_with_certificates_gone_stays_on_the_socket_and_says_which() {
+        let tmp = tempfile::tempdir().unwrap();
+        let given = CertStore::new(tmp.path().join("given"));
+        let generated = CertStore::new(tmp.path().join("generated"));
+        let mut config = berth_config::Config::default().berth.docker;
+        config.tls = true;
+        let root = tmp.path().join("root");
+        assert!(tls_or_report(&config, &given, &generated, &root).is_some());
+        let ca = std::fs::read(generated.dir().join(berth_tls::CA_CERT)).unwrap();
+        // The server's files moved away: no TCP listener, no new CA, and the reason reported.
+        for f in [berth_tls::SERVER_CERT, berth_tls::SERVER_KEY] {
+            std::fs::rename(generated.dir().join(f), tmp.path().join(f)).unwrap();
+        }
+        assert_eq!(tls_or_report(&config, &given, &generated, &root), None);
+        assert_eq!(
+            std::fs::read(generated.dir().join(berth_tls::CA_CERT)).unwrap(),
+            ca
+        );
+        let problems = berth_runtime::problems::read(&root);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("User Docker listens without TCP/TLS: ")
+                && problems[0].contains("(server-cert.pem, server-key.pem missing)"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn tls_uses_given_certificates_or_makes_them_and_says_what_is_wrong() {
         let tmp = tempfile::tempdir().unwrap();
         let given = CertStore::new(tmp.path().join("given"));

@@ -45,6 +45,14 @@ pub enum Error {
     },
     #[error("{}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
+    #[error(
+        "{}: the certificates are incomplete ({} missing): no new CA is made over them, which \
+         would lock out every client holding the old one; put the files back, or make a new set \
+         with `sudo berth tls gen --force`",
+        dir.display(),
+        missing.join(", ")
+    )]
+    Incomplete { dir: PathBuf, missing: Vec<String> },
     #[error("{0}")]
     Config(String),
 }

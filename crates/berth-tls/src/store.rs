@@ -118,12 +118,18 @@ impl CertStore {
         ]
     }
 
-    fn is_complete(&self) -> bool {
-        FILES.iter().all(|(name, _)| self.dir.join(name).is_file())
+    /// The files of the set that are not there.
+    fn missing(&self) -> Vec<String> {
+        FILES
+            .iter()
+            .filter(|(name, _)| !self.dir.join(name).is_file())
+            .map(|(name, _)| (*name).to_string())
+            .collect()
     }
 
     /// Make the CA and certificates for `server_names` unless a complete set is there (or
-    /// always, with `force`). An incomplete set is replaced whole: its pieces may not match.
+    /// always, with `force`). An incomplete set is an error, not replaced: a new CA would lock
+    /// out the clients holding the old one without a word (`force` replaces it whole).
     pub fn ensure(&self, server_names: &[String], force: bool) -> Result<Outcome, Error> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&self.dir))?;
@@ -135,8 +141,17 @@ impl CertStore {
                     source,
                 }
             })?;
-        if !force && self.is_complete() {
-            return Ok(Outcome::Kept);
+        if !force {
+            let missing = self.missing();
+            if missing.is_empty() {
+                return Ok(Outcome::Kept);
+            }
+            if missing.len() < FILES.len() {
+                return Err(Error::Incomplete {
+                    dir: self.dir.clone(),
+                    missing,
+                });
+            }
         }
         let bundle = crate::generate(server_names)?;
         for (name, mode) in FILES {
@@ -194,9 +209,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(store.dir().join(CA_CERT)).unwrap(), ca);
         assert!(store.checked_server_files().is_ok());
 
-        // A missing piece makes a whole new set.
+        // A missing piece is an error naming it, and the rest stays: a new CA would lock out
+        // the clients of the old one. `force` makes a whole new set.
+        std::fs::remove_file(store.dir().join(SERVER_KEY)).unwrap();
         std::fs::remove_file(store.dir().join(CLIENT_KEY)).unwrap();
-        assert_eq!(store.ensure(&names, false).unwrap(), Outcome::Created);
+        let e = store.ensure(&names, false).unwrap_err().to_string();
+        assert!(
+            e.contains("the certificates are incomplete (server-key.pem, key.pem missing)")
+                && e.contains("berth tls gen --force"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(store.dir().join(CA_CERT)).unwrap(), ca);
+        assert_eq!(store.ensure(&names, true).unwrap(), Outcome::Created);
         let ca2 = std::fs::read_to_string(store.dir().join(CA_CERT)).unwrap();
         assert_ne!(ca2, ca);
         assert_eq!(store.ensure(&names, true).unwrap(), Outcome::Created);

@@ -13,7 +13,7 @@ const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
 /// Verify an engine file: its signature (`signature`, made with the release key `key`, checked
 /// as bundles are) and that it is a squashfs. Nothing is written anywhere.
 pub fn verify(file: &Path, signature: &Path, key: &PublicKey) -> Result<(), BundleError> {
-    crate::verify_file(file, signature, key)?;
+    crate::verify_file(file, signature, key, "engine file")?;
     let mut magic = [0u8; 4];
     std::fs::File::open(file)
         .and_then(|mut f| f.read_exact(&mut magic))
@@ -52,7 +52,10 @@ mod tests {
         let sig = crate::signature_path(&file);
         // Unsigned.
         let e = verify(&file, &sig, &key).unwrap_err().to_string();
-        assert!(e.contains("no signature"), "{e}");
+        assert!(
+            e.contains("no signature next to the engine file (an unsigned engine file is refused"),
+            "{e}"
+        );
         sign(&file);
         verify(&file, &sig, &key).unwrap();
         // One byte flipped after signing.
@@ -60,7 +63,8 @@ mod tests {
         std::fs::write(&file, &body).unwrap();
         let e = verify(&file, &sig, &key).unwrap_err().to_string();
         assert!(
-            e.contains("does not match") && e.contains("docker-20.10.24.engine"),
+            e.contains("docker-20.10.24.engine: the signature does not match the engine file:")
+                && !e.contains("bundle"),
             "{e}"
         );
         // Signed, but not a squashfs.

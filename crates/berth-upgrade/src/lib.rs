@@ -63,30 +63,34 @@ pub enum BundleError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "{}: no signature next to the bundle (an unsigned bundle is refused; fetch {} too)",
-        bundle.display(),
+        "{}: no signature next to the {what} (an unsigned {what} is refused; fetch {} too)",
+        file.display(),
         signature.display()
     )]
-    Unsigned { bundle: PathBuf, signature: PathBuf },
+    Unsigned {
+        file: PathBuf,
+        signature: PathBuf,
+        what: &'static str,
+    },
     #[error("{}: not a minisign signature ({reason})", path.display())]
     BadSignatureFile { path: PathBuf, reason: String },
     #[error("{}: the public key is unreadable ({reason})", path.display())]
     BadKey { path: PathBuf, reason: String },
     #[error(
         "{}: signed by another key, not this release's signing key: refused",
-        bundle.display()
+        file.display()
     )]
-    OtherKey { bundle: PathBuf },
+    OtherKey { file: PathBuf },
     #[error(
-        "{}: the signature does not match the bundle: it is corrupt or was altered after signing; refused",
-        bundle.display()
+        "{}: the signature does not match the {what}: it is corrupt or was altered after signing; refused",
+        file.display()
     )]
-    SignatureMismatch { bundle: PathBuf },
+    SignatureMismatch { file: PathBuf, what: &'static str },
     #[error(
-        "{}: a legacy (not prehashed) minisign signature: sign bundles with `minisign -S` 0.8 or later",
-        bundle.display()
+        "{}: a legacy (not prehashed) minisign signature: sign the {what} with `minisign -S` 0.8 or later",
+        file.display()
     )]
-    LegacySignature { bundle: PathBuf },
+    LegacySignature { file: PathBuf, what: &'static str },
     #[error("{}: not a Berth upgrade bundle: {reason}", bundle.display())]
     NotABundle { bundle: PathBuf, reason: String },
     #[error("{}: not a Berth engine file: {reason}", file.display())]
@@ -221,30 +225,35 @@ fn member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String, String> {
     Ok(text)
 }
 
-/// The text of `file`'s detached signature, and how a failed check on `file` is told.
+/// The text of `file`'s detached signature, and how a failed check on `file` is told (`what`
+/// it is: "bundle", "engine file").
 fn read_signature<'a>(
     file: &'a Path,
     signature: &Path,
+    what: &'static str,
 ) -> Result<(String, impl Fn(minisign_verify::Error) -> BundleError + 'a), BundleError> {
     let sig_text = match std::fs::read_to_string(signature) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(BundleError::Unsigned {
-                bundle: file.to_path_buf(),
+                file: file.to_path_buf(),
                 signature: signature.to_path_buf(),
+                what,
             });
         }
         Err(e) => return Err(io_err(signature)(e)),
     };
     let sig_error = move |e: minisign_verify::Error| match e {
         minisign_verify::Error::UnexpectedKeyId => BundleError::OtherKey {
-            bundle: file.to_path_buf(),
+            file: file.to_path_buf(),
         },
         minisign_verify::Error::UnsupportedLegacyMode => BundleError::LegacySignature {
-            bundle: file.to_path_buf(),
+            file: file.to_path_buf(),
+            what,
         },
         _ => BundleError::SignatureMismatch {
-            bundle: file.to_path_buf(),
+            file: file.to_path_buf(),
+            what,
         },
     };
     Ok((sig_text, sig_error))
@@ -258,9 +267,15 @@ fn decode_signature(text: &str, signature: &Path) -> Result<minisign_verify::Sig
 }
 
 /// Verify any signed file (an engine file, say) against its detached `signature` and `key`,
-/// with the same checks and messages as a bundle: every byte is read once and must match.
-pub fn verify_file(file: &Path, signature: &Path, key: &PublicKey) -> Result<(), BundleError> {
-    let (sig_text, sig_error) = read_signature(file, signature)?;
+/// with the same checks as a bundle, its messages naming it as `what`: every byte is read once
+/// and must match.
+pub fn verify_file(
+    file: &Path,
+    signature: &Path,
+    key: &PublicKey,
+    what: &'static str,
+) -> Result<(), BundleError> {
+    let (sig_text, sig_error) = read_signature(file, signature, what)?;
     let sig = decode_signature(&sig_text, signature)?;
     let mut verifier = key.verify_stream(&sig).map_err(&sig_error)?;
     let mut reader = io::BufReader::with_capacity(1 << 20, File::open(file).map_err(io_err(file))?);
@@ -278,7 +293,7 @@ pub fn verify_file(file: &Path, signature: &Path, key: &PublicKey) -> Result<(),
 /// Verify `bundle` against its detached `signature` and `key`, and check that it is a complete
 /// release bundle. Nothing is written anywhere.
 pub fn verify(bundle: &Path, signature: &Path, key: &PublicKey) -> Result<Verified, BundleError> {
-    let (sig_text, sig_error) = read_signature(bundle, signature)?;
+    let (sig_text, sig_error) = read_signature(bundle, signature, "bundle")?;
     let sig = decode_signature(&sig_text, signature)?;
     let verifier = key.verify_stream(&sig).map_err(&sig_error)?;
     let file = File::open(bundle).map_err(io_err(bundle))?;
