@@ -431,16 +431,18 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
         "{on_newer}"
     );
 
-    // Bad input reaching the docker service past `config validate` (a config layer written
-    // directly): an engine that is not installed, and TLS with the server's certificates moved
-    // away. User Docker runs the release's engine on its Unix socket only; `berth status` says
-    // both. Then the clean state again (checked after the reboot below).
+    // Bad input reaching the docker service past `config validate` (the local layer, where
+    // `berth engine switch` saved 28.x, written directly): an engine that is not installed, and
+    // TLS with the server's certificates moved away. User Docker falls back from 28.x to the
+    // release's engine, on its Unix socket only; `berth status` says both. Then the clean
+    // state again (checked after the reboot below).
     check(
         m,
         "break the engine and TLS settings",
         m.run(
-            "printf 'berth:\\n  docker:\\n    engine: docker-1.10.3\\n    tls: true\\n' | \
-             sudo tee /var/lib/berth/conf/cloud-config.d/90-bad-input.yml >/dev/null && \
+            "sudo cp -p /var/lib/berth/conf/cloud-config.yml /tmp/cloud-config.yml.kept && \
+             printf 'berth:\\n  docker:\\n    engine: docker-1.10.3\\n    tls: true\\n' | \
+             sudo tee /var/lib/berth/conf/cloud-config.yml >/dev/null && \
              sudo berth tls gen --server >/dev/null && \
              sudo mv /var/lib/berth/tls/server-cert.pem /var/lib/berth/tls/server-key.pem /tmp/",
         ),
@@ -463,16 +465,18 @@ fn engine_switch_and_back(m: &berth_e2e::machine::Machine) -> String {
         "User Docker listens on TCP 2376 without its certificates: {}",
         String::from_utf8_lossy(&tcp.stderr)
     );
-    // The clean state again, and 28.x chosen again (as `berth engine switch` saves it): the
-    // reboot below starts it, and checks the data is all there and no problem is left.
-    check(
+    // The clean state again, 28.x chosen as `berth engine switch` saved it: the reboot below
+    // starts it, and checks the data is all there and no problem is left.
+    let chosen = check(
         m,
         "clean state",
-        m.run(&format!(
-            "sudo rm -rf /var/lib/berth/conf/cloud-config.d/90-bad-input.yml /var/lib/berth/tls /tmp/server-*.pem && \
-             sudo berth config set berth.docker.engine {newer} && sudo umount /mnt/engines"
-        )),
+        m.run(
+            "sudo mv /tmp/cloud-config.yml.kept /var/lib/berth/conf/cloud-config.yml && \
+             sudo rm -rf /var/lib/berth/tls /tmp/server-*.pem && sudo umount /mnt/engines && \
+             sudo berth config get berth.docker.engine",
+        ),
     );
+    assert_eq!(chosen.trim(), newer, "{chosen}");
     newer
 }
 
