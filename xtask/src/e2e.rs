@@ -1,8 +1,9 @@
 //! The end-to-end step of `cargo xtask test`. Every file of `crates/berth-e2e/tests/` is a
 //! test binary. The files that boot several machines at once ([`SOLO`]) run alone; the
-//! others run `jobs` at a time (a machine under software emulation keeps about one and a half
-//! of the two cores busy, so two side by side finish well before two in a row). Inside a
-//! binary the tests run one at a time, as they share one machine between their checks.
+//! others run `jobs` at a time. On two cores each file then takes 1.5–2.1 times as long as
+//! alone (an emulated machine keeps most of both cores busy, but not all the time: it waits
+//! on ssh, on timers, on the disk), so a pair ends some 10–15% before the two in a row. Inside
+//! a binary the tests run one at a time, as they share one machine between their checks.
 //!
 //! Each binary writes to its own log, `target/berth/e2e/logs/NAME.log`; a failure prints its
 //! log whole. How long each binary took is kept in `target/berth/e2e/durations.json` and
