@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 /// Test files that boot several machines at once: they take both cores and their checks
@@ -65,6 +65,7 @@ pub fn run(cargo: Command, out: &Path, filter: Option<&str>, jobs: usize) -> Res
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let record = dir.join("durations.json");
     let mut durations = read_durations(&record);
+    let expected = binaries.len();
     let (solo, paired) = plan(binaries, &durations);
     let runner = Runner {
         out,
@@ -82,18 +83,25 @@ pub fn run(cargo: Command, out: &Path, filter: Option<&str>, jobs: usize) -> Res
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
                 loop {
-                    let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
                     let Some(binary) = next else { break };
                     let outcome = runner.run_one(&binary);
-                    if let Ok(mut all) = results.lock() {
-                        all.push(outcome);
-                    }
+                    results
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(outcome);
                 }
             });
         }
     });
-    for outcome in results.into_inner().unwrap_or_default() {
+    for outcome in results.into_inner().unwrap_or_else(PoisonError::into_inner) {
         outcomes.push(outcome?);
+    }
+    if outcomes.len() != expected {
+        bail!(
+            "only {} of the {expected} end-to-end test binaries ran",
+            outcomes.len()
+        );
     }
     for o in outcomes.iter().filter(|o| o.passed && filter.is_none()) {
         durations.insert(o.name.clone(), o.seconds);
