@@ -388,7 +388,7 @@ fn redact(value: &mut Value, prune: bool) {
         if let Some(network) = berth.get_mut("network").and_then(Value::as_object_mut) {
             for key in ["http_proxy", "https_proxy"] {
                 if let Some(Value::String(url)) = network.get_mut(key) {
-                    *url = without_credentials(url);
+                    *url = crate::proxy::without_credentials(url);
                 }
             }
         }
@@ -408,20 +408,6 @@ fn redact(value: &mut Value, prune: bool) {
         }
     }
     remove_private_keys(value);
-}
-
-/// A proxy URL with its user name and password (`http://user:pw@host`) masked, as
-/// `docker info` shows it.
-fn without_credentials(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}xxxxx:xxxxx{}", &rest[at..])
-        }
-        None => url.to_string(),
-    }
 }
 
 /// Remove `fields` from the map at `parent[key]`; with `prune`, remove the map if that

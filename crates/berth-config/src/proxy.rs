@@ -47,10 +47,45 @@ pub fn etc_environment(network: &NetworkConfig) -> String {
     out
 }
 
+/// Where the user name and password of a proxy URL (`http://user:pw@host:3128/`) end: the
+/// byte index of their `@`, or `None` for a URL without credentials. Both where a secret must
+/// be masked (`berth config export`) and where it must stay out (a container's environment).
+pub fn credentials_end(url: &str) -> Option<usize> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rfind('@').map(|at| start + at)
+}
+
+/// `url` with its user name and password masked, as `docker info` shows a proxy.
+pub fn without_credentials(url: &str) -> String {
+    match credentials_end(url) {
+        Some(at) => {
+            let start = url.find("://").map_or(0, |i| i + 3);
+            format!("{}xxxxx:xxxxx{}", &url[..start], &url[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn credentials_are_found_in_the_authority_only() {
+        let masked = without_credentials;
+        assert_eq!(
+            masked("http://u:pw@proxy:3128/"),
+            "http://xxxxx:xxxxx@proxy:3128/"
+        );
+        assert_eq!(masked("u:p@w@proxy:3128"), "xxxxx:xxxxx@proxy:3128");
+        assert_eq!(masked("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
+        assert_eq!(credentials_end("http://proxy:3128?x=a@b"), None);
+        assert_eq!(credentials_end("http://proxy:3128#a@b"), None);
+        assert_eq!(credentials_end("http://u@proxy"), Some(8));
+    }
 
     fn network(http: Option<&str>, https: Option<&str>, no: Option<&str>) -> NetworkConfig {
         NetworkConfig {

@@ -46,7 +46,8 @@ impl Environment {
     pub fn of(config: &berth_config::BerthConfig) -> Self {
         let mut env = Self::new(&config.environment);
         for (key, value) in berth_config::proxy::environment(&config.network) {
-            if !config.environment.contains_key(key) && !carries_credentials(&value) {
+            if !config.environment.contains_key(key) && berth_config::proxy::credentials_end(&value).is_none()
+            {
                 env.vars.insert(key.to_string(), value);
             }
         }
@@ -64,14 +65,6 @@ impl Environment {
     fn interpolate(&self, text: &str) -> Result<String, berth_config::ConfigError> {
         berth_config::interpolate(text, &|name| self.vars.get(name).cloned())
     }
-}
-
-/// Whether a URL names a user (`http://user:password@host`): its authority holds an `@`.
-fn carries_credentials(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split(['/', '?', '#'])
-        .next()
-        .is_some_and(|authority| authority.contains('@'))
 }
 
 #[derive(Debug, thiserror::Error)]
