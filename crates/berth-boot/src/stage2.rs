@@ -1,7 +1,7 @@
 //! Stage 2, on the real root: the effective configuration, all kernel modules, hostname and
 //! sysctls, then System Docker and the services, and PID 1's supervision loop.
 
-use crate::{VERSION, oem, recovery, supervisor, system_docker};
+use crate::{VERSION, oem, recovery, supervisor, system_docker, zram};
 use berth_config::{ConfigPaths, KernelCmdline, Loaded, Severity};
 use berth_runtime::{log, problems};
 use std::os::unix::process::CommandExt;
@@ -97,7 +97,11 @@ fn prepare_system(loaded: &Loaded) {
     ) {
         tracing::warn!("cannot make / a shared mount: {e}");
     }
-    load_modules(config);
+    let index = load_modules(config);
+    // Before the sysctls, so that `berth.sysctl` may set vm.swappiness otherwise.
+    if let Some(index) = &index {
+        start_zram(config, index);
+    }
     let hostname = config.effective_hostname();
     if let Err(e) = nix::unistd::sethostname(hostname.as_str()) {
         tracing::warn!("cannot set the hostname to {}: {e}", hostname.as_str());
@@ -124,13 +128,26 @@ fn prepare_system(loaded: &Loaded) {
     raise_nofile_limit();
 }
 
-fn load_modules(config: &berth_config::Config) {
+fn start_zram(config: &berth_config::Config, index: &berth_kmod::ModuleIndex) {
+    match zram::setup(&config.berth.zram, index) {
+        Ok(Some(on)) => tracing::info!(
+            "zram: {} MiB of compressed swap on {} ({}% of the memory, berth.zram.size_percent)",
+            on.bytes >> 20,
+            zram::DEVICE,
+            config.berth.zram.size_percent
+        ),
+        Ok(None) => {}
+        Err(e) => problems::report(Path::new("/"), &format!("zram swap (berth.zram): {e}")),
+    }
+}
+
+fn load_modules(config: &berth_config::Config) -> Option<berth_kmod::ModuleIndex> {
     let step = log::uptime();
     let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
         Ok(index) => index,
         Err(e) => {
             problems::report(Path::new("/"), &format!("kernel modules are unavailable: {e}"));
-            return;
+            return None;
         }
     };
     let mut loader = berth_kmod::KernelModuleLoader;
@@ -159,6 +176,7 @@ fn load_modules(config: &berth_config::Config) {
         wanted.len(),
         log::uptime() - step
     );
+    Some(index)
 }
 
 fn loopback_up() -> std::io::Result<()> {

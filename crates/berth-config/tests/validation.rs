@@ -223,6 +223,11 @@ const CASES: &[(&str, &str)] = &[
         "berth:\n  sysctl:\n    net/../../../etc/x: 1\n",
     ),
     ("shutdown timeout too short", "berth: {shutdown_timeout: 0}\n"),
+    (
+        "zram bigger than the memory allows",
+        "berth: {zram: {size_percent: 151}}\n",
+    ),
+    ("zram size negative", "berth: {zram: {size_percent: -1}}\n"),
     ("unknown top-level key", "hostnme: web\n"),
     ("unknown berth key", "berth: {sshd: {port: 22}}\n"),
     ("cloud-init-only key", "package_upgrade: true\n"),
@@ -259,6 +264,8 @@ fn valid_texts_have_no_diagnostics() {
         "write_files: [{path: /x, permissions: 0644}, {path: /y, permissions: 755}]\n",
         "users: [default, {name: alice, groups: [docker], sudo: false}]\n",
         "mounts: [[swap, null, swap, sw]]\n",
+        "berth: {zram: {size_percent: 0}}\n",
+        "berth: {zram: {size_percent: 150}}\n",
         "rancher: {network: {http_proxy: \"http://10.0.0.1:3128\", https_proxy: \"http://10.0.0.1:3128\", no_proxy: \"localhost,.lan\"}}\n",
         "berth: {network: {http_proxy: \"http://u:p@proxy:3128\", no_proxy: \"*\"}}\n",
     ] {

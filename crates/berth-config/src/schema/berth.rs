@@ -28,6 +28,8 @@ pub struct BerthConfig {
     pub environment: IndexMap<String, String>,
     /// Seconds PID 1 waits for an orderly shutdown before forcing the reboot.
     pub shutdown_timeout: u32,
+    /// Compressed swap in RAM (`/dev/zram0`), set up by init.
+    pub zram: ZramConfig,
     pub state: StateConfig,
     pub oem: OemConfig,
     pub system_docker: SystemDockerConfig,
@@ -76,6 +78,7 @@ impl Default for BerthConfig {
             console: ConsoleKind::Default,
             environment: IndexMap::new(),
             shutdown_timeout: 60,
+            zram: ZramConfig::default(),
             upgrade: UpgradeConfig::default(),
             compat: CompatConfig::default(),
             state: StateConfig::default(),
@@ -152,6 +155,26 @@ impl Default for Defaults {
         Defaults {
             hostname: Hostname::from_static("berth"),
         }
+    }
+}
+
+/// Compressed swap in RAM: under memory pressure the kernel compresses idle anonymous memory
+/// (the engines' heaps, the daemons') into `/dev/zram0` instead of running the OOM killer.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ZramConfig {
+    /// The swap device's size, in percent of the memory the kernel manages (what it could hold
+    /// uncompressed); `0` turns it off. At most [`ZramConfig::MAX_PERCENT`].
+    pub size_percent: u32,
+}
+
+impl ZramConfig {
+    pub const MAX_PERCENT: u32 = 150;
+}
+
+impl Default for ZramConfig {
+    fn default() -> Self {
+        ZramConfig { size_percent: 100 }
     }
 }
 

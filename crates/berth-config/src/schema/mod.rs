@@ -102,6 +102,17 @@ impl Config {
     /// Checks that span several values, or decode content: `(key path, message)` pairs.
     pub(crate) fn semantic_errors(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
+        if self.berth.zram.size_percent > berth::ZramConfig::MAX_PERCENT {
+            errors.push((
+                "berth.zram.size_percent".to_string(),
+                format!(
+                    "{}% is more than {}% of the memory: the compressed pages would crowd out \
+                     the memory they save (0 turns zram off)",
+                    self.berth.zram.size_percent,
+                    berth::ZramConfig::MAX_PERCENT
+                ),
+            ));
+        }
         for (i, file) in self.write_files.iter().enumerate() {
             if file.encoding != cloud::Encoding::Text
                 && let Err(e) = file.decoded_content()
