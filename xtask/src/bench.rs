@@ -34,7 +34,7 @@ pub enum BenchWhat {
         /// Memory of the boot whose idle memory is measured (kernel + initrd)
         #[arg(long, default_value_t = 512)]
         small_memory: u32,
-        /// Memory of one boot from the ISO (0: skip)
+        /// Memory of one boot of the kernel and the full initrd, from RAM (0: skip)
         #[arg(long, default_value_t = 384)]
         low_memory: u32,
         /// Seconds to wait after User Docker is ready before reading idle memory
@@ -225,8 +225,6 @@ fn idle_figures(out: &str) -> (Option<f64>, Option<u32>) {
 enum Kind<'a> {
     /// Kernel + initrd, optionally with a state disk.
     Kernel(Option<&'a Path>),
-    /// The ISO as a CD (its OS image stays on the CD).
-    Iso,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -250,19 +248,6 @@ fn berth_boot(
                 append: format!("console=ttyS0,115200n8 panic=10 cc.ssh_authorized_keys=\"{public}\""),
             });
             vm.disks.extend(state.map(Path::to_path_buf));
-            vm
-        }
-        // The ISO's default entry has no place for a key: give it through NoCloud.
-        Kind::Iso => {
-            let mut vm = Vm::new(Boot::Cdrom(a.iso.clone()));
-            let seed = dir.join(format!("{name}-cidata.iso"));
-            qemu::make_cidata(
-                &dir.join(format!("{name}-cidata")),
-                &format!("#cloud-config\nssh_authorized_keys:\n  - {public}\n"),
-                "instance-id: bench\n",
-                &seed,
-            )?;
-            vm.cidata = Some(seed);
             vm
         }
     };
@@ -668,6 +653,7 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         secs(small.user_docker),
         small.idle_used_mib.map(|m| m.round())
     );
+    // Low memory: the full kernel + initrd, from RAM (the initramfs alone holds 125 MiB).
     let low = if low_memory > 0 {
         let r = berth_boot(
             &a,
@@ -675,18 +661,18 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
             &key,
             &public,
             low_memory,
-            Kind::Iso,
+            Kind::Kernel(None),
             Extras::default(),
-            &format!("iso-{low_memory}"),
+            &format!("berth-{low_memory}"),
         );
         let t = match r {
             Ok(r) => r.user_docker,
             Err(e) => {
-                eprintln!("{low_memory} MiB from the ISO: {e:#}");
+                eprintln!("{low_memory} MiB from RAM: {e:#}");
                 None
             }
         };
-        eprintln!("{low_memory} MiB from the ISO: User Docker {:?}s", secs(t));
+        eprintln!("{low_memory} MiB from RAM: User Docker {:?}s", secs(t));
         Some((low_memory, t))
     } else {
         None
@@ -805,7 +791,7 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
             "processes": small.processes,
             "cloud_init_without_datasource_ms": small.cloud_init_ms,
         },
-        "low_memory_iso": low.map(|(m, t)| json!({"memory_mib": m, "user_docker_ready": secs(t)})),
+        "low_memory": low.map(|(m, t)| json!({"memory_mib": m, "user_docker_ready": secs(t)})),
         "systems": systems,
         "where_berth_time_goes": analysis.to_json(),
         "chart": chart.display().to_string(),

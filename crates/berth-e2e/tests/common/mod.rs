@@ -2,6 +2,8 @@
 //! disks, and the kernel command line.
 #![allow(dead_code)]
 
+pub mod lean;
+
 use berth_e2e::Artifacts;
 use berth_e2e::machine::Machine;
 use berth_e2e::qemu::{self, Boot, Vm};
