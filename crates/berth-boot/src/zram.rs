@@ -17,6 +17,9 @@ const PRIORITY: libc::c_int = 100;
 /// With swap in RAM, swapping idle anonymous pages is cheaper than dropping the file pages
 /// (the engines' code) that are read again at once; `berth.sysctl` may set it otherwise.
 const SWAPPINESS: &str = "100";
+/// The largest device: zram keeps a table entry (16 bytes) per page of its size whether used
+/// or not, 32 MiB at this size (Fedora's zram-generator caps its default at 8 GiB too).
+const MAX_BYTES: u64 = 8 << 30;
 /// swapon(2)'s flags (linux/swap.h; the libc crate does not have them): use the priority in
 /// the low bits.
 const SWAP_FLAG_PREFER: libc::c_int = 0x8000;
@@ -95,10 +98,10 @@ fn mem_total_bytes(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// `percent` of `mem_total`, rounded down to whole pages.
+/// `percent` of `mem_total`, at most [`MAX_BYTES`], rounded down to whole pages.
 fn size_bytes(mem_total: u64, percent: u32, page: u64) -> u64 {
     let bytes = u128::from(mem_total) * u128::from(percent) / 100;
-    u64::try_from(bytes).unwrap_or(u64::MAX) / page * page
+    u64::try_from(bytes).unwrap_or(u64::MAX).min(MAX_BYTES) / page * page
 }
 
 /// A random UUID for the swap signature, from the kernel (zeros if it cannot say).
@@ -138,6 +141,8 @@ mod tests {
         assert_eq!(size_bytes(1 << 30, 100, 4096), 1 << 30);
         assert_eq!(size_bytes(1 << 30, 0, 4096), 0);
         assert_eq!(size_bytes(10_000, 50, 4096), 4096);
+        // A big machine: 8 GiB, not 150% of 64 GiB.
+        assert_eq!(size_bytes(64 << 30, 150, 4096), 8 << 30);
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Default for Defaults {
 #[serde(default)]
 pub struct ZramConfig {
     /// The swap device's size, in percent of the memory the kernel manages (what it could hold
-    /// uncompressed); `0` turns it off. At most [`ZramConfig::MAX_PERCENT`].
+    /// uncompressed), at most 8 GiB; `0` turns it off. At most [`ZramConfig::MAX_PERCENT`].
     pub size_percent: u32,
 }
 
