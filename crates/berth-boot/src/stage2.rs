@@ -130,9 +130,9 @@ fn prepare_system(loaded: &Loaded) {
 
 fn start_zram(config: &berth_config::Config, index: &berth_kmod::ModuleIndex) {
     match zram::setup(&config.berth.zram, index) {
-        Ok(Some(on)) => tracing::info!(
+        Ok(Some(bytes)) => tracing::info!(
             "zram: {} MiB of compressed swap on {} ({}% of the memory, berth.zram.size_percent)",
-            on.bytes >> 20,
+            bytes >> 20,
             zram::DEVICE,
             config.berth.zram.size_percent
         ),

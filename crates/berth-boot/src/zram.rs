@@ -27,22 +27,15 @@ const SWAP_FLAG_PRIO_MASK: libc::c_int = 0x7fff;
 /// Where the kernel's swap signature ends: `SWAPSPACE2` fills the last 10 bytes of page 0.
 const MAGIC: &[u8; 10] = b"SWAPSPACE2";
 
-/// What was set up: the device's size in bytes.
-#[derive(Debug, PartialEq)]
-pub struct Zram {
-    pub bytes: u64,
-}
-
-/// Set up and turn on the zram swap `config` asks for. `Ok(None)` when it is off or already
-/// on (a second stage 2 in the same boot).
-pub fn setup(config: &ZramConfig, index: &berth_kmod::ModuleIndex) -> Result<Option<Zram>, String> {
+/// Set up and turn on the zram swap `config` asks for: its size in bytes, or `Ok(None)` when
+/// it is off or already on (a second stage 2 in the same boot).
+pub fn setup(config: &ZramConfig, index: &berth_kmod::ModuleIndex) -> Result<Option<u64>, String> {
+    use berth_runtime::meminfo;
     if config.size_percent == 0 {
         return Ok(None);
     }
-    let mem_total = mem_total_bytes(
-        &std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?,
-    )
-    .ok_or("/proc/meminfo has no MemTotal")?;
+    let text = std::fs::read_to_string(meminfo::PATH).map_err(|e| format!("{}: {e}", meminfo::PATH))?;
+    let mem_total = meminfo::bytes(&text, "MemTotal").ok_or("/proc/meminfo has no MemTotal")?;
     let page = page_size();
     let bytes = size_bytes(mem_total, config.size_percent, page);
     if bytes < 16 * page {
@@ -66,7 +59,7 @@ pub fn setup(config: &ZramConfig, index: &berth_kmod::ModuleIndex) -> Result<Opt
     if let Err(e) = std::fs::write("/proc/sys/vm/swappiness", SWAPPINESS) {
         tracing::warn!("cannot set vm.swappiness: {e}");
     }
-    Ok(Some(Zram { bytes }))
+    Ok(Some(bytes))
 }
 
 fn swapon(device: &Path) -> Result<(), String> {
@@ -89,13 +82,6 @@ fn page_size() -> u64 {
         .flatten()
         .and_then(|p| u64::try_from(p).ok())
         .unwrap_or(4096)
-}
-
-/// `MemTotal` of `/proc/meminfo`, in bytes.
-fn mem_total_bytes(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// `percent` of `mem_total`, at most [`MAX_BYTES`], rounded down to whole pages.
@@ -143,13 +129,6 @@ mod tests {
         assert_eq!(size_bytes(10_000, 50, 4096), 4096);
         // A big machine: 8 GiB, not 150% of 64 GiB.
         assert_eq!(size_bytes(64 << 30, 150, 4096), 8 << 30);
-    }
-
-    #[test]
-    fn mem_total_is_read_in_kib() {
-        let meminfo = "MemTotal:         475572 kB\nMemFree:            7300 kB\n";
-        assert_eq!(mem_total_bytes(meminfo), Some(475_572 * 1024));
-        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
     }
 
     /// util-linux's blkid, which reads swap signatures as swapon(2) does, recognises the

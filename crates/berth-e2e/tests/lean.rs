@@ -17,10 +17,6 @@ use common::{BOOT, check, env};
 /// the initramfs: it fits because idle memory is compressed into the zram swap.
 #[test]
 fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
-    lean_512();
-}
-
-fn lean_512() {
     let env = env("lean-512");
     let archive = env.dir.join("load.tar");
     let md5 = docker_archive(&archive, "lean/load:1", 100);

@@ -6,6 +6,7 @@
 
 pub mod hosts;
 pub mod log;
+pub mod meminfo;
 pub mod mountinfo;
 pub mod paths;
 pub mod problems;

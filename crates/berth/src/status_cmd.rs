@@ -122,15 +122,8 @@ pub fn state_disk(mountinfo: &str) -> Option<StateDisk> {
 
 /// MemTotal and MemAvailable of a `/proc/meminfo` text.
 pub fn memory(meminfo: &str) -> Option<Memory> {
-    let field = |name: &str| {
-        meminfo.lines().find_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
-            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib * 1024)
-        })
-    };
-    let total = field("MemTotal")?;
-    let available = field("MemAvailable")?;
+    let total = berth_runtime::meminfo::bytes(meminfo, "MemTotal")?;
+    let available = berth_runtime::meminfo::bytes(meminfo, "MemAvailable")?;
     Some(Memory {
         total_bytes: total,
         available_bytes: available,
@@ -200,7 +193,7 @@ async fn gather() -> Status {
         ],
         services: service_cmd::states(&loaded).await,
         state_disk,
-        memory: std::fs::read_to_string("/proc/meminfo")
+        memory: std::fs::read_to_string(berth_runtime::meminfo::PATH)
             .ok()
             .and_then(|t| memory(&t)),
         swarm: berth_services::swarm::SwarmReport::read(Path::new(berth_services::swarm::REPORT)),
