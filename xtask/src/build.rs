@@ -16,7 +16,7 @@ use std::process::Command;
 
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Bump to invalidate every cached step when the builder's output format changes.
-pub(crate) const BUILDER_REVISION: &str = "3";
+pub(crate) const BUILDER_REVISION: &str = "4";
 
 #[derive(clap::Args, Default, Clone)]
 pub struct BuildArgs {
@@ -409,7 +409,8 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         public_key.as_bytes(),
         grub_print.as_bytes(),
     ]);
-    let fresh = cached(&work.join("os.stamp"), &os_print, &[&os_img], || {
+    let os_verity = crate::verity::params_path(&os_img);
+    let fresh = cached(&work.join("os.stamp"), &os_print, &[&os_img, &os_verity], || {
         build_os_image(
             &apt,
             &os_recipe,
@@ -421,7 +422,8 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
             &work,
             &grub_dir,
             &os_img,
-        )
+        )?;
+        crate::verity::append(&os_img).map(|_| ())
     })?;
     step.note(format!(
         "{}{}",
@@ -448,12 +450,11 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
     ]);
     let fresh = cached(&work.join("initrd.stamp"), &i_print, &[&slim, &initrd], || {
         // The slim initrd boots only from a medium holding these very images.
-        let digests = format!(
-            "{}  os.img\n{}  images.img\n",
-            crate::apt::sha256_file(&os_img)?,
-            crate::apt::sha256_file(&images_img)?
-        );
-        build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &digests, &slim)?;
+        let params = berth_boot::verity::Params(BTreeMap::from([
+            ("os.img".to_string(), crate::verity::read(&os_img)?),
+            ("images.img".to_string(), crate::verity::read(&images_img)?),
+        ]));
+        build_initramfs(&apt, busybox_deb, &kernel, &berth, &work, &params, &slim)?;
         let mut out = std::fs::File::create(&initrd)?;
         std::io::copy(&mut std::fs::File::open(&slim)?, &mut out)?;
         // The compressed segment must end on a 4-byte boundary for the next archive.
@@ -665,7 +666,8 @@ fn build_images(
         .filter(|i| i.optional)
         .map(|i| crate::optional_image::artifact_path(&layout::out_dir(), &i.name))
         .collect();
-    let mut outputs: Vec<&Path> = vec![store, &info_path, images_img];
+    let images_verity = crate::verity::params_path(images_img);
+    let mut outputs: Vec<&Path> = vec![store, &info_path, images_img, &images_verity];
     outputs.extend(optional.iter().map(PathBuf::as_path));
     let fresh = cached(&work.join("images.stamp"), &print, &outputs, || {
         fresh_dir(store)?;
@@ -770,7 +772,8 @@ fn build_images(
         std::fs::write(&info_path, serde_json::to_vec_pretty(&infos)?)?;
         // The store's identity: a release's images replace another's as a whole.
         let release = format!("{version}-{}", &fingerprint(&[print.as_bytes()])[..16]);
-        crate::image_store::build(store, &info_path, &release, &work.join("image-store"), images_img)
+        crate::image_store::build(store, &info_path, &release, &work.join("image-store"), images_img)?;
+        crate::verity::append(images_img).map(|_| ())
     })?;
     let infos: Vec<ImageInfo> = serde_json::from_slice(&std::fs::read(&info_path)?)?;
     let summary: Vec<String> = infos
@@ -932,14 +935,17 @@ fn build_initramfs(
     kernel: &kernel::Kernel,
     berth: &Path,
     work: &Path,
-    medium_digests: &str,
+    verity: &berth_boot::verity::Params,
     dest: &Path,
 ) -> Result<()> {
     let root = work.join("initramfs");
     fresh_dir(&root)?;
     tree::skeleton(&root)?;
     std::fs::create_dir_all(root.join("berth"))?;
-    std::fs::write(root.join("berth/medium.sha256"), medium_digests)?;
+    std::fs::write(
+        root.join(berth_boot::verity::PARAMS),
+        serde_json::to_vec_pretty(verity)?,
+    )?;
     std::fs::copy(berth, root.join("usr/bin/berth"))?;
     std::os::unix::fs::symlink("usr/bin/berth", root.join("init"))?;
     deb::unpack(&apt.archives().join(&busybox.filename), &root, &|p| {

@@ -30,6 +30,8 @@ const TOOLS: &[(&str, &str, Purpose)] = &[
     ("xz", "xz-utils", Purpose::Build),
     ("xorriso", "xorriso", Purpose::Build),
     ("mformat", "mtools", Purpose::Build),
+    // dm-verity hash trees of the images on a medium (xtask/src/verity.rs).
+    ("veritysetup", "cryptsetup-bin", Purpose::Build),
     // A private dockerd loads the system images to write the read-only image store.
     ("dockerd", "docker.io", Purpose::Build),
     ("docker", "docker.io", Purpose::Build),

@@ -28,6 +28,8 @@ pub const EARLY_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "nls_utf8",
+    // The images on a medium are read through dm-verity (berth_boot::verity).
+    "dm-verity",
 ];
 
 pub struct Kernel {

@@ -32,6 +32,7 @@ mod test;
 mod toolchain;
 mod tree;
 mod ui;
+mod verity;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -22,6 +22,7 @@ pub mod stage2;
 pub mod state;
 pub mod supervisor;
 pub mod system_docker;
+pub mod verity;
 pub mod zram;
 
 use std::path::PathBuf;

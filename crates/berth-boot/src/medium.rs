@@ -2,85 +2,76 @@
 //! ISO's slim initrd does not, so init looks for them on the boot medium: every block device
 //! with a filesystem it can read (ISO 9660, FAT, ext4) is mounted read-only and checked.
 //!
-//! The slim initrd carries the SHA-256 of its own build's images (`berth/medium.sha256`, in
-//! `sha256sum` format). A medium is used only when its images match: an OS image of another
-//! build, or one altered on the medium, is refused and the search goes on.
+//! The slim initrd carries the dm-verity root hashes of its own build's images
+//! (`berth/verity.json`, see [`crate::verity`]). A medium is used only through verity devices
+//! over its images, read whole once at boot: an OS image of another build, or one altered on
+//! the medium, is refused and the search goes on; a block altered later reads as an I/O error.
 
-use crate::{BootError, mounts};
+use crate::{BootError, loopdev, mounts, verity};
 use berth_runtime::problems;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const OS_IMAGE: &str = "berth/os.img";
 pub const IMAGES_IMAGE: &str = "berth/images.img";
-/// The digests of this build's images, in the slim initrd (`<hex>  os.img` lines).
-pub const EXPECTED_DIGESTS: &str = "berth/medium.sha256";
 
-/// The images a medium must hold, by file name under `berth/`, with their SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected(BTreeMap<String, String>);
-
-impl Expected {
-    /// Parse `sha256sum` output: `<64 hex digits>  <name>` per line.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut digests = BTreeMap::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let (hex, name) = line
-                .split_once("  ")
-                .ok_or_else(|| format!("line {}: expected `<sha256>  <file>`", n + 1))?;
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("line {}: `{hex}` is not a SHA-256 digest", n + 1));
-            }
-            digests.insert(name.trim().to_string(), hex.to_ascii_lowercase());
-        }
-        if !digests.contains_key("os.img") {
-            return Err("no digest for os.img".to_string());
-        }
-        Ok(Self(digests))
-    }
-
-    /// Check one image in `dir` (a medium's `berth/`): it must be listed, be there and hash
-    /// to its digest.
-    pub fn verify(&self, dir: &Path, name: &str) -> Result<(), String> {
-        let want = self
-            .0
-            .get(name)
-            .ok_or_else(|| format!("{name}: this initrd carries no digest for it"))?;
-        let got = sha256_file(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
-        if &got != want {
-            return Err(format!(
-                "{name} is not this build's (sha256 {}…, expected {}…)",
-                &got[..12],
-                &want[..12]
-            ));
-        }
-        Ok(())
+/// The verity device of each image, by file name under `berth/`.
+fn mapper_name(name: &str) -> &'static str {
+    if name == "os.img" {
+        "berth-os"
+    } else {
+        "berth-images"
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
+/// Open `dir/name` through a verity device with this build's parameters and read it whole.
+/// Returns the device, or why the image is refused (the device is then removed).
+fn verify(params: &verity::Params, dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let image = params
+        .get(name)
+        .ok_or_else(|| format!("{name}: this initrd carries no verity root hash for it"))?;
+    let path = dir.join(name);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| format!("{name}: {e}"))?
+        .len();
+    if len <= image.data_blocks * verity::BLOCK {
+        return Err(format!(
+            "{name} is not this build's ({len} bytes, this build's holds {} and its hash tree)",
+            image.data_blocks * verity::BLOCK
+        ));
+    }
+    let backing = loopdev::attach(&path).map_err(|e| e.to_string())?;
+    let mapper = mapper_name(name);
+    let device = verity::open(mapper, &backing.path, image).map_err(|e| format!("{name}: {e}"))?;
+    // The verity device holds the loop device now; autoclear frees it with the verity device.
+    drop(backing);
+    match verity::read_all(&device) {
+        Ok(took) => {
+            tracing::info!(
+                "{name}: every block matches this build's root hash ({:.1}s)",
+                took.as_secs_f64()
+            );
+            Ok(device)
         }
-        hasher.update(&buf[..n]);
+        Err(why) => {
+            if let Err(e) = verity::remove(mapper) {
+                tracing::warn!("{e}");
+            }
+            Err(format!("{name} is not this build's: {why}"))
+        }
     }
 }
 
 /// Where the OS image was found.
 #[derive(Debug, Clone)]
 pub struct Medium {
-    /// `/berth/os.img` in the initramfs, or on the mounted medium.
+    /// `/berth/os.img` in the initramfs (a file), or the verity device of the one on the
+    /// mounted medium (`/dev/mapper/berth-os`).
     pub os_image: PathBuf,
-    /// The system images, if present next to the OS image.
+    /// The system images, if present next to the OS image (a file or a verity device, as
+    /// `os_image`).
     pub images_image: Option<PathBuf>,
     /// The device mounted to reach them (none when they are in the initramfs).
     pub device: Option<PathBuf>,
@@ -97,7 +88,7 @@ pub fn find(initramfs_root: &Path, mount_dir: &Path, wait: Duration) -> Result<M
             device: None,
         });
     }
-    let expected = read_expected(initramfs_root)?;
+    let expected = read_params(initramfs_root)?;
     let started = Instant::now();
     let mut tried_any = false;
     let mut refused: BTreeMap<PathBuf, String> = BTreeMap::new();
@@ -157,7 +148,7 @@ pub fn find_slot(
     partition: &str,
     wait: Duration,
 ) -> Result<SlotMedium, BootError> {
-    let expected = read_expected(initramfs_root)?;
+    let expected = read_params(initramfs_root)?;
     let started = Instant::now();
     loop {
         if let Some(device) = crate::slot::partition_named(partition) {
@@ -183,12 +174,13 @@ pub fn find_slot(
     }
 }
 
-/// The digests the slim initrd carries. Without them no medium can be trusted.
-fn read_expected(initramfs_root: &Path) -> Result<Expected, BootError> {
-    let path = initramfs_root.join(EXPECTED_DIGESTS);
+/// The verity parameters the slim initrd carries. Without them no medium can be trusted.
+fn read_params(initramfs_root: &Path) -> Result<verity::Params, BootError> {
+    verity::load_modules();
+    let path = initramfs_root.join(verity::PARAMS);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| BootError::Io(format!("reading {} from the initramfs", path.display()), e))?;
-    Expected::parse(&text).map_err(|e| {
+    verity::Params::parse(&text).map_err(|e| {
         BootError::Other(format!(
             "{} in the initramfs is broken ({e}); rebuild the initrd with `cargo xtask build`",
             path.display()
@@ -206,7 +198,7 @@ fn try_device(
     device: &Path,
     fstype: &str,
     mount_dir: &Path,
-    expected: &Expected,
+    expected: &verity::Params,
 ) -> Result<Probe, BootError> {
     mounts::create_dir(mount_dir, 0o755)?;
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
@@ -220,10 +212,13 @@ fn try_device(
     }
     let started = Instant::now();
     let dir = os.parent().unwrap_or(mount_dir);
-    if let Err(why) = expected.verify(dir, "os.img") {
-        let _ = umount2(mount_dir, MntFlags::MNT_DETACH);
-        return Ok(Probe::Refused(why));
-    }
+    let os = match verify(expected, dir, "os.img") {
+        Ok(device) => device,
+        Err(why) => {
+            let _ = umount2(mount_dir, MntFlags::MNT_DETACH);
+            return Ok(Probe::Refused(why));
+        }
+    };
     tracing::info!(
         "found the OS image on {} ({fstype}), verified in {:.1}s",
         device.display(),
@@ -231,74 +226,26 @@ fn try_device(
     );
     // System images that are not this build's are not used (they would run as privileged
     // system containers); the OS image still boots, so the console can say what happened.
-    let images = mount_dir.join(IMAGES_IMAGE);
-    let images = images.is_file().then_some(images).filter(|_| {
-        expected
-            .verify(dir, "images.img")
-            .map_err(|why| {
-                problems::report(
-                    Path::new("/"),
-                    &format!(
-                        "the system images on {} were refused: {why}; they are not used",
-                        device.display()
-                    ),
-                );
-            })
-            .is_ok()
-    });
+    let images = mount_dir
+        .join(IMAGES_IMAGE)
+        .is_file()
+        .then(|| verify(expected, dir, "images.img"))
+        .and_then(|verified| {
+            verified
+                .map_err(|why| {
+                    problems::report(
+                        Path::new("/"),
+                        &format!(
+                            "the system images on {} were refused: {why}; they are not used",
+                            device.display()
+                        ),
+                    );
+                })
+                .ok()
+        });
     Ok(Probe::Found(Box::new(Medium {
         os_image: os,
         images_image: images,
         device: Some(device.to_path_buf()),
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn digest(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
-    }
-
-    #[test]
-    fn only_the_images_of_this_build_are_accepted() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("os.img"), b"the os image").unwrap();
-        std::fs::write(dir.path().join("images.img"), b"the system images").unwrap();
-        let text = format!(
-            "{}  os.img\n{}  images.img\n",
-            digest(b"the os image"),
-            digest(b"the system images")
-        );
-        let expected = Expected::parse(&text).unwrap();
-        expected.verify(dir.path(), "os.img").unwrap();
-        expected.verify(dir.path(), "images.img").unwrap();
-
-        // One byte changed, an image missing, a file without a digest: refused, named.
-        std::fs::write(dir.path().join("images.img"), b"the system imageS").unwrap();
-        let err = expected.verify(dir.path(), "images.img").unwrap_err();
-        assert!(err.starts_with("images.img is not this build's"), "{err}");
-        std::fs::write(dir.path().join("os.img"), b"another os image").unwrap();
-        let err = expected.verify(dir.path(), "os.img").unwrap_err();
-        assert!(err.starts_with("os.img is not this build's"), "{err}");
-        std::fs::remove_file(dir.path().join("images.img")).unwrap();
-        let err = expected.verify(dir.path(), "images.img").unwrap_err();
-        assert!(err.starts_with("images.img: "), "{err}");
-        let err = expected.verify(dir.path(), "other.img").unwrap_err();
-        assert!(err.contains("no digest"), "{err}");
-    }
-
-    #[test]
-    fn a_broken_digest_file_is_an_error_not_an_open_door() {
-        assert!(Expected::parse("").unwrap_err().contains("os.img"));
-        assert!(
-            Expected::parse("abc  os.img")
-                .unwrap_err()
-                .contains("not a SHA-256")
-        );
-        assert!(Expected::parse("nonsense").unwrap_err().contains("line 1"));
-        let only_images = format!("{}  images.img", digest(b"x"));
-        assert!(Expected::parse(&only_images).unwrap_err().contains("os.img"));
-    }
 }

@@ -48,8 +48,17 @@ pub fn mount_root(newroot: &Path, os_image: &Path) -> Result<(), BootError> {
     ))?;
     let usr = newroot.join("usr");
     mounts::create_dir(&usr, 0o755)?;
-    let device = loopdev::attach(os_image)?;
-    mount_squashfs(&device.path, &usr)
+    mount_image(os_image, &usr)
+}
+
+/// Mount a squashfs image read-only: a verity device as it is, an image file through a loop
+/// device.
+pub fn mount_image(image: &Path, target: &Path) -> Result<(), BootError> {
+    if crate::verity::is_block_device(image) {
+        return mount_squashfs(image, target);
+    }
+    let device = loopdev::attach(image)?;
+    mount_squashfs(&device.path, target)
 }
 
 pub fn mount_squashfs(device: &Path, target: &Path) -> Result<(), BootError> {

@@ -3,7 +3,7 @@
 
 use crate::mounts::{self, MountSpec};
 use crate::state::StateDecision;
-use crate::{BootError, VERSION, installed, loopdev, medium, recovery, root, slot, stage2};
+use crate::{BootError, VERSION, installed, medium, recovery, root, slot, stage2};
 use berth_config::{ConfigPaths, KernelCmdline};
 use berth_runtime::{log, problems, timeline};
 use berth_services::image_store;
@@ -235,8 +235,7 @@ fn use_image_store(newroot: &Path, images: &Path) {
     let step = log::uptime();
     let store = Path::new(berth_services::IMAGES_DIR);
     let data_root = newroot.join(crate::system_docker::DATA_ROOT.trim_start_matches('/'));
-    let result = loopdev::attach(images)
-        .and_then(|device| root::mount_squashfs(&device.path, store))
+    let result = root::mount_image(images, store)
         .map_err(|e| e.to_string())
         .and_then(|()| image_store::assemble(store, &data_root).map_err(|e| e.to_string()));
     match result {
