@@ -86,6 +86,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(layout::out_dir);
+        // The upgrade test's second, newer release (cached like any build; the test itself
+        // builds it when run alone).
+        build::run(&build::BuildArgs {
+            version: Some(berth_e2e::next_version()),
+            out: Some(berth_e2e::next_out(&out)),
+            ..Default::default()
+        })?;
         // Where the machines record a known fault of QEMU's emulation they went on from.
         let faults = out.join("e2e/emulator-faults.log");
         let _ = std::fs::remove_file(&faults);

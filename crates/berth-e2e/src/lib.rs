@@ -51,6 +51,39 @@ impl Artifacts {
     }
 }
 
+/// The version of the second, newer release that upgrade tests install: this build's with the
+/// patch number one higher.
+pub fn next_version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut parts: Vec<u64> = version
+        .split('.')
+        .map(|p| p.parse().expect("the workspace version is major.minor.patch"))
+        .collect();
+    *parts.last_mut().expect("a version") += 1;
+    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// The output directory of the next release ([`next_version`]) beside the build in `out`.
+pub fn next_out(out: &Path) -> PathBuf {
+    out.join("next")
+}
+
+/// Build the next release with `cargo xtask build --version V --out OUT/next`, signed with the
+/// same key as this build (cached: `cargo xtask test` builds it before the end-to-end tests,
+/// so there this only checks it is current). Returns its upgrade bundle.
+pub fn build_next(out: &Path) -> anyhow::Result<PathBuf> {
+    let version = next_version();
+    let dir = next_out(out);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&workspace)
+        .args(["xtask", "build", "--version", &version, "--out"])
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo xtask build --version {version} failed");
+    Ok(dir.join(format!("berth-{version}.upgrade")))
+}
+
 /// Lines of a console log that mean something went badly wrong.
 pub fn console_problems(log: &str) -> Vec<String> {
     console_scan(log, false).0

@@ -3,10 +3,11 @@
 //! partition is made at the first boot and fills the disk; the install's cloud-config lets
 //! us in); there, signed upgrades: a bundle with a flipped byte, one signed with another key,
 //! one for another architecture, one not newer and a URL that does not answer are refused
-//! with nothing written, then the build's bundle (`--force`, same
-//! version) goes into slot B, which boots, is confirmed, and keeps a user container and its
-//! volume; `berth os rollback` brings slot A back with them. Then under OVMF with slot B
-//! holding an altered OS image: B is given up, the machine comes up on A and says so.
+//! with nothing written, then the next release's bundle (a second build, made with `cargo
+//! xtask build --version`) goes into slot B, which boots that release, is confirmed, and keeps
+//! a user container and its volume; `berth os rollback` brings slot A back with them. Then
+//! under OVMF with slot B holding an altered OS image (one byte, caught by dm-verity): B is
+//! given up, the machine comes up on A and says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assumption is a failed test
 
 mod common;
@@ -21,33 +22,37 @@ use std::time::{Duration, Instant};
 const GIB: u64 = 1 << 30;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A disk holding the build's bundle and bad variants of it: `flipped.upgrade` (one byte
-/// changed, the original signature), `other.upgrade` (signed with another key),
+/// A disk holding the bundles: the next release's (a second build, made with `--version`),
+/// this build's own (not newer), and bad variants of the next one: `flipped.upgrade` (one
+/// byte changed, the original signature), `other.upgrade` (signed with another key),
 /// `arm64.upgrade` (a newer bundle for aarch64, signed with the build's key).
-fn bundle_disk(env: &common::Env) -> std::path::PathBuf {
-    let bundle = env.artifacts.out.join(format!("berth-{VERSION}.upgrade"));
+fn bundle_disk(env: &common::Env, next: &Path) -> std::path::PathBuf {
     let dir = env.dir.join("bundles");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let good = dir.join(bundle.file_name().unwrap());
-    std::fs::copy(&bundle, &good).unwrap();
-    std::fs::copy(
-        berth_upgrade::signature_path(&bundle),
-        berth_upgrade::signature_path(&good),
-    )
-    .unwrap();
-    let mut bytes = std::fs::read(&bundle).unwrap();
+    let own = env.artifacts.out.join(format!("berth-{VERSION}.upgrade"));
+    for bundle in [own.as_path(), next] {
+        let copy = dir.join(bundle.file_name().unwrap());
+        std::fs::copy(bundle, &copy).unwrap();
+        std::fs::copy(
+            berth_upgrade::signature_path(bundle),
+            berth_upgrade::signature_path(&copy),
+        )
+        .unwrap();
+    }
+    let bundle = next;
+    let mut bytes = std::fs::read(bundle).unwrap();
     let at = bytes.len() / 3;
     bytes[at] ^= 0x01;
     std::fs::write(dir.join("flipped.upgrade"), &bytes).unwrap();
     drop(bytes);
     std::fs::copy(
-        berth_upgrade::signature_path(&bundle),
+        berth_upgrade::signature_path(bundle),
         dir.join("flipped.upgrade.minisig"),
     )
     .unwrap();
     let other = dir.join("other.upgrade");
-    std::fs::hard_link(&good, &other).unwrap();
+    std::fs::hard_link(dir.join(bundle.file_name().unwrap()), &other).unwrap();
     let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let sig = minisign::sign(
         Some(&pk),
@@ -81,7 +86,7 @@ fn bundle_disk(env: &common::Env) -> std::path::PathBuf {
     let sig = minisign::sign(Some(&pk), &sk, File::open(&arm).unwrap(), Some("aarch64"), None).unwrap();
     std::fs::write(berth_upgrade::signature_path(&arm), sig.to_string()).unwrap();
     let disk = env.dir.join("bundles.img");
-    berth_e2e::qemu::make_ext4_disk_from(&disk, 600, "BUNDLES", Some(&dir)).unwrap();
+    berth_e2e::qemu::make_ext4_disk_from(&disk, 900, "BUNDLES", Some(&dir)).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     disk
 }
@@ -164,6 +169,13 @@ fn grubenv(path: &Path) -> GrubEnv {
 fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     let started = Instant::now();
     let env = env("install");
+    // The release to upgrade to: a second build, newer, signed with the same key.
+    let next = berth_e2e::build_next(&env.artifacts.out).expect("building the next release");
+    let next_version = berth_e2e::next_version();
+    eprintln!(
+        "next release {next_version} ready at {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     let target = env.dir.join("installed.img");
     File::create(&target).unwrap().set_len(3 * GIB).unwrap();
 
@@ -220,7 +232,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     // (2) The disk alone under SeaBIOS: no seed, so ssh works only with the install's key.
     let mut vm = Vm::new(Boot::Installed(target.clone()));
     vm.allow_reboot = true;
-    vm.disks.push(bundle_disk(&env));
+    vm.disks.push(bundle_disk(&env, &next));
     let m = env.start("installed-bios", vm);
     check(&m, "ssh on the installed disk (BIOS)", m.wait_ssh(BOOT));
     let host = check(&m, "hostname", m.run("hostname; cat /proc/cmdline"));
@@ -311,7 +323,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
         &m,
         "berth os upgrade",
         m.run(&format!(
-            "sudo berth os upgrade /mnt/berth-{VERSION}.upgrade --force --no-reboot 2>&1"
+            "sudo berth os upgrade /mnt/berth-{next_version}.upgrade --no-reboot 2>&1"
         )),
     );
     assert!(
@@ -324,15 +336,22 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     common::reboot(&m);
     let cmdline = check(&m, "slot B", m.run("cat /proc/cmdline; berth version"));
     assert!(
-        cmdline.contains("berth.slot=B") && cmdline.contains("Slot: B"),
+        cmdline.contains("berth.slot=B")
+            && cmdline.contains("Slot: B")
+            && cmdline.contains(&format!("Berth {next_version}")),
         "{cmdline}"
     );
     kept(&m, "the keeper after the upgrade");
     wait_marked_good(&m, "B");
     let upgraded = slots(&m);
     assert_eq!(
-        (upgraded[1].1.as_str(), upgraded[1].2, upgraded[1].3),
-        ("good", true, true),
+        (
+            upgraded[1].1.as_str(),
+            upgraded[1].2,
+            upgraded[1].3,
+            upgraded[1].4.as_deref()
+        ),
+        ("good", true, true, Some(next_version.as_str())),
         "{upgraded:?}"
     );
     // Rollback, rebooting by itself.
@@ -415,7 +434,7 @@ fn vm_install_from_iso_then_boot_bios_and_uefi_with_an_altered_slot() {
     eprintln!("power cuts done at {:.0}s", started.elapsed().as_secs_f64());
 
     // (3)+(4) Slot B = slot A with one byte of os.img flipped, armed as the next boot; under
-    // OVMF. B must be refused by its initrd's digests, and the machine come up on A.
+    // OVMF. B's dm-verity must refuse it, and the machine come up on A.
     {
         let mut file = open(&target);
         disk::copy_slot(&mut file, Slot::A, Slot::B, &mut |name, bytes| {
