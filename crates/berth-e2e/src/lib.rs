@@ -68,12 +68,24 @@ pub fn next_out(out: &Path) -> PathBuf {
     out.join("next")
 }
 
-/// Build the next release with `cargo xtask build --version V --out OUT/next`, signed with the
-/// same key as this build (cached: `cargo xtask test` builds it before the end-to-end tests,
-/// so there this only checks it is current). Returns its upgrade bundle.
+/// The next release's upgrade bundle, built with `cargo xtask build --version V --out OUT/next`
+/// (signed with the same key as this build) unless one was built after the build in `out`, as
+/// `cargo xtask test` does before the end-to-end tests.
 pub fn build_next(out: &Path) -> anyhow::Result<PathBuf> {
     let version = next_version();
     let dir = next_out(out);
+    let bundle = dir.join(format!("berth-{version}.upgrade"));
+    let built = |dir: &Path| {
+        std::fs::metadata(dir.join("manifest.json"))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    if let (Some(main), Some(next)) = (built(out), built(&dir))
+        && next > main
+        && bundle.exists()
+    {
+        return Ok(bundle);
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&workspace)
@@ -81,7 +93,7 @@ pub fn build_next(out: &Path) -> anyhow::Result<PathBuf> {
         .arg(&dir)
         .status()?;
     anyhow::ensure!(status.success(), "cargo xtask build --version {version} failed");
-    Ok(dir.join(format!("berth-{version}.upgrade")))
+    Ok(bundle)
 }
 
 /// Lines of a console log that mean something went badly wrong.
