@@ -362,6 +362,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         &images_img,
         version,
         &work,
+        &out,
         &mut step,
     )?;
     drop(step);
@@ -631,6 +632,7 @@ fn build_images(
     images_img: &Path,
     version: &str,
     work: &Path,
+    out: &Path,
     step: &mut ui::Step,
 ) -> Result<Vec<ImageInfo>> {
     let info_path = work.join("images.json");
@@ -664,7 +666,7 @@ fn build_images(
     let optional: Vec<PathBuf> = images
         .iter()
         .filter(|i| i.optional)
-        .map(|i| crate::optional_image::artifact_path(&layout::out_dir(), &i.name))
+        .map(|i| crate::optional_image::artifact_path(out, &i.name))
         .collect();
     let images_verity = crate::verity::params_path(images_img);
     let mut outputs: Vec<&Path> = vec![store, &info_path, images_img, &images_verity];
@@ -744,7 +746,7 @@ fn build_images(
                 layers: layers.clone(),
             };
             if image.optional {
-                let dest = crate::optional_image::artifact_path(&layout::out_dir(), &image.name);
+                let dest = crate::optional_image::artifact_path(out, &image.name);
                 let own_store = work.join("images-optional").join(&image.name);
                 crate::optional_image::pack(store, &own_store, &spec, &dest)?;
                 // Its own layer stays out of the release's store.
