@@ -28,8 +28,6 @@ pub const EARLY_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "nls_utf8",
-    // The images on a medium are read through dm-verity (berth_boot::verity).
-    "dm-verity",
 ];
 
 pub struct Kernel {
@@ -130,9 +128,15 @@ pub fn closure(modules: &Path, names: &[&str]) -> Result<BTreeSet<String>> {
     Ok(files)
 }
 
-/// Copy the early modules into `<root>/usr/lib/modules/<release>` and index them.
+/// Copy the early modules, and those init loads to read a medium's images through dm-verity
+/// (`berth_boot::verity::MODULES`), into `<root>/usr/lib/modules/<release>` and index them.
 pub fn install_early(kernel: &Kernel, root: &Path) -> Result<Vec<String>> {
-    install_modules(kernel, root, EARLY_MODULES)
+    let names: Vec<&str> = EARLY_MODULES
+        .iter()
+        .chain(berth_boot::verity::MODULES)
+        .copied()
+        .collect();
+    install_modules(kernel, root, &names)
 }
 
 /// Copy `names` and their dependencies into `<root>/usr/lib/modules/<release>` and index them.
