@@ -12,6 +12,7 @@ pub mod medium;
 pub mod mounts;
 pub mod oem;
 pub mod power;
+pub mod ram_images;
 pub mod recovery;
 pub mod resize_device;
 pub mod root;

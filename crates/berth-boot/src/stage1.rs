@@ -136,6 +136,7 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         // The medium check said why (refused or absent); sysinit names the missing images.
         None => tracing::warn!("no system image store: System Docker starts without the system images"),
     }
+    move_ram_images(newroot, &found);
     let rotated = log::rotate_boot_logs(&newroot.join("var/log"), log::ROTATE_AT);
     if let Err(e) = log::attach_file(&newroot.join("var/log/boot/init.log")) {
         tracing::warn!("cannot write the boot log: {e}");
@@ -259,6 +260,52 @@ fn use_image_store(newroot: &Path, images: &Path) {
                 images.display()
             ),
         ),
+    }
+}
+
+/// A kernel + initrd boot with a state partition: the images the initramfs holds in RAM are
+/// served from copies on the state partition from now on, and switch_root frees them.
+fn move_ram_images(newroot: &Path, found: &medium::Medium) {
+    let step = log::uptime();
+    let var = newroot.join("var");
+    let dir = newroot.join(crate::ram_images::DIR);
+    let mut images = vec![(found.os_image.as_path(), newroot.join("usr"), "os.img")];
+    if let Some(store) = &found.images_image {
+        images.push((
+            store.as_path(),
+            Path::new(berth_services::IMAGES_DIR).to_path_buf(),
+            "images.img",
+        ));
+    }
+    let (mut moved, mut freed) = (Vec::new(), 0u64);
+    for (image, mountpoint, name) in images {
+        if !crate::ram_images::worth_moving(image, &var) {
+            continue;
+        }
+        let size = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
+        match crate::ram_images::move_image(image, &mountpoint, &dir, name) {
+            Ok(how) => {
+                moved.push(format!(
+                    "{name} ({})",
+                    match how {
+                        crate::ram_images::Moved::Copied => "copied",
+                        crate::ram_images::Moved::AlreadyThere => "already there",
+                    }
+                ));
+                freed += size;
+            }
+            Err(e) => tracing::warn!("{name} stays in RAM: {e}"),
+        }
+    }
+    if !moved.is_empty() {
+        tracing::info!(
+            "images out of RAM: {} served from /{} on the state partition; {} MiB of the \
+             initramfs freed at switch_root ({:.2}s)",
+            moved.join(", "),
+            crate::ram_images::DIR,
+            freed >> 20,
+            log::uptime() - step
+        );
     }
 }
 

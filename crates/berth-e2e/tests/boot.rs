@@ -39,6 +39,7 @@ fn vm_kernel_initrd_with_state_disk() {
         );
     }
     image_store_in_use(&m, "System Docker's data root now uses the read-only store");
+    images_out_of_ram(&m, "copied");
 
     let hostname = check(&m, "hostname", m.run("hostname"));
     assert_eq!(hostname.trim(), "berth-e2e-one");
@@ -165,6 +166,7 @@ fn vm_kernel_initrd_with_state_disk() {
         "{kept}"
     );
     image_store_in_use(&m, "is in use (");
+    images_out_of_ram(&m, "already there");
 
     // poweroff ends QEMU.
     poweroff(&m);
@@ -531,6 +533,32 @@ fn image_store_in_use(m: &berth_e2e::machine::Machine, assembled: &str) {
         assert!(
             !logs.contains(loading),
             "a system image was loaded ({loading:?}):\n{logs}"
+        );
+    }
+}
+
+/// With a state partition, the OS image and the system images the initrd brought are served
+/// from copies on it (each loop device reads its copy), so the initramfs's RAM is freed. `how`
+/// is what init said of both: "copied" at the first boot, "already there" after a reboot.
+fn images_out_of_ram(m: &berth_e2e::machine::Machine, how: &str) {
+    let out = check(
+        m,
+        "images out of RAM",
+        m.run(
+            "cat /sys/block/loop*/loop/backing_file; \
+             sudo grep 'images out of RAM' /var/log/boot/init.log | tail -n 1",
+        ),
+    );
+    let said = out.lines().last().unwrap_or_default();
+    for name in ["os.img", "images.img"] {
+        let copy = format!("/var/lib/berth/boot-images/{name}");
+        assert!(
+            out.lines().any(|l| l == copy),
+            "no loop device reads {copy}:\n{out}"
+        );
+        assert!(
+            said.contains(&format!("{name} ({how})")),
+            "init did not say {name} ({how}):\n{out}"
         );
     }
 }
