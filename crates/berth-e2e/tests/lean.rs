@@ -61,6 +61,38 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
             .unwrap_or_else(|| panic!("berth analyze does not name {name}: {json}"));
         assert!(bar["ready"].as_f64().is_some(), "{name} never got ready: {json}");
     }
+    // The system services share one containerd shim; docker and console have their own
+    // (io.berth.shim: own). No user container runs yet: every shim serves System Docker.
+    let shims = check(
+        &m,
+        "shims",
+        m.run(
+            "sudo system-docker ps -q | wc -l; pgrep -c -x containerd-shim; \
+             sudo system-docker inspect -f '{{.Name}} {{index .HostConfig.Annotations \"io.containerd.runc.v2.group\"}}' \
+             network udev docker console",
+        ),
+    );
+    let counts: Vec<usize> = shims
+        .lines()
+        .take(2)
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] >= 6 && counts[1] == 3,
+        "{} running system containers should have 3 shims:\n{shims}",
+        counts.first().copied().unwrap_or_default()
+    );
+    for want in [
+        "/network berth-system",
+        "/udev berth-system",
+        "/docker ",
+        "/console ",
+    ] {
+        assert!(
+            shims.lines().any(|l| l.trim_end() == want.trim_end()),
+            "{want:?} missing:\n{shims}"
+        );
+    }
     let text = check(&m, "berth analyze", m.run("berth analyze"));
     assert!(text.contains("Critical chain"), "{text}");
     eprintln!("berth analyze:\n{text}");

@@ -13,6 +13,13 @@ use std::collections::HashMap;
 
 pub const LABEL_SERVICE: &str = "io.berth.service";
 pub const LABEL_HASH: &str = "io.berth.config-hash";
+/// `io.berth.shim`: `own` keeps a system service in a containerd shim of its own; `shared`
+/// (the default) puts it in the one shim that serves the system services.
+pub const LABEL_SHIM: &str = "io.berth.shim";
+/// containerd's runc shim serves every container whose OCI annotations give this key the
+/// same value (as it serves a Kubernetes pod's containers): one shim process, not one each.
+pub const SHIM_GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
+pub const SYSTEM_SHIM_GROUP: &str = "berth-system";
 
 /// Values for `${VAR}` and for a bare `- KEY` in a service's `environment`: the built-ins,
 /// the proxies of `berth.network` (`HTTP_PROXY`, `http_proxy`, ... as
@@ -207,6 +214,15 @@ pub fn container_body(
         None => None,
     };
     let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let shared_shim = match spec.berth_label("shim") {
+        None | Some("shared") => system_scope,
+        Some("own") => false,
+        Some(other) => {
+            return Err(err(format!(
+                "label {LABEL_SHIM} is {other:?}: use \"shared\" or \"own\""
+            )));
+        }
+    };
 
     let host_config = HostConfig {
         binds: nonempty(list(&spec.volumes)?),
@@ -227,6 +243,8 @@ pub fn container_body(
         oom_score_adj: spec.oom_score_adj.map(i64::from),
         ulimits: (!ulimits.is_empty()).then_some(ulimits),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
+        annotations: shared_shim
+            .then(|| HashMap::from([(SHIM_GROUP_ANNOTATION.to_string(), SYSTEM_SHIM_GROUP.to_string())])),
         ..Default::default()
     };
     let body = ContainerCreateBody {
@@ -378,6 +396,27 @@ mod tests {
             Some("/dev/kvm")
         );
         assert_eq!(hash.len(), 64);
+    }
+
+    #[test]
+    fn system_services_share_one_shim_unless_they_ask_for_their_own() {
+        let group = |yaml: &str, system: bool| {
+            let (body, _) = container_body("s", &spec(yaml), &env(), system)?;
+            Ok::<_, SpecError>(
+                body.host_config
+                    .and_then(|hc| hc.annotations)
+                    .and_then(|a| a.get(SHIM_GROUP_ANNOTATION).cloned()),
+            )
+        };
+        let system = "      image: x\n      labels: {io.berth.scope: system}\n";
+        assert_eq!(group(system, true).unwrap().as_deref(), Some(SYSTEM_SHIM_GROUP));
+        let own = "      image: x\n      labels: {io.berth.scope: system, io.berth.shim: own}\n";
+        assert_eq!(group(own, true).unwrap(), None);
+        // The user's services in User Docker keep docker's one shim per container.
+        assert_eq!(group("      image: x\n", false).unwrap(), None);
+        let wrong = "      image: x\n      labels: {io.berth.scope: system, io.berth.shim: one}\n";
+        let e = group(wrong, true).unwrap_err().to_string();
+        assert!(e.contains("io.berth.shim") && e.contains("\"one\""), "{e}");
     }
 
     #[test]
