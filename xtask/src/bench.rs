@@ -31,7 +31,8 @@ pub enum BenchWhat {
         /// engine into RAM, so it needs 1 GiB)
         #[arg(long, default_value_t = 1024)]
         memory: u32,
-        /// Memory of the boot whose idle memory is measured (kernel + initrd)
+        /// Memory of the two boots whose idle memory is measured (kernel + initrd, from RAM
+        /// and with a state disk)
         #[arg(long, default_value_t = 512)]
         small_memory: u32,
         /// Memory of one boot of the kernel and the full initrd, from RAM (0: skip)
@@ -633,7 +634,27 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         },
         "state-second",
     )?;
+    // The same installed machine at small memory: what it uses when idle, the initramfs's
+    // images served from the state disk (their RAM freed).
+    let small_state = berth_boot(
+        &a,
+        &dir,
+        &key,
+        &public,
+        small_memory,
+        Kind::Kernel(Some(&disk)),
+        Extras {
+            idle: Some(idle_after),
+            analyze: false,
+        },
+        &format!("state-{small_memory}"),
+    )?;
     let _ = std::fs::remove_file(&disk);
+    eprintln!(
+        "{small_memory} MiB with a state disk: User Docker {:?}s, idle {:?} MiB used",
+        secs(small_state.user_docker),
+        small_state.idle_used_mib.map(|m| m.round())
+    );
     eprintln!(
         "with a state disk (second boot): User Docker {:?}s",
         secs(installed.user_docker)
@@ -731,6 +752,24 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
             processes: debian_last.and_then(|r| r.processes),
             image_mib: Some(mib(debian.disk_bytes())),
         },
+        SystemFigures {
+            name: "Berth from RAM".into(),
+            memory_mib: small_memory,
+            engine_ready: secs(small.user_docker),
+            ssh_ready: secs(small.ssh),
+            idle_memory_used_mib: small.idle_used_mib.map(f64::round),
+            processes: small.processes,
+            image_mib: Some(kernel_and_initrd),
+        },
+        SystemFigures {
+            name: "Berth, state disk".into(),
+            memory_mib: small_memory,
+            engine_ready: secs(small_state.user_docker),
+            ssh_ready: secs(small_state.ssh),
+            idle_memory_used_mib: small_state.idle_used_mib.map(f64::round),
+            processes: small_state.processes,
+            image_mib: Some(kernel_and_initrd),
+        },
     ];
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let chart = dir.join("boot.svg");
@@ -794,6 +833,11 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
             "idle_memory_used_mib": small.idle_used_mib.map(|m| m.round()),
             "processes": small.processes,
             "cloud_init_without_datasource_ms": small.cloud_init_ms,
+            "with_state_disk": {
+                "user_docker_ready": secs(small_state.user_docker),
+                "idle_memory_used_mib": small_state.idle_used_mib.map(|m| m.round()),
+                "processes": small_state.processes,
+            },
         },
         "low_memory": low.map(|(m, t)| json!({"memory_mib": m, "user_docker_ready": secs(t)})),
         "systems": systems,
