@@ -44,6 +44,9 @@ pub enum BenchWhat {
     },
     /// Only build (or find cached) the Debian reference image the boot benchmark compares with
     DebianRef,
+    /// Draw target/berth/bench/boot.svg again from the figures of the last run
+    /// (target/berth/bench.json), without booting anything
+    Chart,
     /// `berth config get` and `berth config validate` on a typical configuration
     Config {
         #[arg(long, default_value_t = 200)]
@@ -60,6 +63,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             low_memory,
             idle_after,
         } => boot(*runs, *memory, *small_memory, *low_memory, *idle_after),
+        BenchWhat::Chart => redraw_chart(),
         BenchWhat::DebianRef => {
             crate::host::ensure(&[crate::host::Purpose::Build, crate::host::Purpose::Bench])?;
             if build::existing().is_none() {
@@ -538,6 +542,36 @@ fn table(systems: &[SystemFigures]) -> String {
     out
 }
 
+fn chart_subtitle(date: &str, runs: usize, idle_after: u64) -> String {
+    format!(
+        "{} UTC · QEMU TCG (no KVM), 2 vCPUs, q35 · median of {runs} run(s) · idle memory {idle_after} s after engine ready",
+        date.get(..16).unwrap_or(date).replace('T', " ")
+    )
+}
+
+/// `cargo xtask bench chart`: the chart of the last run's `bench.json`.
+fn redraw_chart() -> Result<()> {
+    let path = layout::out_dir().join("bench.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run `cargo xtask bench boot` first)", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let systems: Vec<SystemFigures> = serde_json::from_value(json["systems"].clone())
+        .with_context(|| format!("{} has no readable `systems`", path.display()))?;
+    let subtitle = chart_subtitle(
+        json["date"].as_str().unwrap_or_default(),
+        json["runs"].as_u64().unwrap_or_default() as usize,
+        json["idle_after_seconds"].as_u64().unwrap_or(60),
+    );
+    let chart = layout::out_dir().join("bench/boot.svg");
+    if let Some(dir) = chart.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&chart, bench_chart::svg(&systems, &subtitle))?;
+    println!("{}", chart.display());
+    Ok(())
+}
+
 fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after: u64) -> Result<()> {
     crate::host::ensure(&[
         crate::host::Purpose::Build,
@@ -634,6 +668,10 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         },
         "state-second",
     )?;
+    eprintln!(
+        "with a state disk (second boot): User Docker {:?}s",
+        secs(installed.user_docker)
+    );
     // The same installed machine at small memory: what it uses when idle, the initramfs's
     // images served from the state disk (their RAM freed).
     let small_state = berth_boot(
@@ -654,10 +692,6 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         "{small_memory} MiB with a state disk: User Docker {:?}s, idle {:?} MiB used",
         secs(small_state.user_docker),
         small_state.idle_used_mib.map(|m| m.round())
-    );
-    eprintln!(
-        "with a state disk (second boot): User Docker {:?}s",
-        secs(installed.user_docker)
     );
     // Small memory: does it come up, and what does it use when idle?
     let small = berth_boot(
@@ -775,13 +809,7 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
     let chart = dir.join("boot.svg");
     std::fs::write(
         &chart,
-        bench_chart::svg(
-            &systems,
-            &format!(
-                "{} UTC · QEMU TCG (no KVM), 2 vCPUs, q35 · median of {runs} run(s) · idle memory {idle_after} s after engine ready",
-                date.get(..16).unwrap_or(&date).replace('T', " ")
-            ),
-        ),
+        bench_chart::svg(&systems, &chart_subtitle(&date, runs, idle_after)),
     )?;
     let analysis = berth_last
         .and_then(|r| r.analyze.clone())
@@ -791,6 +819,7 @@ fn boot(runs: usize, memory: u32, small_memory: u32, low_memory: u32, idle_after
         // The benchmark's machines never ask for KVM: figures stay comparable between hosts.
         "accelerator": "tcg",
         "runs": runs,
+        "idle_after_seconds": idle_after,
         "sizes_mib": {
             "iso": mib(size(&a.iso)),
             "initrd": mib(size(&a.initrd)),

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 /// One system's figures as the chart and the printed table show them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SystemFigures {
     pub name: String,
     pub memory_mib: u32,
@@ -22,7 +22,7 @@ pub struct SystemFigures {
     pub image_mib: Option<f64>,
 }
 
-const WIDTH: f64 = 760.0;
+const WIDTH: f64 = 920.0;
 const PANEL_HEIGHT: f64 = 250.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
