@@ -62,6 +62,7 @@ fn build_one(
     let signature = berth_upgrade::signature_path(&file);
     let print = crate::build::fingerprint(&[
         crate::build::BUILDER_REVISION.as_bytes(),
+        crate::build::SQUASHFS_BLOCK.as_bytes(),
         crate::build::package_list(&packages).as_bytes(),
         format!("{:?} {:?}", engine.files, engine.libraries).as_bytes(),
         signer.public_key()?.as_bytes(),

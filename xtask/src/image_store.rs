@@ -183,7 +183,8 @@ pub fn build(archive: &Path, index: &Path, release: &str, work: &Path, dest: &Pa
         .arg(meta.join("release"))
         .arg(meta.join("images.json"))
         .arg(dest)
-        .args(["-comp", "zstd", "-Xcompression-level", "19", "-b", "1M"])
+        .args(["-comp", "zstd", "-Xcompression-level", "19"])
+        .args(["-b", crate::build::SQUASHFS_BLOCK])
         .args(["-noappend", "-quiet", "-no-progress"])
         .output()
         .context("running mksquashfs")?;
