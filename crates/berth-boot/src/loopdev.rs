@@ -2,12 +2,13 @@
 //! autoclear so the device disappears when its filesystem is unmounted.
 
 use crate::BootError;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CHANGE_FD: libc::c_ulong = 0x4C06;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
@@ -111,6 +112,24 @@ pub fn attach(file: &Path) -> Result<LoopDevice, BootError> {
         format!("no free loop device for {}", file.display()),
         std::io::Error::from_raw_os_error(libc::EBUSY),
     ))
+}
+
+/// Point the read-only loop device `device` at `file` (the same bytes as its current one).
+pub fn change_backing_file(device: &Path, file: &Path) -> std::io::Result<()> {
+    let loop_dev = File::open(device)?;
+    let backing = File::open(file)?;
+    // SAFETY: LOOP_CHANGE_FD takes a file descriptor as its argument; both are open.
+    let rc = unsafe {
+        libc::ioctl(
+            loop_dev.as_raw_fd(),
+            LOOP_CHANGE_FD as _,
+            backing.as_raw_fd() as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 /// Where the copies live, under the new root.
 pub const DIR: &str = "var/lib/berth/boot-images";
 
-const LOOP_CHANGE_FD: libc::c_ulong = 0x4C06;
 const CHUNK: usize = 1 << 20;
 /// Room a copy must leave free on the state partition, for the user's data.
 const FREE_AFTER: u64 = 256 << 20;
@@ -53,6 +52,22 @@ pub fn copy_once(src: &Path, dest: &Path) -> std::io::Result<Moved> {
     let size = std::fs::metadata(src)?.len();
     if std::fs::metadata(dest).is_ok_and(|m| m.len() == size) && same_bytes(src, dest)? {
         return Ok(Moved::AlreadyThere);
+    }
+    // Room is needed only for a new copy: one already there keeps serving on a full disk.
+    let free = nix::sys::statvfs::statvfs(dest.parent().unwrap_or(dest))
+        .map(|fs| fs.blocks_available().saturating_mul(fs.fragment_size()))
+        .unwrap_or(0);
+    let had = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    if free + had < size + FREE_AFTER {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "the state partition has {} MiB free, and a copy needs {} MiB plus {} MiB left over",
+                free >> 20,
+                size >> 20,
+                FREE_AFTER >> 20
+            ),
+        ));
     }
     let tmp = dest.with_extension("img.partial");
     let _ = std::fs::remove_file(&tmp);
@@ -154,39 +169,8 @@ pub fn device_of(mountpoint: &Path) -> std::io::Result<PathBuf> {
         .ok_or_else(|| std::io::Error::other(format!("{sys} names no device")))
 }
 
-/// Point the read-only loop device `device` at `file` (the same bytes as its current one).
-pub fn change_backing_file(device: &Path, file: &Path) -> std::io::Result<()> {
-    let loop_dev = File::open(device)?;
-    let backing = File::open(file)?;
-    // SAFETY: LOOP_CHANGE_FD takes a file descriptor as its argument; both are open.
-    let rc = unsafe {
-        libc::ioctl(
-            loop_dev.as_raw_fd(),
-            LOOP_CHANGE_FD as _,
-            backing.as_raw_fd() as libc::c_ulong,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Move one image served on `mountpoint` from RAM to `dir` (created 0700) under `name`.
 pub fn move_image(image: &Path, mountpoint: &Path, dir: &Path, name: &str) -> Result<Moved, String> {
-    let size = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
-    let free = nix::sys::statvfs::statvfs(dir.parent().unwrap_or(dir))
-        .map(|fs| fs.blocks_available().saturating_mul(fs.fragment_size()))
-        .unwrap_or(0);
-    let had = std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
-    if free + had < size + FREE_AFTER {
-        return Err(format!(
-            "the state partition has {} MiB free, and a copy needs {} MiB plus {} MiB left over",
-            free >> 20,
-            size >> 20,
-            FREE_AFTER >> 20
-        ));
-    }
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)))
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -195,7 +179,7 @@ pub fn move_image(image: &Path, mountpoint: &Path, dir: &Path, name: &str) -> Re
     let dest = dir.join(name);
     let moved = copy_once(image, &dest)
         .map_err(|e| format!("cannot copy {} to {}: {e}", image.display(), dest.display()))?;
-    change_backing_file(&device, &dest)
+    crate::loopdev::change_backing_file(&device, &dest)
         .map_err(|e| format!("cannot point {} at {}: {e}", device.display(), dest.display()))?;
     Ok(moved)
 }
@@ -275,7 +259,7 @@ mod tests {
         std::fs::create_dir(&copies).unwrap();
         let dest = copies.join("os.img");
         assert_eq!(copy_once(&src, &dest).unwrap(), Moved::Copied);
-        change_backing_file(&device.path, &dest).unwrap();
+        crate::loopdev::change_backing_file(&device.path, &dest).unwrap();
         let name = device.path.file_name().unwrap().to_string_lossy().to_string();
         let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).unwrap();
         assert_eq!(backing.trim(), dest.display().to_string());
@@ -287,6 +271,6 @@ mod tests {
         // A file of another size is refused by the kernel.
         let other = copies.join("other.img");
         write(&other, &data[..4096]);
-        assert!(change_backing_file(&device.path, &other).is_err());
+        assert!(crate::loopdev::change_backing_file(&device.path, &other).is_err());
     }
 }
