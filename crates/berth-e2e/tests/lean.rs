@@ -28,22 +28,8 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
     check(&m, "ssh", m.wait_ssh(BOOT));
     wait_user_docker(&m);
 
-    // berth analyze, as the plain user: every system service of the configuration has a bar.
-    let json = check(
-        &m,
-        "berth analyze --format json",
-        m.run("berth analyze --format json"),
-    );
-    let analyzed: serde_json::Value = serde_json::from_str(&json).expect("analyze JSON");
-    let bars = analyzed["stages"].as_array().expect("stages");
-    let user_ready = analyzed["user_docker_ready"].as_f64().expect("user_docker_ready");
-    for stage in ["kernel", "stage1", "stage2", "system-docker", "user-docker"] {
-        let bar = bars
-            .iter()
-            .find(|b| b["name"] == stage && b["kind"] == "stage")
-            .unwrap_or_else(|| panic!("no {stage} stage: {json}"));
-        assert!(bar["ready"].as_f64().is_some(), "{stage} never ready: {json}");
-    }
+    // berth analyze, as the plain user: every system service of the configuration has a bar
+    // once it is up (the daemons User Docker does not need start after it answers).
     let list = check(&m, "service list", m.run("sudo berth service list --format json"));
     let services: serde_json::Value = serde_json::from_str(&list).expect("service list JSON");
     let system: Vec<&serde_json::Value> = services
@@ -53,13 +39,56 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
         .filter(|s| s["scope"] == "system" && s["enabled"] == true)
         .collect();
     assert!(system.len() >= 5, "too few system services: {list}");
+    let bar = |bars: &[serde_json::Value], name: &str, kind: &str| {
+        bars.iter()
+            .find(|b| b["name"] == name && b["kind"] == kind)
+            .cloned()
+    };
+    let mut json = String::new();
+    for _ in 0..60 {
+        json = check(
+            &m,
+            "berth analyze --format json",
+            m.run("berth analyze --format json"),
+        );
+        let analyzed: serde_json::Value = serde_json::from_str(&json).expect("analyze JSON");
+        let bars = analyzed["stages"].as_array().cloned().unwrap_or_default();
+        let all_ready = system
+            .iter()
+            .all(|s| bar(&bars, s["name"].as_str().unwrap(), "service").is_some_and(|b| b["ready"].is_f64()));
+        if all_ready {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let analyzed: serde_json::Value = serde_json::from_str(&json).expect("analyze JSON");
+    let bars = analyzed["stages"].as_array().expect("stages").clone();
+    let user_ready = analyzed["user_docker_ready"].as_f64().expect("user_docker_ready");
+    for stage in ["kernel", "stage1", "stage2", "system-docker", "user-docker"] {
+        let b = bar(&bars, stage, "stage").unwrap_or_else(|| panic!("no {stage} stage: {json}"));
+        assert!(b["ready"].as_f64().is_some(), "{stage} never ready: {json}");
+    }
     for service in &system {
         let name = service["name"].as_str().unwrap();
-        let bar = bars
-            .iter()
-            .find(|b| b["name"] == name && b["kind"] == "service")
+        let b = bar(&bars, name, "service")
             .unwrap_or_else(|| panic!("berth analyze does not name {name}: {json}"));
-        assert!(bar["ready"].as_f64().is_some(), "{name} never got ready: {json}");
+        assert!(b["ready"].as_f64().is_some(), "{name} never got ready: {json}");
+    }
+    // Off User Docker's way: the daemons it does not need (io.berth.after-user-docker) start
+    // once it answers; what it needs started before.
+    for name in ["syslog", "ntp", "swarm", "acpid"] {
+        let start = bar(&bars, name, "service").and_then(|b| b["start"].as_f64());
+        assert!(
+            start.is_some_and(|s| s >= user_ready),
+            "{name} started at {start:?}, before User Docker answered at {user_ready}: {json}"
+        );
+    }
+    for name in ["udev", "network", "docker", "cloud-init"] {
+        let start = bar(&bars, name, "service").and_then(|b| b["start"].as_f64());
+        assert!(
+            start.is_some_and(|s| s < user_ready),
+            "{name} started at {start:?}, User Docker answered at {user_ready}: {json}"
+        );
     }
     // The system services share one containerd shim; docker and console have their own
     // (io.berth.shim: own). No user container runs yet: every shim serves System Docker.

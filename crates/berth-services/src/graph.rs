@@ -150,13 +150,47 @@ impl ServiceGraph {
             .cloned()
             .collect()
     }
+
+    /// Every service that waits, directly or through others, for one of `from` (`from`
+    /// itself only when it is on such a path, as in a cycle).
+    pub fn downstream<'a>(&self, from: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+        self.closure(from, |name| self.dependants(name))
+    }
+
+    /// Every service that one of `from` waits for, directly or through others.
+    pub fn upstream<'a>(&self, from: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+        self.closure(from, |name| {
+            self.deps
+                .get(name)
+                .map(|d| d.iter().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    fn closure<'a>(
+        &self,
+        from: impl IntoIterator<Item = &'a String>,
+        next: impl Fn(&str) -> Vec<String>,
+    ) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let mut todo: Vec<String> = from.into_iter().cloned().collect();
+        while let Some(name) = todo.pop() {
+            for other in next(&name) {
+                if found.insert(other.clone()) {
+                    todo.push(other);
+                }
+            }
+        }
+        found
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn services(yaml: &str) -> IndexMap<String, ServiceSpec> {
+    /// Services from a YAML fragment of `berth.services` (indented by four spaces).
+    pub(crate) fn services(yaml: &str) -> IndexMap<String, ServiceSpec> {
         let text = format!("berth:\n  services:\n{yaml}");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("defaults.yml"), text).unwrap();

@@ -98,7 +98,7 @@ pub const CLOUD_INIT_SERVICE: &str = "cloud-init";
 /// and is restarted when they changed.
 pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
     let graph = ServiceGraph::new(system);
-    let points: BTreeSet<String> = system
+    let points: Vec<String> = system
         .iter()
         .filter(|(_, s)| graph::label_bool(s, "reloadconfig") == Some(true))
         .map(|(n, _)| n.clone())
@@ -107,20 +107,42 @@ pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> 
         return BTreeSet::new();
     }
     // Everything downstream of a reload point waits for the new configuration.
-    let mut downstream: BTreeSet<String> = BTreeSet::new();
-    let mut todo: Vec<String> = points.iter().cloned().collect();
-    while let Some(name) = todo.pop() {
-        for dependant in graph.dependants(&name) {
-            if downstream.insert(dependant.clone()) {
-                todo.push(dependant);
-            }
-        }
-    }
+    let downstream = graph.downstream(&points);
     system
         .keys()
         .filter(|n| !downstream.contains(*n))
         .cloned()
         .collect()
+}
+
+/// The system services that start once User Docker answers: those labelled
+/// `io.berth.after-user-docker: "true"` and every system service that waits for one of them.
+/// Nothing User Docker needs is among them: the `docker` service and what it waits for start
+/// in their turn even when labelled (a label there is logged and ignored). Without User Docker
+/// (no `docker` service, or it never answers) they start after the other system services.
+pub fn after_user_docker(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
+    let graph = ServiceGraph::new(system);
+    let labelled: Vec<String> = system
+        .iter()
+        .filter(|(_, s)| graph::label_bool(s, "after-user-docker") == Some(true))
+        .map(|(n, _)| n.clone())
+        .collect();
+    if labelled.is_empty() {
+        return BTreeSet::new();
+    }
+    let engine = vec![graph::USER_ENGINE_SERVICE.to_string()];
+    let mut needed = graph.upstream(&engine);
+    needed.insert(graph::USER_ENGINE_SERVICE.to_string());
+    let mut late = graph.downstream(&labelled);
+    late.extend(labelled);
+    for name in late.intersection(&needed) {
+        tracing::warn!(
+            "{name}: io.berth.after-user-docker ignored: User Docker (the {} service) waits for it",
+            graph::USER_ENGINE_SERVICE
+        );
+    }
+    late.retain(|n| !needed.contains(n));
+    late
 }
 
 /// Check the system images in System Docker, bring the system services up there,
@@ -162,10 +184,14 @@ pub async fn run_with(
     let user_wait = endpoints.user_docker_wait;
     let user_docker = tokio::spawn(async move {
         let answered = client::wait_ready(&user_socket, user_wait).await;
-        if answered.is_ok() {
+        answered.map(|d| {
+            let ready = uptime();
             timeline::record(timeline::Event::UserDockerReady);
-        }
-        answered.map(|d| (d, uptime()))
+            // Said the moment it answers (the benchmark times this line), not once the
+            // system services that start after it are up.
+            tracing::info!("User Docker is ready ({ready:.2}s since boot)");
+            (d, ready)
+        })
     });
     let loaded = &crate::console_choice::fall_back_if_missing(&docker, loaded, problem).await;
 
@@ -187,13 +213,15 @@ pub async fn run_with(
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut results = Vec::new();
     let mut current: Option<Loaded> = None;
+    // Services that User Docker does not need start once it answers, off its way.
+    let late = after_user_docker(&system);
     let first = reload_phase(&system);
     if let Some(reload) = reload
-        && !first.is_empty()
+        && first.iter().any(|n| !late.contains(n))
     {
         let phase: IndexMap<_, _> = system
             .iter()
-            .filter(|(n, _)| first.contains(*n))
+            .filter(|(n, _)| first.contains(*n) && !late.contains(*n))
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         let phase_results = up::up_all_reporting(
@@ -249,51 +277,89 @@ pub async fn run_with(
             }
             (system, user) = (new_system, new_user);
         }
-        done.extend(first.iter().cloned());
+        done.extend(first.iter().filter(|n| !late.contains(*n)).cloned());
         results.extend(phase_results);
         current = Some(again);
     }
     let loaded = current.as_ref().unwrap_or(loaded);
-    let rest: IndexMap<_, _> = system
+    // `late` is computed again: the configuration may have changed at the reload.
+    let late = after_user_docker(&system);
+    let (rest, late): (IndexMap<_, _>, IndexMap<_, _>) = system
         .iter()
         .filter(|(n, _)| !done.contains(*n))
         .map(|(n, s)| (n.clone(), s.clone()))
-        .collect();
+        .partition(|(n, _)| !late.contains(n));
     results.extend(up::up_all_reporting(make(&docker, loaded, true), &rest, &done, &report_failure).await);
     let engine_started = results.iter().any(|(n, r, _)| {
         n == graph::USER_ENGINE_SERVICE && matches!(r, Ok(Outcome::Started | Outcome::AlreadyRunning))
     });
     record(&mut report, results);
-    tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
+    if !late.is_empty() {
+        tracing::info!(
+            "system services up in {:.1}s; after User Docker: {}",
+            started.elapsed().as_secs_f64(),
+            late.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    } else {
+        tracing::info!("system services up in {:.1}s", started.elapsed().as_secs_f64());
+    }
     let system_names: BTreeSet<String> = system.keys().cloned().collect();
+    let before_late: BTreeSet<String> = system_names
+        .iter()
+        .filter(|n| !late.contains_key(*n))
+        .cloned()
+        .collect();
+    let start_late = || async {
+        if late.is_empty() {
+            return Vec::new();
+        }
+        let results =
+            up::up_all_reporting(make(&docker, loaded, true), &late, &before_late, &report_failure).await;
+        tracing::info!(
+            "system services after User Docker up ({:.1}s since boot)",
+            uptime()
+        );
+        results
+    };
 
     if engine_started {
         let answered = match user_docker.await {
             Ok(answered) => answered,
             Err(e) => {
                 problem(&format!("waiting for User Docker failed: {e}"));
+                let results = start_late().await;
+                record(&mut report, results);
                 return report;
             }
         };
         match answered {
             Ok((user_docker, ready)) => {
                 report.user_docker_ready = Some(ready);
-                tracing::info!("User Docker is ready ({ready:.2}s since boot)");
-                if !user.is_empty() {
+                // The late system services and the user services, side by side.
+                let user_services = async {
+                    if user.is_empty() {
+                        return Vec::new();
+                    }
                     let engine = make(&user_docker, loaded, false);
-                    let results = up::up_all_reporting(engine, &user, &system_names, &report_failure).await;
-                    record(&mut report, results);
-                }
+                    up::up_all_reporting(engine, &user, &system_names, &report_failure).await
+                };
+                let (late_results, user_results) = tokio::join!(start_late(), user_services);
+                record(&mut report, late_results);
+                record(&mut report, user_results);
             }
             Err(e) => {
                 problem(&format!(
                     "User Docker did not start: {e}; see `sudo system-docker logs docker`"
                 ));
                 report.errors.push(e.to_string());
+                let results = start_late().await;
+                record(&mut report, results);
             }
         }
     } else {
         user_docker.abort();
+        let results = start_late().await;
+        record(&mut report, results);
         if !user.is_empty() {
             problem("user services were not started: the docker service is not running");
         }
@@ -375,5 +441,50 @@ fn record(report: &mut Report, results: up::Results) {
             outcome,
             seconds,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::services;
+
+    fn system_of(loaded: &Loaded) -> IndexMap<String, ServiceSpec> {
+        services_of(loaded).0
+    }
+
+    fn names(set: &BTreeSet<String>) -> Vec<&str> {
+        set.iter().map(String::as_str).collect()
+    }
+
+    /// The shipped services: the daemons User Docker does not need wait for it; the rest of
+    /// the first phase (what cloud-init and User Docker need) starts at once.
+    #[test]
+    fn shipped_daemons_start_after_user_docker() {
+        let system = system_of(&crate::shipped_defaults());
+        let late = after_user_docker(&system);
+        assert_eq!(names(&late), ["acpid", "ntp", "swarm", "syslog"]);
+        let first = reload_phase(&system);
+        for name in ["udev", "network", "docker", "cloud-init"] {
+            assert!(first.contains(name) && !late.contains(name), "{name}");
+        }
+        assert!(!first.contains("console") && !late.contains("console"));
+    }
+
+    /// What waits for a late service is late too; the docker service, and what it waits for,
+    /// never are.
+    #[test]
+    fn late_services_take_their_dependants_but_never_user_dockers_needs() {
+        let s = services(
+            "    docker: {image: d, labels: {io.berth.scope: system, io.berth.after: proxy}}\n\
+             \x20   proxy: {image: p, labels: {io.berth.scope: system, io.berth.after-user-docker: 'true'}}\n\
+             \x20   logs: {image: l, labels: {io.berth.scope: system, io.berth.after-user-docker: 'yes'}}\n\
+             \x20   shipper: {image: s, labels: {io.berth.scope: system, io.berth.after: logs}}\n\
+             \x20   tail: {image: t, labels: {io.berth.scope: system, io.berth.after: shipper}}\n\
+             \x20   other: {image: o, labels: {io.berth.scope: system, io.berth.after-user-docker: 'false'}}\n",
+        );
+        assert_eq!(names(&after_user_docker(&s)), ["logs", "shipper", "tail"]);
+        let none = services("    docker: {image: d, labels: {io.berth.scope: system}}\n");
+        assert!(after_user_docker(&none).is_empty());
     }
 }

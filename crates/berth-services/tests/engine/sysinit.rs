@@ -26,6 +26,10 @@ fn config(docker_image: &str) -> berth_config::Loaded {
          \x20     image: {BUSYBOX}\n\
          \x20     command: {SLEEPER}\n\
          \x20     labels: {{io.berth.scope: system, io.berth.after: network}}\n\
+         \x20   late:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: {SLEEPER}\n\
+         \x20     labels: {{io.berth.scope: system, io.berth.after-user-docker: 'true'}}\n\
          \x20   web:\n\
          \x20     image: {BUSYBOX}\n\
          \x20     command: {SLEEPER}\n"
@@ -86,7 +90,11 @@ fn system_services_then_user_services_in_their_engines() {
         assert_eq!(status(&report, "docker"), &ServiceOutcome::Started);
         assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
         assert_eq!(status(&report, "web"), &ServiceOutcome::Started);
-        for name in ["docker", "console"] {
+        // The late service came after the others of System Docker, beside the user's.
+        assert_eq!(status(&report, "late"), &ServiceOutcome::Started);
+        let position = |name: &str| report.services.iter().position(|s| s.name == name).unwrap();
+        assert!(position("late") > position("console"), "{report:#?}");
+        for name in ["docker", "console", "late"] {
             assert!(is_running(&system, name).await, "{name}");
         }
         assert!(is_running(&user, "web").await);
@@ -104,7 +112,7 @@ fn system_services_then_user_services_in_their_engines() {
         assert!(again.errors.is_empty() && problems.is_empty(), "{again:#?}");
         assert!(again.images_loaded.is_empty(), "{again:#?}");
         assert_eq!(status(&again, "network"), &ServiceOutcome::Exited { code: 0 });
-        for name in ["docker", "console", "web"] {
+        for name in ["docker", "console", "late", "web"] {
             assert_eq!(status(&again, name), &ServiceOutcome::AlreadyRunning, "{name}");
         }
     });
@@ -138,6 +146,8 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
         let (report, problems) = sysinit(&endpoints, &loaded).await;
         assert!(matches!(status(&report, "docker"), ServiceOutcome::Failed { .. }));
         assert_eq!(status(&report, "console"), &ServiceOutcome::Started);
+        // Without User Docker, the late service starts after the others all the same.
+        assert_eq!(status(&report, "late"), &ServiceOutcome::Started);
         assert!(report.service("web").is_none(), "{report:#?}");
         assert!(report.user_docker_ready.is_none());
         assert_eq!(report.errors.len(), 2, "{report:#?}");
