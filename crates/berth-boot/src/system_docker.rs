@@ -22,6 +22,8 @@ pub fn engine_pair(config: &SystemDockerConfig, debug: bool) -> EnginePair {
         containerd_run: Path::new(EXEC_ROOT).join("containerd"),
         dockerd_args: dockerd_flags(config, debug),
         debug: config.debug || debug,
+        // The boot's first engine: it pages the programs in for User Docker too.
+        prefetch: true,
     }
 }
 
@@ -37,6 +39,9 @@ pub fn command_line(config: &SystemDockerConfig, debug: bool) -> Vec<String> {
     ];
     if pair.debug {
         args.push("--debug".into());
+    }
+    if pair.prefetch {
+        args.push("--prefetch".into());
     }
     args.push("--".into());
     args.extend(pair.dockerd_args);
@@ -108,6 +113,7 @@ mod tests {
         // PID 1 runs the engine unit; dockerd gets the flags after `--`.
         let unit = command_line(&config, false);
         assert_eq!(&unit[..2], ["/usr/bin/berth", "engine-unit"]);
+        assert!(unit.iter().any(|a| a == "--prefetch"), "{unit:?}");
         let flags = unit.iter().position(|a| a == "--").unwrap();
         assert_eq!(unit[flags + 1..], args[..]);
     }

@@ -140,6 +140,8 @@ pub fn engine_pair_at(
         containerd_run: "/run/docker/containerd".into(),
         dockerd_args,
         debug: config.debug || debug,
+        // System Docker, the boot's first engine, read the same programs in already.
+        prefetch: false,
     }
 }
 

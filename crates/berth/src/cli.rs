@@ -93,6 +93,9 @@ enum Command {
         /// containerd logs at debug level
         #[arg(long)]
         debug: bool,
+        /// Read the engine's programs into the page cache while containerd starts
+        #[arg(long)]
+        prefetch: bool,
         /// dockerd's flags
         #[arg(last = true)]
         dockerd_args: Vec<String>,
@@ -214,6 +217,7 @@ pub fn main(args: &[String]) -> i32 {
             containerd_root,
             containerd_run,
             debug,
+            prefetch,
             dockerd_args,
         } => {
             let pair = berth_services::engine_pair::EnginePair {
@@ -222,6 +226,7 @@ pub fn main(args: &[String]) -> i32 {
                 containerd_run,
                 dockerd_args,
                 debug,
+                prefetch,
             };
             berth_services::engine_pair::run(&pair, &|_| {})
         }
