@@ -235,8 +235,8 @@ pub async fn run_with(
             crate::console_choice::fall_back_if_missing(&docker, with_catalog(&reload()), problem).await;
         if again.tree != loaded.tree {
             tracing::info!(
-                "the configuration changed ({}): reading it again",
-                first.iter().cloned().collect::<Vec<_>>().join(", ")
+                "the configuration changed after the first phase ({}): reading it again",
+                phase.keys().cloned().collect::<Vec<_>>().join(", ")
             );
             // Long-running services of the first phase read the configuration when they
             // start (netconf): restart those whose configuration changed. A service names
