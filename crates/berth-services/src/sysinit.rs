@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 const SYSTEM_DOCKER_WAIT: Duration = Duration::from_secs(120);
 /// Counted from System Docker ready: it covers the system services before the docker service.
 const USER_DOCKER_WAIT: Duration = Duration::from_secs(300);
+/// How long the services labelled `io.berth.after-user-docker` wait for User Docker once the
+/// other system services are up: an engine that is slow or broken does not keep the power
+/// button, the system log and the clock away for long.
+const LATE_WAIT: Duration = Duration::from_secs(60);
 
 use berth_runtime::{timeline, uptime};
 
@@ -35,6 +39,8 @@ pub struct Endpoints {
     pub catalog_dir: PathBuf,
     pub system_docker_wait: Duration,
     pub user_docker_wait: Duration,
+    /// How long the services after User Docker wait for it, once the others are up.
+    pub late_wait: Duration,
 }
 
 impl Default for Endpoints {
@@ -46,6 +52,7 @@ impl Default for Endpoints {
             catalog_dir: PathBuf::from(crate::catalog::CATALOG_DIR),
             system_docker_wait: SYSTEM_DOCKER_WAIT,
             user_docker_wait: USER_DOCKER_WAIT,
+            late_wait: LATE_WAIT,
         }
     }
 }
@@ -323,12 +330,31 @@ pub async fn run_with(
     };
 
     if engine_started {
-        let answered = match user_docker.await {
+        let mut user_docker = user_docker;
+        // The late services wait for User Docker, but not for ever.
+        let mut late_pending = !late.is_empty();
+        let joined = match tokio::time::timeout(endpoints.late_wait, &mut user_docker).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    "User Docker has not answered {}s after the other system services: starting {} without it",
+                    endpoints.late_wait.as_secs(),
+                    late.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                let results = start_late().await;
+                record(&mut report, results);
+                late_pending = false;
+                user_docker.await
+            }
+        };
+        let answered = match joined {
             Ok(answered) => answered,
             Err(e) => {
                 problem(&format!("waiting for User Docker failed: {e}"));
-                let results = start_late().await;
-                record(&mut report, results);
+                if late_pending {
+                    let results = start_late().await;
+                    record(&mut report, results);
+                }
                 return report;
             }
         };
@@ -343,7 +369,14 @@ pub async fn run_with(
                     let engine = make(&user_docker, loaded, false);
                     up::up_all_reporting(engine, &user, &system_names, &report_failure).await
                 };
-                let (late_results, user_results) = tokio::join!(start_late(), user_services);
+                let late_services = async {
+                    if late_pending {
+                        start_late().await
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let (late_results, user_results) = tokio::join!(late_services, user_services);
                 record(&mut report, late_results);
                 record(&mut report, user_results);
             }
@@ -352,8 +385,10 @@ pub async fn run_with(
                     "User Docker did not start: {e}; see `sudo system-docker logs docker`"
                 ));
                 report.errors.push(e.to_string());
-                let results = start_late().await;
-                record(&mut report, results);
+                if late_pending {
+                    let results = start_late().await;
+                    record(&mut report, results);
+                }
             }
         }
     } else {

@@ -66,6 +66,7 @@ fn system_services_then_user_services_in_their_engines() {
         catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
+        late_wait: Duration::from_secs(60),
         rerun_oneshots: true,
     };
     let loaded = config(BUSYBOX);
@@ -136,6 +137,7 @@ fn without_the_docker_service_user_services_wait_and_problems_are_told() {
         catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
+        late_wait: Duration::from_secs(60),
         rerun_oneshots: true,
     };
     // The docker service's image is not there: it is named, the service fails, the console
@@ -179,6 +181,7 @@ fn an_absent_system_docker_is_a_reported_error() {
         catalog_dir: dir.path().join("services"),
         system_docker_wait: Duration::from_millis(500),
         user_docker_wait: Duration::from_millis(500),
+        late_wait: Duration::from_secs(60),
         rerun_oneshots: true,
     };
     let (report, problems) = block_on(sysinit(&endpoints, &config(BUSYBOX)));
@@ -219,6 +222,7 @@ fn included_optional_services_come_up_and_unknown_ones_are_told() {
         catalog_dir: catalog,
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(1),
+        late_wait: Duration::from_secs(60),
         rerun_oneshots: true,
     };
     let loaded = loaded(&format!(
@@ -261,6 +265,7 @@ fn user_docker_ready_is_timed_when_it_answers_not_after_the_last_system_service(
         catalog_dir: std::path::PathBuf::from("/nonexistent"),
         system_docker_wait: Duration::from_secs(30),
         user_docker_wait: Duration::from_secs(30),
+        late_wait: Duration::from_secs(60),
         rerun_oneshots: true,
     };
     let loaded = loaded(&format!(
@@ -290,6 +295,65 @@ fn user_docker_ready_is_timed_when_it_answers_not_after_the_last_system_service(
         assert!(
             done - ready >= 2.5,
             "User Docker's time ({ready:.2}s) was taken after the 3 s one-shot (done at {done:.2}s)"
+        );
+    });
+}
+
+/// The docker service runs but its User Docker never answers: the late services start
+/// `late_wait` after the others are up, not when the wait for User Docker ends.
+#[test]
+fn late_services_do_not_wait_for_ever_for_a_silent_user_docker() {
+    let system_engine = Dockerd::start();
+    let endpoints = Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("user")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        },
+        images_dir: system_engine.scratch("no-store"),
+        catalog_dir: std::path::PathBuf::from("/nonexistent"),
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait: Duration::from_secs(20),
+        late_wait: Duration::from_secs(1),
+        rerun_oneshots: true,
+    };
+    // The docker service is a sleeper: it starts, and no engine ever answers on the socket.
+    let loaded = config(BUSYBOX);
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        let started = std::time::Instant::now();
+        let watch = async {
+            loop {
+                let running = system
+                    .inspect_container("late", None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.running);
+                if running == Some(true) {
+                    return Some(started.elapsed());
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let ((report, problems), late_at) = tokio::join!(sysinit(&endpoints, &loaded), watch);
+        let done = started.elapsed();
+        let late_at = late_at.expect("the late service never ran");
+        assert!(
+            late_at + Duration::from_secs(5) < done,
+            "the late service ran at {late_at:?}, the bring-up ended at {done:?}"
+        );
+        assert_eq!(status(&report, "late"), &ServiceOutcome::Started);
+        assert!(report.user_docker_ready.is_none());
+        assert!(
+            problems.iter().any(|p| p.contains("User Docker did not start")),
+            "{problems:#?}"
         );
     });
 }
