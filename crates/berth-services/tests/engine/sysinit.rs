@@ -45,6 +45,30 @@ async fn sysinit(endpoints: &Endpoints, loaded: &berth_config::Loaded) -> (Repor
     (report, problems.into_inner().unwrap())
 }
 
+/// System Docker's endpoints with no image store, and a User Docker socket nothing answers on.
+fn without_user_docker(
+    system_engine: &Dockerd,
+    user_docker_wait: Duration,
+    late_wait: Duration,
+) -> Endpoints {
+    Endpoints {
+        sockets: Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("user")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        },
+        images_dir: system_engine.scratch("no-store"),
+        catalog_dir: std::path::PathBuf::from("/nonexistent"),
+        system_docker_wait: Duration::from_secs(30),
+        user_docker_wait,
+        late_wait,
+        rerun_oneshots: true,
+    }
+}
+
 fn status<'a>(report: &'a Report, service: &str) -> &'a ServiceOutcome {
     report
         .service(service)
@@ -123,23 +147,7 @@ fn system_services_then_user_services_in_their_engines() {
 fn without_the_docker_service_user_services_wait_and_problems_are_told() {
     let system_engine = Dockerd::start();
     // No image store at all: the services' images are checked instead.
-    let images = system_engine.scratch("no-store");
-    let endpoints = Endpoints {
-        sockets: Sockets {
-            system: system_engine.socket(),
-            user: system_engine
-                .scratch("user")
-                .join("docker.sock")
-                .display()
-                .to_string(),
-        },
-        images_dir: images,
-        catalog_dir: std::path::PathBuf::from("/nonexistent"),
-        system_docker_wait: Duration::from_secs(30),
-        user_docker_wait: Duration::from_secs(30),
-        late_wait: Duration::from_secs(60),
-        rerun_oneshots: true,
-    };
+    let endpoints = without_user_docker(&system_engine, Duration::from_secs(30), Duration::from_secs(60));
     // The docker service's image is not there: it is named, the service fails, the console
     // still comes up, the user services are not started, and each problem is told.
     let loaded = config("berth-test/no-engine:1");
@@ -304,22 +312,7 @@ fn user_docker_ready_is_timed_when_it_answers_not_after_the_last_system_service(
 #[test]
 fn late_services_do_not_wait_for_ever_for_a_silent_user_docker() {
     let system_engine = Dockerd::start();
-    let endpoints = Endpoints {
-        sockets: Sockets {
-            system: system_engine.socket(),
-            user: system_engine
-                .scratch("user")
-                .join("docker.sock")
-                .display()
-                .to_string(),
-        },
-        images_dir: system_engine.scratch("no-store"),
-        catalog_dir: std::path::PathBuf::from("/nonexistent"),
-        system_docker_wait: Duration::from_secs(30),
-        user_docker_wait: Duration::from_secs(20),
-        late_wait: Duration::from_secs(1),
-        rerun_oneshots: true,
-    };
+    let endpoints = without_user_docker(&system_engine, Duration::from_secs(20), Duration::from_secs(1));
     // The docker service is a sleeper: it starts, and no engine ever answers on the socket.
     let loaded = config(BUSYBOX);
     block_on(async {
