@@ -76,14 +76,14 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
     }
     // Off User Docker's way: the daemons it does not need (io.berth.after-user-docker) start
     // once it answers; what it needs started before.
-    for name in ["ntp", "swarm", "acpid"] {
+    for name in ["syslog", "ntp", "swarm", "acpid"] {
         let start = bar(&bars, name, "service").and_then(|b| b["start"].as_f64());
         assert!(
             start.is_some_and(|s| s >= user_ready),
             "{name} started at {start:?}, before User Docker answered at {user_ready}: {json}"
         );
     }
-    for name in ["udev", "network", "syslog", "docker", "cloud-init"] {
+    for name in ["udev", "network", "docker", "cloud-init"] {
         let start = bar(&bars, name, "service").and_then(|b| b["start"].as_f64());
         assert!(
             start.is_some_and(|s| s < user_ready),

@@ -498,9 +498,9 @@ mod tests {
     fn shipped_daemons_start_after_user_docker() {
         let system = system_of(&crate::shipped_defaults());
         let late = after_user_docker(&system);
-        assert_eq!(names(&late), ["acpid", "ntp", "swarm"]);
+        assert_eq!(names(&late), ["acpid", "ntp", "swarm", "syslog"]);
         let first = reload_phase(&system);
-        for name in ["udev", "network", "syslog", "docker", "cloud-init"] {
+        for name in ["udev", "network", "docker", "cloud-init"] {
             assert!(first.contains(name) && !late.contains(name), "{name}");
         }
         assert!(!first.contains("console") && !late.contains("console"));
