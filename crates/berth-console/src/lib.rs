@@ -170,11 +170,24 @@ pub fn motd(problems: &[String], notes: &[String]) -> String {
     text.lines().skip(2).collect::<Vec<_>>().join("\n") + "\n"
 }
 
-use berth_runtime::paths::USER_DOCKER_SOCKET;
+use berth_runtime::paths::{SYSLOG_SOCKET, USER_DOCKER_SOCKET};
 
 fn wait_for_socket(path: &Path, seconds: u64) -> bool {
     for _ in 0..seconds * 5 {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+/// Whether a datagram socket (rsyslog's) takes messages, within `seconds`.
+fn wait_for_syslog(path: &Path, seconds: u64) -> bool {
+    for _ in 0..seconds * 5 {
+        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
+            && socket.connect(path).is_ok()
+        {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -294,6 +307,18 @@ pub fn console_init(
         if !commands_config.runcmd.is_empty() && !wait_for_socket(Path::new(USER_DOCKER_SOCKET), 180) {
             eprintln!("console-init: User Docker is not answering; running runcmd anyway");
         }
+        // The syslog service starts once User Docker answers (io.berth.after-user-docker):
+        // give it the moment to make /dev/log, so that runcmd's `logger` lines are kept.
+        if !commands_config.runcmd.is_empty()
+            && commands_config
+                .berth
+                .services
+                .keys()
+                .any(|k| k.as_str() == "syslog")
+            && !wait_for_syslog(Path::new(SYSLOG_SOCKET), 60)
+        {
+            eprintln!("console-init: the syslog service has no socket yet; running runcmd anyway");
+        }
         let ctx = berth_cloudinit::ConsoleContext::new("/", USER);
         log_report(&berth_cloudinit::run_console_commands(&commands_config, &ctx));
     });
@@ -364,6 +389,17 @@ fn timezone_note(tz: &str, have_database: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// runcmd waits for rsyslog's datagram socket: a socket that takes messages is found; a
+    /// path with nothing bound on it is not.
+    #[test]
+    fn the_syslog_socket_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        assert!(!wait_for_syslog(&path, 1));
+        let _bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        assert!(wait_for_syslog(&path, 1));
+    }
 
     #[test]
     fn gettys_follow_the_kernel_consoles() {

@@ -52,7 +52,8 @@ fn vm_system_services_udev_syslog_ntp_acpid() {
         "berth-services",
         "berth:\n  ntp:\n    servers: [127.0.0.1]\n\
          write_files:\n  - path: /etc/chrony/sources.d/extra.sources\n    container: ntp\n    \
-         content: |\n      server 127.0.0.2 iburst\n",
+         content: |\n      server 127.0.0.2 iburst\n\
+         runcmd:\n  - logger -t runcmdtest first-boot\n",
     );
     let cidata = env.cidata(&user_data);
     let machine_vm = || {
@@ -137,6 +138,15 @@ fn vm_system_services_udev_syslog_ntp_acpid() {
         "sudo grep bartest /var/log/syslog",
         Duration::from_secs(20),
         |out| out.contains("bartest: hello-from-the-console"),
+    );
+    // runcmd ran once User Docker answered; its logger line is kept although the syslog
+    // service starts only then too (runcmd waits for /dev/log).
+    poll(
+        &m,
+        "runcmd's logger line in /var/log/syslog",
+        "sudo grep runcmdtest /var/log/syslog",
+        Duration::from_secs(60),
+        |out| out.contains("runcmdtest: first-boot"),
     );
     let kernel = check(
         &m,

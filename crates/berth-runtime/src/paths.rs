@@ -5,6 +5,8 @@
 pub const SYSTEM_DOCKER_SOCKET: &str = "/run/system-docker.sock";
 /// User Docker's API socket, in a directory of its own that the `docker` service mounts.
 pub const USER_DOCKER_SOCKET: &str = "/run/user-docker/docker.sock";
+/// rsyslog's local socket (the `syslog` service); `/dev/log` links to it.
+pub const SYSLOG_SOCKET: &str = "/run/berth/log/log";
 /// What sysinit brought up, written when it finishes ([`crate::SysinitReport`]).
 pub const SYSINIT_REPORT: &str = "/run/berth/sysinit.json";
 /// What cloud-init did this boot.

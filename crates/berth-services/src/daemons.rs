@@ -29,7 +29,7 @@ pub const RSYSLOG_REMOTE: &str = "/etc/rsyslog.d/berth-remote.conf";
 /// The directory holding rsyslog's local socket, shared with the containers that log.
 pub const LOG_SOCKET_DIR: &str = "/run/berth/log";
 /// rsyslog's local socket (`SysSock.Name` in the image's rsyslog.conf); `/dev/log` links here.
-pub const LOG_SOCKET: &str = "/run/berth/log/log";
+pub const LOG_SOCKET: &str = berth_runtime::paths::SYSLOG_SOCKET;
 
 /// `berth.ntp.servers` as chrony `server` lines.
 pub fn chrony_sources(ntp: &NtpConfig) -> String {
