@@ -269,12 +269,8 @@ pub fn prefetch(files: &[PathBuf], budget: u64) -> u64 {
 fn available_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
+        .and_then(|text| berth_runtime::meminfo::bytes(&text, "MemAvailable"))
+        .unwrap_or(0)
 }
 
 /// SIGTERM, then SIGKILL after `grace`; reaps it.

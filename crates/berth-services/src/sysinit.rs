@@ -105,11 +105,7 @@ pub const CLOUD_INIT_SERVICE: &str = "cloud-init";
 /// and is restarted when they changed.
 pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
     let graph = ServiceGraph::new(system);
-    let points: Vec<String> = system
-        .iter()
-        .filter(|(_, s)| graph::label_bool(s, "reloadconfig") == Some(true))
-        .map(|(n, _)| n.clone())
-        .collect();
+    let points = labelled(system, "reloadconfig");
     if points.is_empty() {
         return BTreeSet::new();
     }
@@ -122,6 +118,15 @@ pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> 
         .collect()
 }
 
+/// The services whose boolean label `io.berth.SUFFIX` is true, in declaration order.
+fn labelled(system: &IndexMap<String, ServiceSpec>, suffix: &str) -> Vec<String> {
+    system
+        .iter()
+        .filter(|(_, s)| graph::label_bool(s, suffix) == Some(true))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 /// The system services that start once User Docker answers: those labelled
 /// `io.berth.after-user-docker: "true"` and every system service that waits for one of them.
 /// Nothing User Docker needs is among them: the `docker` service and what it waits for start
@@ -129,11 +134,7 @@ pub fn reload_phase(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> 
 /// (no `docker` service, or it never answers) they start after the other system services.
 pub fn after_user_docker(system: &IndexMap<String, ServiceSpec>) -> BTreeSet<String> {
     let graph = ServiceGraph::new(system);
-    let labelled: Vec<String> = system
-        .iter()
-        .filter(|(_, s)| graph::label_bool(s, "after-user-docker") == Some(true))
-        .map(|(n, _)| n.clone())
-        .collect();
+    let labelled = labelled(system, "after-user-docker");
     if labelled.is_empty() {
         return BTreeSet::new();
     }
@@ -189,7 +190,11 @@ pub async fn run_with(
     // system service (the console) is: its time is taken then, not when the bring-up ends.
     let user_socket = endpoints.sockets.user.clone();
     let user_wait = endpoints.user_docker_wait;
+    // `user_docker_ended` resolves when the task ends, whatever its outcome (or when it is
+    // aborted): its sender is dropped then. The late services wait for it.
+    let (ended, user_docker_ended) = tokio::sync::oneshot::channel::<()>();
     let user_docker = tokio::spawn(async move {
+        let _ended = ended;
         let answered = client::wait_ready(&user_socket, user_wait).await;
         answered.map(|d| {
             let ready = uptime();
@@ -316,9 +321,22 @@ pub async fn run_with(
         .filter(|n| !late.contains_key(*n))
         .cloned()
         .collect();
-    let start_late = || async {
+    // The late system services wait for User Docker, but not for ever; the user services
+    // need it. Both start side by side once it answers.
+    let late_services = async {
         if late.is_empty() {
             return Vec::new();
+        }
+        if engine_started
+            && tokio::time::timeout(endpoints.late_wait, user_docker_ended)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "User Docker has not answered {}s after the other system services: starting {} without it",
+                endpoints.late_wait.as_secs(),
+                late.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
         let results =
             up::up_all_reporting(make(&docker, loaded, true), &late, &before_late, &report_failure).await;
@@ -328,77 +346,39 @@ pub async fn run_with(
         );
         results
     };
-
-    if engine_started {
-        let mut user_docker = user_docker;
-        // The late services wait for User Docker, but not for ever.
-        let mut late_pending = !late.is_empty();
-        let joined = match tokio::time::timeout(endpoints.late_wait, &mut user_docker).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                tracing::warn!(
-                    "User Docker has not answered {}s after the other system services: starting {} without it",
-                    endpoints.late_wait.as_secs(),
-                    late.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-                let results = start_late().await;
-                record(&mut report, results);
-                late_pending = false;
-                user_docker.await
+    let user_services = async {
+        if !engine_started {
+            user_docker.abort();
+            if !user.is_empty() {
+                problem("user services were not started: the docker service is not running");
             }
-        };
-        let answered = match joined {
-            Ok(answered) => answered,
+            return Vec::new();
+        }
+        match user_docker.await {
             Err(e) => {
                 problem(&format!("waiting for User Docker failed: {e}"));
-                if late_pending {
-                    let results = start_late().await;
-                    record(&mut report, results);
-                }
-                return report;
+                Vec::new()
             }
-        };
-        match answered {
-            Ok((user_docker, ready)) => {
-                report.user_docker_ready = Some(ready);
-                // The late system services and the user services, side by side.
-                let user_services = async {
-                    if user.is_empty() {
-                        return Vec::new();
-                    }
-                    let engine = make(&user_docker, loaded, false);
-                    up::up_all_reporting(engine, &user, &system_names, &report_failure).await
-                };
-                let late_services = async {
-                    if late_pending {
-                        start_late().await
-                    } else {
-                        Vec::new()
-                    }
-                };
-                let (late_results, user_results) = tokio::join!(late_services, user_services);
-                record(&mut report, late_results);
-                record(&mut report, user_results);
-            }
-            Err(e) => {
+            Ok(Err(e)) => {
                 problem(&format!(
                     "User Docker did not start: {e}; see `sudo system-docker logs docker`"
                 ));
                 report.errors.push(e.to_string());
-                if late_pending {
-                    let results = start_late().await;
-                    record(&mut report, results);
+                Vec::new()
+            }
+            Ok(Ok((user_docker, ready))) => {
+                report.user_docker_ready = Some(ready);
+                if user.is_empty() {
+                    return Vec::new();
                 }
+                let engine = make(&user_docker, loaded, false);
+                up::up_all_reporting(engine, &user, &system_names, &report_failure).await
             }
         }
-    } else {
-        user_docker.abort();
-        let results = start_late().await;
-        record(&mut report, results);
-        if !user.is_empty() {
-            problem("user services were not started: the docker service is not running");
-        }
-    }
+    };
+    let (late_results, user_results) = tokio::join!(late_services, user_services);
+    record(&mut report, late_results);
+    record(&mut report, user_results);
     report
 }
 
