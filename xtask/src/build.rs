@@ -492,6 +492,7 @@ pub fn run(args: &BuildArgs) -> Result<Artifacts> {
         BUILDER_REVISION.as_bytes(),
         i_print.as_bytes(),
         iso::grub_cfg(version).as_bytes(),
+        iso::ISO_GRUB_MODULES.as_bytes(),
     ]);
     let fresh = cached(&work.join("iso.stamp"), &iso_print, &[&iso_path], || {
         iso::build(

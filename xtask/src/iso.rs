@@ -37,6 +37,13 @@ menuentry "Berth {version} (debug logging)" {{
     )
 }
 
+/// The GRUB modules the ISO carries (with what they depend on), for BIOS and UEFI alike: what
+/// `grub_cfg` uses, the CD and disk partition maps, and the video drivers a screen needs.
+/// grub-mkrescue copies all ~280 modules of each platform, a font and the locales otherwise:
+/// ~5.4 MB of the ISO that nothing here reads.
+pub const ISO_GRUB_MODULES: &str =
+    "linux normal iso9660 part_msdos part_gpt fat serial terminal echo test all_video video gzio xzio";
+
 /// Build `dest` from the kernel, the slim initrd and the OS image.
 pub fn build(
     staging: &Path,
@@ -70,6 +77,8 @@ pub fn build(
         .arg("--output")
         .arg(dest)
         .arg("--compress=xz")
+        .arg(format!("--install-modules={ISO_GRUB_MODULES}"))
+        .args(["--fonts=", "--locales=", "--themes="])
         .arg(staging)
         .arg("--")
         .args(["-volid", VOLUME_ID])
