@@ -597,10 +597,18 @@ impl<'de> MapAccess<'de> for MapDe<'_, '_> {
             ));
         };
         let path = Path::Key(self.path, key);
+        // An error the value's own deserializer raised after reading it (a `deserialize_with`
+        // check of a whole map) is the value's, not the enclosing struct's.
         seed.deserialize(NodeDe {
             node,
             path,
             check: self.check,
+        })
+        .map_err(|mut e| {
+            if e.located.is_none() {
+                e.located = Some((path.render(), node.report_loc()));
+            }
+            e
         })
     }
 
@@ -674,6 +682,43 @@ mod tests {
                 "berth.ssh.prot: unknown key, ignored (did you mean \"port\"?)",
                 "berth.services.x.privilged: unknown key, ignored (did you mean \"privileged\"?)",
             ]
+        );
+    }
+
+    #[test]
+    fn service_manager_labels_are_checked() {
+        let service =
+            |labels: &str| format!("berth:\n  services:\n    x:\n      image: a\n      labels: {labels}\n");
+        for (labels, named) in [
+            (
+                "{io.berth.detach: maybe}",
+                "label io.berth.detach is \"maybe\": use \"true\" or \"false\"",
+            ),
+            (
+                "[io.rancher.os.createonly=sure]",
+                "label io.rancher.os.createonly is \"sure\"",
+            ),
+            (
+                "{io.berth.after-user-docker: \"\"}",
+                "label io.berth.after-user-docker is \"\"",
+            ),
+            (
+                "{io.berth.shim: one}",
+                "label io.berth.shim is \"one\": use \"shared\" or \"own\"",
+            ),
+        ] {
+            let err = check(&service(labels)).0.unwrap_err();
+            assert_eq!(err.key, "berth.services.x.labels", "{labels}");
+            assert!(err.message.starts_with(named), "{labels}: {}", err.message);
+        }
+        // Yes/no words and YAML booleans, and labels that are the user's own, pass.
+        let ok = "{io.berth.detach: false, io.rancher.os.createonly: 'yes', io.berth.shim: own, \
+                  io.berth.reloadconfig: 1, com.example.flag: maybe, io.berth.after: network}";
+        let (result, warnings) = check(&service(ok));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            result.unwrap().berth.services["x"].labels["io.berth.detach"],
+            "false"
         );
     }
 

@@ -56,5 +56,5 @@ pub use load::{ConfigPaths, LayerInfo, LayerKind, LayerStatus, Loaded, error_at_
 pub use schema::Config;
 pub use schema::berth::{BerthConfig, ConsoleKind};
 pub use schema::engine::EngineName;
-pub use schema::service::{HealthTest, Healthcheck, ServiceSpec};
+pub use schema::service::{HealthTest, Healthcheck, ServiceSpec, label_problem};
 pub use schema::values::parse_bool;

@@ -400,22 +400,26 @@ mod tests {
 
     #[test]
     fn system_services_share_one_shim_unless_they_ask_for_their_own() {
-        let group = |yaml: &str, system: bool| {
-            let (body, _) = container_body("s", &spec(yaml), &env(), system)?;
+        let group_of = |s: &ServiceSpec, system: bool| {
+            let (body, _) = container_body("s", s, &env(), system)?;
             Ok::<_, SpecError>(
                 body.host_config
                     .and_then(|hc| hc.annotations)
                     .and_then(|a| a.get(SHIM_GROUP_ANNOTATION).cloned()),
             )
         };
+        let group = |yaml: &str, system: bool| group_of(&spec(yaml), system);
         let system = "      image: x\n      labels: {io.berth.scope: system}\n";
         assert_eq!(group(system, true).unwrap().as_deref(), Some(SYSTEM_SHIM_GROUP));
         let own = "      image: x\n      labels: {io.berth.scope: system, io.berth.shim: own}\n";
         assert_eq!(group(own, true).unwrap(), None);
         // The user's services in User Docker keep docker's one shim per container.
         assert_eq!(group("      image: x\n", false).unwrap(), None);
-        let wrong = "      image: x\n      labels: {io.berth.scope: system, io.berth.shim: one}\n";
-        let e = group(wrong, true).unwrap_err().to_string();
+        // The configuration refuses any other value (berth_config::label_problem); a spec
+        // made otherwise is refused here too.
+        let mut wrong = spec(own);
+        wrong.labels.insert(LABEL_SHIM.into(), "one".into());
+        let e = group_of(&wrong, true).unwrap_err().to_string();
         assert!(e.contains("io.berth.shim") && e.contains("\"one\""), "{e}");
     }
 

@@ -1,7 +1,7 @@
 //! A system service: the docker-compose (v1/v2) subset the service manager runs.
 
 use super::forms::{CommandLine, env_map, string_map};
-use super::values::{ImageRef, RestartPolicy, TimeSpan};
+use super::values::{ImageRef, RestartPolicy, TimeSpan, parse_bool};
 use indexmap::IndexMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -10,6 +10,33 @@ use std::fmt;
 /// Label prefixes whose labels the service manager interprets (`io.berth.after`, ...);
 /// `io.rancher.os.` is accepted for RancherOS service definitions.
 pub const LABEL_PREFIXES: [&str; 2] = ["io.berth.", "io.rancher.os."];
+/// The service manager's yes/no labels, by suffix (`io.berth.detach`, ...).
+pub const BOOL_LABELS: [&str; 4] = ["detach", "createonly", "reloadconfig", "after-user-docker"];
+
+/// What is wrong with the labels the service manager reads, if anything: a yes/no label whose
+/// value is neither (read as false, it would silently change the order of the boot) or an
+/// `io.berth.shim` that is not `shared` or `own`. Other labels are the user's own.
+pub fn label_problem(labels: &IndexMap<String, String>) -> Option<String> {
+    labels.iter().find_map(|(key, value)| {
+        let suffix = LABEL_PREFIXES.iter().find_map(|p| key.strip_prefix(p))?;
+        if BOOL_LABELS.contains(&suffix) && parse_bool(value).is_none() {
+            Some(format!("label {key} is {value:?}: use \"true\" or \"false\""))
+        } else if suffix == "shim" && !matches!(value.as_str(), "shared" | "own") {
+            Some(format!("label {key} is {value:?}: use \"shared\" or \"own\""))
+        } else {
+            None
+        }
+    })
+}
+
+/// `labels`, checked with [`label_problem`].
+fn service_labels<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String>, D::Error> {
+    let labels = string_map(d)?;
+    match label_problem(&labels) {
+        Some(problem) => Err(de::Error::custom(problem)),
+        None => Ok(labels),
+    }
+}
 
 /// One service under `berth.services`. Only `image` is required.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -28,7 +55,7 @@ pub struct ServiceSpec {
     pub environment: IndexMap<String, Option<String>>,
     #[serde(
         default,
-        deserialize_with = "string_map",
+        deserialize_with = "service_labels",
         skip_serializing_if = "IndexMap::is_empty"
     )]
     pub labels: IndexMap<String, String>,
