@@ -16,16 +16,11 @@ pub const NEWROOT: &str = "/newroot";
 /// How long to wait for a boot medium holding the OS image (CD drives are slow to appear).
 const MEDIUM_WAIT: Duration = Duration::from_secs(30);
 /// Modules stage 1 needs whatever the hardware: the OS image's filesystem and loop devices.
-/// The slots of an installed disk are FAT.
-const EARLY_MODULES: &[&str] = &[
-    "loop",
-    "squashfs",
-    "isofs",
-    "vfat",
-    "nls_cp437",
-    "nls_ascii",
-    "nls_utf8",
-];
+const EARLY_MODULES: &[&str] = &["loop", "squashfs"];
+/// And to find the OS image on a medium: a CD's filesystem; the slots of an installed disk
+/// are FAT. Not loaded when the initramfs holds the OS image (under emulation each module
+/// takes ~80 ms to load; stage 2 loads them on first use through the kernel's modprobe).
+const MEDIUM_MODULES: &[&str] = &["isofs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"];
 
 pub fn run() -> ! {
     let result = std::panic::catch_unwind(|| {
@@ -57,12 +52,17 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     timeline::record(timeline::Event::Stage1Start);
     tracing::info!("Berth {VERSION} init: stage 1 (initramfs) at {started:.2}s after kernel start");
     check_unpacked_whole(Path::new("/"));
-    load_early_modules();
+    // An installed disk: GRUB names the slot, and only that slot's partition is the medium.
+    let booted_slot = slot::booted(cmdline);
+    let on_medium = booted_slot.is_some() || !Path::new("/").join(medium::OS_IMAGE).is_file();
+    let mut drivers = load_early_modules(on_medium);
+    if on_medium {
+        // The medium is one of the devices they find.
+        drivers.wait();
+    }
 
     let step = log::uptime();
     let mount_dir = Path::new("/run/berth/medium");
-    // An installed disk: GRUB names the slot, and only that slot's partition is the medium.
-    let booted_slot = slot::booted(cmdline);
     let found = match booted_slot {
         None => medium::find(Path::new("/"), mount_dir, MEDIUM_WAIT)?,
         Some(booted) => {
@@ -85,6 +85,7 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     );
     let newroot = Path::new(NEWROOT);
     root::mount_root(newroot, &found.os_image)?;
+    prefetch_engine(newroot);
 
     // The state settings come from the built-in defaults and the kernel command line: the
     // other layers live on the state partition itself.
@@ -124,8 +125,15 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
         }
         Some(Ok(None)) | None => false,
     };
-    autoformat(newroot, state);
-    mount_state(newroot, state.dev.as_str(), state.wait, state.required)?;
+    if !state.autoformat.is_empty() {
+        // Only a device that is there can be found blank.
+        drivers.wait();
+    }
+    autoformat(newroot, state, &drivers);
+    let mounted = mount_state(newroot, state.dev.as_str(), state.wait, state.required, &drivers);
+    // The modules are read from the initramfs, which switch_root deletes.
+    drivers.wait();
+    mounted?;
     root::populate(newroot)?;
     if first_boot {
         keep_install_user_data(newroot);
@@ -334,47 +342,116 @@ fn unpack_problem(tmpfs: bool, available: u64) -> Option<String> {
     })
 }
 
-fn load_early_modules() {
+/// The drivers of the hardware present (coldplug), loading in a thread while stage 1 goes on
+/// (the state partition search watches the devices appear meanwhile), then
+/// [`EARLY_MODULES`], with [`MEDIUM_MODULES`] when the OS image is to be found `on_medium`.
+/// Under emulation coldplug takes ~1 s (AHCI and SCSI probe their ports before the module
+/// load returns).
+fn load_early_modules(on_medium: bool) -> crate::state::Drivers {
     let step = log::uptime();
     let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
-        Ok(index) => index,
+        Ok(index) => std::sync::Arc::new(index),
         Err(e) => {
             tracing::warn!("no kernel modules in the initramfs: {e}");
-            return;
+            return crate::state::Drivers::loaded();
         }
     };
+    let drivers = {
+        let index = index.clone();
+        crate::state::Drivers::load(move || {
+            let report = berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
+            for failure in &report.failures {
+                tracing::debug!(
+                    "coldplug: {}: {:?}: {}",
+                    failure.device.display(),
+                    failure.modalias,
+                    failure.error
+                );
+            }
+            tracing::info!(
+                "early drivers: {} loaded for {} devices ({:.2}s)",
+                report.loaded.len(),
+                report.modaliases,
+                log::uptime() - step
+            );
+        })
+    };
     let mut loader = berth_kmod::KernelModuleLoader;
-    let report = berth_kmod::coldplug(&index, &mut loader, Path::new("/sys"));
-    for name in EARLY_MODULES {
+    let medium_modules = if on_medium { MEDIUM_MODULES } else { &[] };
+    for name in EARLY_MODULES.iter().chain(medium_modules) {
         if let Err(e) = berth_kmod::modprobe(&index, &mut loader, name, "") {
             tracing::warn!("cannot load {name}: {e}");
         }
     }
-    for failure in &report.failures {
-        tracing::debug!(
-            "coldplug: {}: {:?}: {}",
-            failure.device.display(),
-            failure.modalias,
-            failure.error
-        );
+    drivers
+}
+
+/// Read the engine's programs from the OS image into the page cache, in a child process,
+/// while stage 1 waits for the state partition (at least a second with the CPUs idle): System
+/// Docker starts from the cache. A child, because stage 1 ends with an exec (stage 2, PID 1,
+/// reaps it). It opens the files at once, before switch_root moves the new root away from
+/// its view, and reads at most half of MemAvailable (System Docker's own unit reads what is
+/// not cached yet).
+fn prefetch_engine(newroot: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let bin = newroot.join(crate::system_docker::ENGINE_BIN.trim_start_matches('/'));
+    let files: Vec<std::ffi::CString> = berth_services::engine_pair::PREFETCH
+        .iter()
+        .filter_map(|name| std::ffi::CString::new(bin.join(name).as_os_str().as_bytes()).ok())
+        .collect();
+    let budget = berth_services::engine_pair::available_memory() / 2;
+    // Allocated before the fork: the child allocates nothing.
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: the child only makes system calls (open, fstat, read, close, _exit) on memory
+    // prepared before the fork, so no lock another thread might hold is ever taken.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            read_through(&files, budget, &mut buf);
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
+        Err(e) => tracing::debug!("no prefetch of the engine: {e}"),
     }
-    tracing::info!(
-        "early modules: {} loaded for {} devices ({:.2}s)",
-        report.loaded.len(),
-        report.modaliases,
-        log::uptime() - step
-    );
+}
+
+/// [`berth_services::engine_pair::prefetch`] with system calls only, for a forked child. Every
+/// file is opened first: the paths are gone from this process's view once switch_root ran.
+fn read_through(files: &[std::ffi::CString], budget: u64, buf: &mut [u8]) {
+    let mut fds = [-1i32; berth_services::engine_pair::PREFETCH.len()];
+    for (fd, path) in fds.iter_mut().zip(files) {
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        *fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    }
+    let mut total: u64 = 0;
+    for fd in fds.into_iter().filter(|fd| *fd >= 0) {
+        // SAFETY: fstat fills a zeroed stat of the right type.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open and `st` is a valid stat.
+        let stat_ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        total += if stat_ok { st.st_size as u64 } else { 0 };
+        if total <= budget {
+            // SAFETY: reads into `buf`, which outlives the calls.
+            while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        }
+        // SAFETY: a descriptor opened above.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// `berth.state.autoformat`: when no state partition is found, format the first listed
 /// device that is blank (first MiB all zeros: no partition table, no filesystem) as ext4 with
 /// the label `berth.state.dev` looks for. A device holding anything is never touched.
-fn autoformat(newroot: &Path, state: &berth_config::schema::berth::StateConfig) {
+fn autoformat(
+    newroot: &Path,
+    state: &berth_config::schema::berth::StateConfig,
+    drivers: &crate::state::Drivers,
+) {
     if state.autoformat.is_empty() {
         return;
     }
     let dev = state.dev.as_str();
-    match crate::state::find(dev, Duration::from_secs(state.wait.into()), false) {
+    match crate::state::find(dev, Duration::from_secs(state.wait.into()), false, drivers) {
         StateDecision::Absent | StateDecision::WrongFilesystem { found: None, .. } => {}
         _ => return,
     }
@@ -403,10 +480,16 @@ fn autoformat(newroot: &Path, state: &berth_config::schema::berth::StateConfig) 
 }
 
 /// Mount the state partition on `<newroot>/var`, or decide to run from RAM.
-fn mount_state(newroot: &Path, dev: &str, wait: u32, required: bool) -> Result<(), BootError> {
+fn mount_state(
+    newroot: &Path,
+    dev: &str,
+    wait: u32,
+    required: bool,
+    drivers: &crate::state::Drivers,
+) -> Result<(), BootError> {
     let step = log::uptime();
     let target = newroot.join("var");
-    match crate::state::find(dev, Duration::from_secs(wait.into()), required) {
+    match crate::state::find(dev, Duration::from_secs(wait.into()), required, drivers) {
         StateDecision::Mount { device, fstype } => {
             // The initramfs carries ext4 only (built in); XFS and btrfs come from the OS image.
             load_from(newroot, fstype);

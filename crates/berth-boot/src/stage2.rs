@@ -35,15 +35,16 @@ pub fn run() -> ! {
             Err(e) => problems::report(Path::new("/"), &e),
         }
         report_config(&loaded);
-        prepare_system(&loaded);
-        if loaded.config.berth.system_docker.exec {
-            // Threads do not survive exec: coldplug now.
+        // Threads do not survive exec: with System Docker as PID 1, everything is done first.
+        let exec = loaded.config.berth.system_docker.exec;
+        let network_modules = prepare_system(&loaded, !exec);
+        if exec {
             if let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
                 berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
             }
             exec_system_docker(&loaded)
         } else {
-            supervisor::run(&loaded)
+            supervisor::run(&loaded, network_modules)
         }
     });
     let reason = match result {
@@ -85,7 +86,10 @@ fn report_config(loaded: &Loaded) {
     }
 }
 
-fn prepare_system(loaded: &Loaded) {
+/// Everything before System Docker starts. User Docker's network modules load in a thread
+/// when `background` (System Docker does not use them); the returned handle says when they
+/// are in.
+fn prepare_system(loaded: &Loaded, background: bool) -> NetworkModules {
     let config = &loaded.config;
     // Containers may share mounts under /mnt and /media with the host (rshared volumes).
     if let Err(e) = nix::mount::mount(
@@ -110,7 +114,8 @@ fn prepare_system(loaded: &Loaded) {
     if let Err(e) = berth_runtime::hosts::write(Path::new("/etc/hosts"), hostname.as_str()) {
         tracing::warn!("cannot write /etc/hosts: {e}");
     }
-    apply_sysctls(Path::new("/proc/sys"), config);
+    let waiting = apply_sysctls(Path::new("/proc/sys"), config);
+    let network_modules = NetworkModules::load(index, waiting, background);
     for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -126,6 +131,7 @@ fn prepare_system(loaded: &Loaded) {
     // Let PID 1 hear Ctrl-Alt-Del as SIGINT and reboot cleanly.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     raise_nofile_limit();
+    network_modules
 }
 
 fn start_zram(config: &berth_config::Config, index: &berth_kmod::ModuleIndex) {
@@ -150,33 +156,106 @@ fn load_modules(config: &berth_config::Config) -> Option<berth_kmod::ModuleIndex
             return None;
         }
     };
-    let mut loader = berth_kmod::KernelModuleLoader;
-    // Container networking and storage: load them now rather than on first use.
-    let mut wanted: Vec<(String, String)> = [
-        "overlay",
-        "br_netfilter",
-        "veth",
-        "bridge",
-        "nf_nat",
-        "xt_conntrack",
-    ]
-    .iter()
-    .map(|m| (m.to_string(), String::new()))
-    .collect();
+    // System Docker's storage driver and the modules the configuration asks for (a data root
+    // may need one): now, rather than on first use.
+    let mut wanted: Vec<(String, String)> = vec![(ENGINE_MODULE.to_string(), String::new())];
     for module in &config.berth.modules {
         wanted.push((module.name().to_string(), module.params().join(" ")));
     }
-    for (name, params) in &wanted {
-        if let Err(e) = berth_kmod::modprobe(&index, &mut loader, name, params) {
-            problems::report(Path::new("/"), &format!("module {name}: {e}"));
-        }
-    }
+    modprobe_all(&index, &wanted);
     tracing::info!(
         "modules: {} requested ({:.2}s)",
         wanted.len(),
         log::uptime() - step
     );
     Some(index)
+}
+
+/// Load each module, reporting the ones that fail.
+fn modprobe_all(index: &berth_kmod::ModuleIndex, wanted: &[(String, String)]) {
+    let mut loader = berth_kmod::KernelModuleLoader;
+    for (name, params) in wanted {
+        if let Err(e) = berth_kmod::modprobe(index, &mut loader, name, params) {
+            problems::report(Path::new("/"), &format!("module {name}: {e}"));
+        }
+    }
+}
+
+/// System Docker's storage driver, loaded before it starts.
+const ENGINE_MODULE: &str = "overlay";
+/// Container networking, for User Docker only (System Docker has no bridge and no iptables).
+/// Under emulation each module takes ~50 ms to load: the 13 these pull in cost System Docker's
+/// start 0.6 s when they were loaded before it.
+const NETWORK_MODULES: &[&str] = &["br_netfilter", "veth", "bridge", "nf_nat", "xt_conntrack"];
+/// The most the service bring-up waits for the network modules (they take ~1 s).
+const NETWORK_MODULES_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// User Docker's network modules, loaded in a thread while System Docker starts; the service
+/// bring-up (whose `docker` service is the first to use them) starts once they are in.
+pub struct NetworkModules(Option<std::sync::mpsc::Receiver<()>>);
+
+impl NetworkModules {
+    /// Load them (with the `berth.sysctl` settings that waited for them: `net.bridge.*`
+    /// exists once br_netfilter is in), in a thread when `background`.
+    fn load(index: Option<berth_kmod::ModuleIndex>, sysctls: Vec<Sysctl>, background: bool) -> Self {
+        let Some(index) = index else {
+            return NetworkModules(None);
+        };
+        let work = move || {
+            let step = log::uptime();
+            let wanted: Vec<(String, String)> = NETWORK_MODULES
+                .iter()
+                .map(|m| (m.to_string(), String::new()))
+                .collect();
+            modprobe_all(&index, &wanted);
+            tracing::info!(
+                "network modules: {} requested ({:.2}s)",
+                wanted.len(),
+                log::uptime() - step
+            );
+            for setting in &sysctls {
+                setting.write(Path::new("/proc/sys"));
+            }
+        };
+        if !background {
+            work();
+            return NetworkModules(None);
+        }
+        let (done, wait) = std::sync::mpsc::channel();
+        // With every signal blocked, as the thread inherits: PID 1's signals must reach its
+        // signalfd (the supervisor blocks them in the main thread later), never this thread.
+        let blocked =
+            nix::sys::signal::SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
+        let spawned = std::thread::Builder::new()
+            .name("network-modules".into())
+            .spawn(move || {
+                work();
+                let _ = done.send(());
+            });
+        if let Ok(previous) = blocked {
+            let _ = previous.thread_set_mask();
+        }
+        match spawned {
+            Ok(_) => NetworkModules(Some(wait)),
+            Err(e) => {
+                tracing::warn!("cannot load the network modules in the background: {e}");
+                NetworkModules(None)
+            }
+        }
+    }
+
+    /// Return once they are in (at most `NETWORK_MODULES_WAIT`; at once the second time).
+    pub fn wait(&mut self) {
+        let Some(wait) = self.0.take() else {
+            return;
+        };
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(NETWORK_MODULES_WAIT) {
+            tracing::warn!(
+                "the network modules are still loading after {}s; starting the services",
+                NETWORK_MODULES_WAIT.as_secs()
+            );
+        }
+    }
 }
 
 fn loopback_up() -> std::io::Result<()> {
@@ -207,23 +286,52 @@ fn raise_nofile_limit() {
 
 /// Write `berth.sysctl` under `proc_sys`. Keys are [`berth_config::schema::values::SysctlKey`]s
 /// (no `..`, no absolute path: they name files below `/proc/sys` only), and files are never
-/// created: a setting the kernel does not have is a file that does not exist.
-pub fn apply_sysctls(proc_sys: &Path, config: &berth_config::Config) {
+/// created: a setting the kernel does not have is a file that does not exist. Returns the
+/// settings that do not exist yet.
+pub fn apply_sysctls(proc_sys: &Path, config: &berth_config::Config) -> Vec<Sysctl> {
+    let mut waiting = Vec::new();
     for (key, value) in &config.berth.sysctl {
-        let path = proc_sys.join(key.relative_path());
+        let setting = Sysctl {
+            key: key.to_string(),
+            path: key.relative_path(),
+            value: value.to_string(),
+        };
+        if !setting.write(proc_sys) {
+            waiting.push(setting);
+        }
+    }
+    waiting
+}
+
+/// One `berth.sysctl` setting.
+pub struct Sysctl {
+    key: String,
+    /// Below `/proc/sys`.
+    path: std::path::PathBuf,
+    value: String,
+}
+
+impl Sysctl {
+    /// Write it; false when it does not exist (yet). Interface settings wait for their driver
+    /// (coldplug runs later), `net.bridge.*` for br_netfilter; cloud-init applies every sysctl
+    /// again once the network is up, and reports what fails then.
+    fn write(&self, proc_sys: &Path) -> bool {
+        let Sysctl { key, path, value } = self;
         let written = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, value.to_string().as_bytes()));
+            .open(proc_sys.join(path))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
         match written {
-            Ok(()) => {}
-            // Interface settings wait for their driver (coldplug runs later); cloud-init
-            // applies every sysctl again once the network is up, and reports what fails then.
+            Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::info!("sysctl {key}: not there yet; cloud-init applies it later");
+                false
             }
-            Err(e) => problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}")),
+            Err(e) => {
+                problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}"));
+                true
+            }
         }
     }
 }
@@ -306,11 +414,21 @@ mod tests {
         std::fs::create_dir_all(proc_sys.join("net/ipv4")).unwrap();
         std::fs::write(proc_sys.join("net/ipv4/ip_forward"), "0").unwrap();
         let loaded = from_cmdline("berth.sysctl.net.ipv4.ip_forward=1 berth.sysctl.kernel.made_up=1");
-        apply_sysctls(&proc_sys, &loaded.config);
+        let waiting = apply_sysctls(&proc_sys, &loaded.config);
         assert_eq!(
             std::fs::read_to_string(proc_sys.join("net/ipv4/ip_forward")).unwrap(),
             "1"
         );
         assert!(!proc_sys.join("kernel").exists(), "a sysctl file was created");
+        // The missing one is handed back, and written once its module made it exist.
+        let keys: Vec<&str> = waiting.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["kernel.made_up"]);
+        std::fs::create_dir_all(proc_sys.join("kernel")).unwrap();
+        std::fs::write(proc_sys.join("kernel/made_up"), "0").unwrap();
+        assert!(waiting[0].write(&proc_sys));
+        assert_eq!(
+            std::fs::read_to_string(proc_sys.join("kernel/made_up")).unwrap(),
+            "1"
+        );
     }
 }

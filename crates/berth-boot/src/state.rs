@@ -85,11 +85,70 @@ pub fn decide(
 /// Stop waiting once the set of block devices has not changed for this long: the drivers have
 /// found what there is, and a machine without a state disk boots without delay.
 pub const SETTLED: Duration = Duration::from_secs(1);
+/// ... and once the drivers finished loading this long ago. The kernel returns from loading a
+/// module after the probes it started (SCSI scans, ATA ports), but a few drivers find disks
+/// later still (Xen and Hyper-V ask their host).
+pub const AFTER_DRIVERS: Duration = Duration::from_millis(500);
+
+/// The drivers of the hardware present, loading in a thread: the state partition search
+/// watches the devices while they appear, instead of starting its wait once they are loaded.
+pub struct Drivers {
+    thread: Option<std::thread::JoinHandle<()>>,
+    done: std::sync::Arc<std::sync::OnceLock<Instant>>,
+}
+
+impl Drivers {
+    /// Run `load` in a thread.
+    pub fn load(load: impl FnOnce() + Send + 'static) -> Self {
+        let done = std::sync::Arc::new(std::sync::OnceLock::new());
+        let marker = done.clone();
+        let thread = std::thread::Builder::new().name("drivers".into()).spawn(move || {
+            load();
+            let _ = marker.set(Instant::now());
+        });
+        match thread {
+            Ok(thread) => Drivers {
+                thread: Some(thread),
+                done,
+            },
+            Err(e) => {
+                tracing::warn!("cannot load the drivers in a thread: {e}");
+                Drivers::loaded()
+            }
+        }
+    }
+
+    /// Nothing (more) to load.
+    pub fn loaded() -> Self {
+        let done = std::sync::OnceLock::new();
+        let _ = done.set(Instant::now());
+        Drivers {
+            thread: None,
+            done: std::sync::Arc::new(done),
+        }
+    }
+
+    /// When they finished loading, if they have.
+    pub fn loaded_at(&self) -> Option<Instant> {
+        self.done.get().copied()
+    }
+
+    /// Return once they are loaded.
+    pub fn wait(&mut self) {
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("loading the drivers failed (a bug: please report it with the log above)");
+            let _ = self.done.set(Instant::now());
+        }
+    }
+}
 
 /// Look for the state partition, waiting up to `wait` for slow devices to appear. Unless the
-/// state partition is `required`, stop earlier once the devices have settled: a machine
-/// without a state disk must not wait for one at every boot.
-pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
+/// state partition is `required`, stop earlier once the devices have settled (no change for
+/// [`SETTLED`], the `drivers` loaded [`AFTER_DRIVERS`] ago): a machine without a state disk
+/// must not wait for one at every boot.
+pub fn find(configured: &str, wait: Duration, required: bool, drivers: &Drivers) -> StateDecision {
     let specs = candidates(configured);
     if specs.is_empty() {
         return StateDecision::Absent;
@@ -107,7 +166,10 @@ pub fn find(configured: &str, wait: Duration, required: bool) -> StateDecision {
         let decision = decide(&specs, &devices, &|d: &BlockDevice| {
             berth_blockdev::probe(&d.path)
         });
-        let settled = last_change.elapsed() >= SETTLED;
+        let settled = last_change.elapsed() >= SETTLED
+            && drivers
+                .loaded_at()
+                .is_some_and(|at| at.elapsed() >= AFTER_DRIVERS);
         let done = match decision {
             // A second disk with the same label may still be appearing: decide on a settled set.
             StateDecision::Mount { .. } | StateDecision::Ambiguous { .. } => settled,
@@ -177,6 +239,36 @@ pub(crate) mod tests {
             label: Some(label.into()),
             uuid: None,
         })
+    }
+
+    #[test]
+    fn the_search_waits_for_the_drivers() {
+        let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+        let mut drivers = Drivers::load(move || {
+            let _ = wait_for_go.recv();
+        });
+        assert_eq!(drivers.loaded_at(), None);
+        // No such disk on this machine: while the drivers load, the search does not give up
+        // early (only its `wait` ends it).
+        let label = "LABEL=BERTH_NO_SUCH_STATE_DISK";
+        let started = Instant::now();
+        assert_eq!(
+            find(label, Duration::from_millis(1500), false, &drivers),
+            StateDecision::Absent
+        );
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        go.send(()).unwrap();
+        drivers.wait();
+        let loaded = drivers.loaded_at().expect("loaded after wait()");
+        // Once they are loaded, it settles long before its wait.
+        let started = Instant::now();
+        assert_eq!(
+            find(label, Duration::from_secs(30), false, &drivers),
+            StateDecision::Absent
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(loaded.elapsed() >= AFTER_DRIVERS);
+        assert!(Drivers::loaded().loaded_at().is_some());
     }
 
     #[test]

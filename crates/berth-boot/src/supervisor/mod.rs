@@ -80,7 +80,7 @@ pub fn spawn_sysinit(after_restart: bool) -> std::io::Result<u32> {
 }
 
 /// Supervise until a power request; never returns.
-pub fn run(loaded: &Loaded) -> ! {
+pub fn run(loaded: &Loaded, mut network_modules: crate::stage2::NetworkModules) -> ! {
     let set = signals();
     if let Err(e) = set.thread_block() {
         tracing::error!("cannot block signals: {e}");
@@ -108,7 +108,14 @@ pub fn run(loaded: &Loaded) -> ! {
             let results: Vec<Event> = sup
                 .handle(Instant::now(), event)
                 .into_iter()
-                .filter_map(|action| perform(action, loaded, timeout))
+                .filter_map(|action| {
+                    // The bring-up starts User Docker, which needs them; it waits for System
+                    // Docker first anyway, so this costs nothing.
+                    if matches!(action, Action::StartSysinit { .. }) {
+                        network_modules.wait();
+                    }
+                    perform(action, loaded, timeout)
+                })
                 .collect();
             // What an action gave back is handled before anything that happened meanwhile.
             for result in results.into_iter().rev() {
