@@ -62,6 +62,11 @@ impl Target {
         Ok(Target(url))
     }
 
+    /// The URL itself (messages show [`Target`]'s `Display`, which hides secrets).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
     pub fn is_https(&self) -> bool {
         self.0.scheme() == "https"
     }
@@ -79,8 +84,12 @@ impl Target {
     /// The target a `Location` header points to, resolved against this one (RFC 3986:
     /// `//host/path` is another host, `../` climbs, `?q` keeps the path).
     pub fn redirect(&self, location: &str) -> Result<Target, FetchError> {
-        let refused =
-            |why: String| FetchError::Permanent(format!("{} redirects to {location:?}: {why}", self.0));
+        let refused = |why: String| {
+            FetchError::Permanent(format!(
+                "{self} redirects to {}: {why}",
+                berth_config::shown_url(location)
+            ))
+        };
         let next = self.0.join(location).map_err(|e| refused(e.to_string()))?;
         let next = Target::from_url(next).map_err(refused)?;
         if self.is_https() && !next.is_https() {
@@ -95,9 +104,11 @@ impl Target {
     }
 }
 
+/// As messages and logs show it: without a user, password or query, which may be secrets
+/// ([`berth_config::shown_url`]). Requests use the URL itself.
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.as_str())
+        f.write_str(&berth_config::shown_url(self.0.as_str()))
     }
 }
 

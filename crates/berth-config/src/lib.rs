@@ -57,4 +57,4 @@ pub use schema::Config;
 pub use schema::berth::{BerthConfig, ConsoleKind};
 pub use schema::engine::EngineName;
 pub use schema::service::{HealthTest, Healthcheck, ServiceSpec, label_problem};
-pub use schema::values::parse_bool;
+pub use schema::values::{parse_bool, shown_url};

@@ -835,6 +835,36 @@ impl fmt::Display for HttpUrl {
     }
 }
 
+impl HttpUrl {
+    /// The URL as messages and logs show it: [`shown_url`].
+    pub fn shown(&self) -> String {
+        shown_url(&self.0)
+    }
+}
+
+/// A URL as messages and logs may show it: without what may be a secret, the user and
+/// password (`https://***@host/`) and the query (`?***`: `?token=...`). Text that is not a URL
+/// is shown as `<not a URL>`.
+pub fn shown_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text.trim()) else {
+        return "<not a URL>".to_string();
+    };
+    let had_user = !url.username().is_empty() || url.password().is_some();
+    let had_query = url.query().is_some_and(|q| !q.is_empty());
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut shown = url.to_string();
+    if had_user && let Some(at) = shown.find("://").map(|i| i + 3) {
+        shown.insert_str(at, "***@");
+    }
+    if had_query {
+        shown.push_str("?***");
+    }
+    shown
+}
+
 text_value!(HttpUrl, "an http(s) URL");
 
 /// A time zone name from the tz database: `UTC`, `Europe/Paris`.
@@ -1091,6 +1121,29 @@ text_value!(ImageRef, "an image name");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_secrets() {
+        for (url, shown) in [
+            (
+                "https://mirror.example.com/debian",
+                "https://mirror.example.com/debian",
+            ),
+            ("http://joe:s3cret@proxy.lan:3128", "http://***@proxy.lan:3128/"),
+            ("http://token@h/x", "http://***@h/x"),
+            (
+                "http://10.0.0.1:2378/worker-token?key=abc#f",
+                "http://10.0.0.1:2378/worker-token?***",
+            ),
+            ("not a url", "<not a URL>"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        let url: HttpUrl = "https://u:p@h.example/t?x=1".parse().unwrap();
+        assert_eq!(url.shown(), "https://***@h.example/t?***");
+        // The URL itself, for requests and configuration files, is untouched.
+        assert_eq!(url.to_string(), "https://u:p@h.example/t?x=1");
+    }
 
     #[test]
     fn hostnames() {

@@ -405,10 +405,11 @@ async fn join_token(config: &SwarmConfig, fetch: &FetchToken) -> Result<SwarmTok
         return text.parse().map_err(|e| format!("{path}: {e}"));
     }
     if let Some(url) = &config.token_url {
+        let shown = url.shown();
         let text = fetch(url.to_string())
             .await
-            .map_err(|e| format!("fetching the join token from {url}: {e}"))?;
-        return text.parse().map_err(|e| format!("{url}: {e}"));
+            .map_err(|e| format!("fetching the join token from {shown}: {e}"))?;
+        return text.parse().map_err(|e| format!("{shown}: {e}"));
     }
     Err("no join token: set berth.swarm.token, token_file or token_url".to_string())
 }
