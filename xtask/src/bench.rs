@@ -140,9 +140,19 @@ struct Stage {
     ready: f64,
 }
 
+/// A stage as `berth analyze` has it: `ready` is null for a service that failed or was still
+/// starting when it was asked.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct AnalyzedStage {
+    name: String,
+    kind: String,
+    start: f64,
+    ready: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 struct AnalyzeReport {
-    stages: Vec<Stage>,
+    stages: Vec<AnalyzedStage>,
     user_docker_ready: Option<f64>,
 }
 
@@ -172,13 +182,24 @@ impl Analysis {
             ));
         }
         match serde_json::from_str::<AnalyzeReport>(stdout) {
-            Ok(mut report) => {
-                report
+            Ok(report) => {
+                // Only what finished has a length.
+                let mut stages: Vec<Stage> = report
                     .stages
-                    .sort_by(|a, b| (b.ready - b.start).total_cmp(&(a.ready - a.start)));
-                report.stages.truncate(LONGEST_STAGES);
+                    .into_iter()
+                    .filter_map(|s| {
+                        Some(Stage {
+                            ready: s.ready?,
+                            name: s.name,
+                            kind: s.kind,
+                            start: s.start,
+                        })
+                    })
+                    .collect();
+                stages.sort_by(|a, b| (b.ready - b.start).total_cmp(&(a.ready - a.start)));
+                stages.truncate(LONGEST_STAGES);
                 Self::Longest {
-                    stages: report.stages,
+                    stages,
                     user_docker_ready: report.user_docker_ready,
                 }
             }
@@ -987,7 +1008,8 @@ mod tests {
             {"name":"network","kind":"service","start":10.5,"ready":11.0},
             {"name":"udev","kind":"service","start":10.5,"ready":13.5},
             {"name":"console","kind":"service","start":10.6,"ready":18.6},
-            {"name":"docker","kind":"service","start":10.6,"ready":21.3}],
+            {"name":"docker","kind":"service","start":10.6,"ready":21.3},
+            {"name":"ntp","kind":"service","start":5.0,"ready":null}],
             "user_docker_ready":21.3}"#;
         let Analysis::Longest {
             stages,
