@@ -85,7 +85,6 @@ fn boot(cmdline: &KernelCmdline) -> Result<(), BootError> {
     );
     let newroot = Path::new(NEWROOT);
     root::mount_root(newroot, &found.os_image)?;
-    prefetch_engine(newroot);
 
     // The state settings come from the built-in defaults and the kernel command line: the
     // other layers live on the state partition itself.
@@ -384,59 +383,6 @@ fn load_early_modules(on_medium: bool) -> crate::state::Drivers {
         }
     }
     drivers
-}
-
-/// Read the engine's programs from the OS image into the page cache, in a child process,
-/// while stage 1 waits for the state partition (at least a second with the CPUs idle): System
-/// Docker starts from the cache. A child, because stage 1 ends with an exec (stage 2, PID 1,
-/// reaps it). It opens the files at once, before switch_root moves the new root away from
-/// its view, and reads at most half of MemAvailable (System Docker's own unit reads what is
-/// not cached yet).
-fn prefetch_engine(newroot: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let bin = newroot.join(crate::system_docker::ENGINE_BIN.trim_start_matches('/'));
-    let files: Vec<std::ffi::CString> = berth_services::engine_pair::PREFETCH
-        .iter()
-        .filter_map(|name| std::ffi::CString::new(bin.join(name).as_os_str().as_bytes()).ok())
-        .collect();
-    let budget = berth_services::engine_pair::available_memory() / 2;
-    // Allocated before the fork: the child allocates nothing.
-    let mut buf = vec![0u8; 1 << 20];
-    // SAFETY: the child only makes system calls (open, fstat, read, close, _exit) on memory
-    // prepared before the fork, so no lock another thread might hold is ever taken.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            read_through(&files, budget, &mut buf);
-            // SAFETY: ends the child without running the parent's exit handlers.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
-        Err(e) => tracing::debug!("no prefetch of the engine: {e}"),
-    }
-}
-
-/// [`berth_services::engine_pair::prefetch`] with system calls only, for a forked child. Every
-/// file is opened first: the paths are gone from this process's view once switch_root ran.
-fn read_through(files: &[std::ffi::CString], budget: u64, buf: &mut [u8]) {
-    let mut fds = [-1i32; berth_services::engine_pair::PREFETCH.len()];
-    for (fd, path) in fds.iter_mut().zip(files) {
-        // SAFETY: a NUL-terminated path; the descriptor is closed below.
-        *fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    }
-    let mut total: u64 = 0;
-    for fd in fds.into_iter().filter(|fd| *fd >= 0) {
-        // SAFETY: fstat fills a zeroed stat of the right type.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is open and `st` is a valid stat.
-        let stat_ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-        total += if stat_ok { st.st_size as u64 } else { 0 };
-        if total <= budget {
-            // SAFETY: reads into `buf`, which outlives the calls.
-            while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-        }
-        // SAFETY: a descriptor opened above.
-        unsafe { libc::close(fd) };
-    }
 }
 
 /// `berth.state.autoformat`: when no state partition is found, format the first listed

@@ -214,7 +214,7 @@ impl NetworkModules {
                 log::uptime() - step
             );
             for setting in &sysctls {
-                setting.write(Path::new("/proc/sys"));
+                setting.write_late(Path::new("/proc/sys"));
             }
         };
         if !background {
@@ -312,9 +312,8 @@ pub struct Sysctl {
 }
 
 impl Sysctl {
-    /// Write it; false when it does not exist (yet). Interface settings wait for their driver
-    /// (coldplug runs later), `net.bridge.*` for br_netfilter; cloud-init applies every sysctl
-    /// again once the network is up, and reports what fails then.
+    /// Write it; false when it does not exist (yet): interface settings wait for their driver
+    /// (coldplug runs later), `net.bridge.*` for br_netfilter.
     fn write(&self, proc_sys: &Path) -> bool {
         let Sysctl { key, path, value } = self;
         let written = std::fs::OpenOptions::new()
@@ -324,14 +323,20 @@ impl Sysctl {
             .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
         match written {
             Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!("sysctl {key}: not there yet; cloud-init applies it later");
-                false
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => {
                 problems::report(Path::new("/"), &format!("sysctl {key}={value}: {e}"));
                 true
             }
+        }
+    }
+
+    /// [`Sysctl::write`] once the network modules are in; what still does not exist is said
+    /// (cloud-init applies every sysctl again once the network is up, and reports what fails
+    /// then).
+    fn write_late(&self, proc_sys: &Path) {
+        if !self.write(proc_sys) {
+            tracing::info!("sysctl {}: not there yet; cloud-init applies it later", self.key);
         }
     }
 }

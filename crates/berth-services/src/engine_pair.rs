@@ -237,7 +237,7 @@ pub fn run(pair: &EnginePair, prepare: &dyn Fn(&mut Command)) -> i32 {
 }
 
 /// The engine's programs, in the order they start.
-pub const PREFETCH: [&str; 4] = ["containerd", "dockerd", "containerd-shim-runc-v2", "runc"];
+const PREFETCH: [&str; 4] = ["containerd", "dockerd", "containerd-shim-runc-v2", "runc"];
 
 /// Read `files` through once, into the page cache. The engine's programs live in the
 /// compressed OS image: under emulation, paging dockerd in at its start took ~2 s after
@@ -266,7 +266,7 @@ pub fn prefetch(files: &[PathBuf], budget: u64) -> u64 {
 }
 
 /// MemAvailable, in bytes (0 when it cannot be read: nothing is prefetched then).
-pub fn available_memory() -> u64 {
+fn available_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| berth_runtime::meminfo::bytes(&text, "MemAvailable"))
