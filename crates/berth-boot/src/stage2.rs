@@ -199,6 +199,10 @@ impl NetworkModules {
     /// exists once br_netfilter is in), in a thread when `background`.
     fn load(index: Option<berth_kmod::ModuleIndex>, sysctls: Vec<Sysctl>, background: bool) -> Self {
         let Some(index) = index else {
+            // No modules to load (already reported): say what does not exist.
+            for setting in &sysctls {
+                setting.write_late(Path::new("/proc/sys"));
+            }
             return NetworkModules(None);
         };
         let work = move || {
