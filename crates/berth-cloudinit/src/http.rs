@@ -47,7 +47,10 @@ pub struct Target(url::Url);
 
 impl Target {
     pub fn parse(text: &str) -> Result<Target, FetchError> {
-        let bad = |why: &str| FetchError::Permanent(format!("{text:?} is not a usable URL: {why}"));
+        let bad = |why: &str| {
+            let shown = berth_config::shown_url(text);
+            FetchError::Permanent(format!("{shown:?} is not a usable URL: {why}"))
+        };
         let url = url::Url::parse(text.trim()).map_err(|e| bad(&e.to_string()))?;
         Target::from_url(url).map_err(|why| bad(&why))
     }

@@ -843,11 +843,11 @@ impl HttpUrl {
 }
 
 /// A URL as messages and logs may show it: without what may be a secret, the user and
-/// password (`https://***@host/`) and the query (`?***`: `?token=...`). Text that is not a URL
-/// is shown as `<not a URL>`.
+/// password (`https://***@host/`) and the query (`?***`: `?token=...`). Text that does not
+/// parse as a URL is cut the same way by its characters: [`shown_text`].
 pub fn shown_url(text: &str) -> String {
     let Ok(mut url) = url::Url::parse(text.trim()) else {
-        return "<not a URL>".to_string();
+        return shown_text(text.trim());
     };
     let had_user = !url.username().is_empty() || url.password().is_some();
     let had_query = url.query().is_some_and(|q| !q.is_empty());
@@ -863,6 +863,22 @@ pub fn shown_url(text: &str) -> String {
         shown.push_str("?***");
     }
     shown
+}
+
+/// What is not a URL, shown so that the user can find the mistake and a secret it holds is not:
+/// nothing from the first `?` or `#` on (`?***`), and `***` for all before the last `@` of what
+/// follows `://` (a mistyped host makes a URL with a password unparseable).
+fn shown_text(text: &str) -> String {
+    let (head, cut) = match text.find(['?', '#']) {
+        Some(at) => (&text[..at], "?***"),
+        None => (text, ""),
+    };
+    let start = head.find("://").map_or(0, |i| i + 3);
+    let shown = match head[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &head[..start], &head[start + at..]),
+        None => head.to_string(),
+    };
+    shown + cut
 }
 
 text_value!(HttpUrl, "an http(s) URL");
@@ -1135,7 +1151,9 @@ mod tests {
                 "http://10.0.0.1:2378/worker-token?key=abc#f",
                 "http://10.0.0.1:2378/worker-token?***",
             ),
-            ("not a url", "<not a URL>"),
+            ("not a url", "not a url"),
+            ("http://joe:s3cret@[h/x?t=1", "http://***@[h/x?***"),
+            ("ht tp://h/x#frag", "ht tp://h/x?***"),
         ] {
             assert_eq!(shown_url(url), shown, "{url}");
         }
