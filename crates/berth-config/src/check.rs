@@ -706,6 +706,14 @@ mod tests {
                 "{io.berth.shim: one}",
                 "label io.berth.shim is \"one\": use \"shared\" or \"own\"",
             ),
+            (
+                "{io.rancher.os.scope: sytem}",
+                "label io.rancher.os.scope is \"sytem\": use \"system\" (System Docker) or \"user\"",
+            ),
+            (
+                "{io.berth.timeout: 5 minutes}",
+                "label io.berth.timeout is \"5 minutes\": use a duration",
+            ),
         ] {
             let err = check(&service(labels)).0.unwrap_err();
             assert_eq!(err.key, "berth.services.x.labels", "{labels}");
@@ -713,7 +721,8 @@ mod tests {
         }
         // Yes/no words and YAML booleans, and labels that are the user's own, pass.
         let ok = "{io.berth.detach: false, io.rancher.os.createonly: 'yes', io.berth.shim: own, \
-                  io.berth.reloadconfig: 1, com.example.flag: maybe, io.berth.after: network}";
+                  io.berth.reloadconfig: 1, com.example.flag: maybe, io.berth.after: network, \
+                  io.berth.scope: user, io.rancher.os.timeout: 5m, com.example.scope: wide}";
         let (result, warnings) = check(&service(ok));
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(

@@ -214,15 +214,11 @@ pub fn container_body(
         None => None,
     };
     let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
-    let shared_shim = match spec.berth_label("shim") {
-        None | Some("shared") => system_scope,
-        Some("own") => false,
-        Some(other) => {
-            return Err(err(format!(
-                "label {LABEL_SHIM} is {other:?}: use \"shared\" or \"own\""
-            )));
-        }
-    };
+    // The configuration check refuses such labels; a spec made otherwise is refused here too.
+    if let Some(problem) = berth_config::label_problem(&spec.labels) {
+        return Err(err(problem));
+    }
+    let shared_shim = system_scope && spec.berth_label("shim") != Some("own");
 
     let host_config = HostConfig {
         binds: nonempty(list(&spec.volumes)?),

@@ -14,18 +14,25 @@ pub const LABEL_PREFIXES: [&str; 2] = ["io.berth.", "io.rancher.os."];
 pub const BOOL_LABELS: [&str; 4] = ["detach", "createonly", "reloadconfig", "after-user-docker"];
 
 /// What is wrong with the labels the service manager reads, if anything: a yes/no label whose
-/// value is neither (read as false, it would silently change the order of the boot) or an
+/// value is neither (read as false, it would silently change the order of the boot), an
+/// `io.berth.scope` that is not `system` or `user` (a misspelt `system` would run a system
+/// service in User Docker), an `io.berth.timeout` that is not a duration, or an
 /// `io.berth.shim` that is not `shared` or `own`. Other labels are the user's own.
 pub fn label_problem(labels: &IndexMap<String, String>) -> Option<String> {
     labels.iter().find_map(|(key, value)| {
         let suffix = LABEL_PREFIXES.iter().find_map(|p| key.strip_prefix(p))?;
-        if BOOL_LABELS.contains(&suffix) && parse_bool(value).is_none() {
-            Some(format!("label {key} is {value:?}: use \"true\" or \"false\""))
-        } else if suffix == "shim" && !matches!(value.as_str(), "shared" | "own") {
-            Some(format!("label {key} is {value:?}: use \"shared\" or \"own\""))
-        } else {
-            None
-        }
+        let wanted = match suffix {
+            s if BOOL_LABELS.contains(&s) => parse_bool(value).is_none().then_some("\"true\" or \"false\""),
+            "scope" => (!matches!(value.as_str(), "system" | "user"))
+                .then_some("\"system\" (System Docker) or \"user\" (User Docker)"),
+            "timeout" => value
+                .parse::<TimeSpan>()
+                .is_err()
+                .then_some("a duration such as \"300s\" or \"5m\""),
+            "shim" => (!matches!(value.as_str(), "shared" | "own")).then_some("\"shared\" or \"own\""),
+            _ => None,
+        }?;
+        Some(format!("label {key} is {value:?}: use {wanted}"))
     })
 }
 

@@ -536,14 +536,21 @@ fn a_hung_oneshot_is_stopped_at_its_deadline_and_its_dependants_start() {
         assert_eq!(ok(&results, "after-it"), Outcome::Started);
         assert!(took < std::time::Duration::from_secs(300), "waited {took:?}");
 
-        // A deadline that is not a duration is an error naming the label, not a hang.
+        // A deadline that is not a duration is an error naming the label, not a hang. The
+        // configuration check refuses it (berth_config::label_problem): the spec is made here.
         let bad = format!(
-            "    bad:\n\
+            "berth:\n  services:\n    bad:\n\
              \x20     image: {BUSYBOX}\n\
              \x20     command: ['true']\n\
-             \x20     labels: {{io.berth.detach: 'false', io.berth.timeout: soon}}\n"
+             \x20     labels: {{io.berth.detach: 'false'}}\n"
         );
-        let results = up(&docker, &bad).await;
+        let config = loaded(&bad);
+        let mut specs = services_of(&config);
+        specs["bad"]
+            .labels
+            .insert("io.berth.timeout".into(), "soon".into());
+        let engine = engine(&docker, &config, false, no_prestart());
+        let results = by_name(up::up_all(engine, &specs).await);
         match results.get("bad") {
             Some(Err(e)) => assert!(e.to_string().contains("io.berth.timeout"), "{e}"),
             other => panic!("{other:?}"),
