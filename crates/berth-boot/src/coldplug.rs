@@ -12,7 +12,8 @@ use std::path::Path;
 /// Drivers for the hardware present, in the background: System Docker does not need them,
 /// and the network service, the first that does, starts seconds later.
 pub fn start_in_background() {
-    let spawned = std::thread::Builder::new().name("coldplug".into()).spawn(|| {
+    // Nothing waits for it: the handle is dropped.
+    crate::background::Background::spawn("coldplug", || {
         let step = log::uptime();
         let Ok(index) = berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) else {
             return;
@@ -25,7 +26,4 @@ pub fn start_in_background() {
             log::uptime() - step
         );
     });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start coldplug: {e}");
-    }
 }

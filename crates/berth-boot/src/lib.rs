@@ -5,6 +5,7 @@
 //! reaping, restarting System Docker, and the ordered shutdown. PID 1 never panics: a failure
 //! that stops boot ends in a recovery shell on the console that says why.
 
+pub mod background;
 pub mod coldplug;
 pub mod installed;
 pub mod loopdev;

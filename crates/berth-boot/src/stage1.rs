@@ -346,18 +346,18 @@ fn unpack_problem(tmpfs: bool, available: u64) -> Option<String> {
 /// [`EARLY_MODULES`], with [`MEDIUM_MODULES`] when the OS image is to be found `on_medium`.
 /// Under emulation coldplug takes ~1 s (AHCI and SCSI probe their ports before the module
 /// load returns).
-fn load_early_modules(on_medium: bool) -> crate::state::Drivers {
+fn load_early_modules(on_medium: bool) -> crate::background::Background {
     let step = log::uptime();
     let index = match berth_kmod::ModuleIndex::for_running_kernel(Path::new("/")) {
         Ok(index) => std::sync::Arc::new(index),
         Err(e) => {
             tracing::warn!("no kernel modules in the initramfs: {e}");
-            return crate::state::Drivers::loaded();
+            return crate::background::Background::done("early drivers");
         }
     };
     let drivers = {
         let index = index.clone();
-        crate::state::Drivers::load(move || {
+        crate::background::Background::spawn("early drivers", move || {
             let report = berth_kmod::coldplug(&index, &mut berth_kmod::KernelModuleLoader, Path::new("/sys"));
             for failure in &report.failures {
                 tracing::debug!(
@@ -391,7 +391,7 @@ fn load_early_modules(on_medium: bool) -> crate::state::Drivers {
 fn autoformat(
     newroot: &Path,
     state: &berth_config::schema::berth::StateConfig,
-    drivers: &crate::state::Drivers,
+    drivers: &crate::background::Background,
 ) {
     if state.autoformat.is_empty() {
         return;
@@ -431,7 +431,7 @@ fn mount_state(
     dev: &str,
     wait: u32,
     required: bool,
-    drivers: &crate::state::Drivers,
+    drivers: &crate::background::Background,
 ) -> Result<(), BootError> {
     let step = log::uptime();
     let target = newroot.join("var");

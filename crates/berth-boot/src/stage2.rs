@@ -1,6 +1,7 @@
 //! Stage 2, on the real root: the effective configuration, all kernel modules, hostname and
 //! sysctls, then System Docker and the services, and PID 1's supervision loop.
 
+use crate::background::Background;
 use crate::{VERSION, oem, recovery, supervisor, system_docker, zram};
 use berth_config::{ConfigPaths, KernelCmdline, Loaded, Severity};
 use berth_runtime::{log, problems};
@@ -89,7 +90,7 @@ fn report_config(loaded: &Loaded) {
 /// Everything before System Docker starts. User Docker's network modules load in a thread
 /// when `background` (System Docker does not use them); the returned handle says when they
 /// are in.
-fn prepare_system(loaded: &Loaded, background: bool) -> NetworkModules {
+fn prepare_system(loaded: &Loaded, background: bool) -> Background {
     let config = &loaded.config;
     // Containers may share mounts under /mnt and /media with the host (rshared volumes).
     if let Err(e) = nix::mount::mount(
@@ -115,7 +116,7 @@ fn prepare_system(loaded: &Loaded, background: bool) -> NetworkModules {
         tracing::warn!("cannot write /etc/hosts: {e}");
     }
     let waiting = apply_sysctls(Path::new("/proc/sys"), config);
-    let network_modules = NetworkModules::load(index, waiting, background);
+    let network_modules = load_network_modules(index, waiting, background);
     for dir in ["/run/berth", "/run/user-docker", "/run/lock"] {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -190,75 +191,56 @@ const NETWORK_MODULES: &[&str] = &["br_netfilter", "veth", "bridge", "nf_nat", "
 /// The most the service bring-up waits for the network modules (they take ~1 s).
 const NETWORK_MODULES_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// User Docker's network modules, loaded in a thread while System Docker starts; the service
-/// bring-up (whose `docker` service is the first to use them) starts once they are in.
-pub struct NetworkModules(Option<std::sync::mpsc::Receiver<()>>);
-
-impl NetworkModules {
-    /// Load them (with the `berth.sysctl` settings that waited for them: `net.bridge.*`
-    /// exists once br_netfilter is in), in a thread when `background`.
-    fn load(index: Option<berth_kmod::ModuleIndex>, sysctls: Vec<Sysctl>, background: bool) -> Self {
-        let Some(index) = index else {
-            // No modules to load (already reported): say what does not exist.
-            for setting in &sysctls {
-                setting.write_late(Path::new("/proc/sys"));
-            }
-            return NetworkModules(None);
-        };
-        let work = move || {
-            let step = log::uptime();
-            let wanted: Vec<(String, String)> = NETWORK_MODULES
-                .iter()
-                .map(|m| (m.to_string(), String::new()))
-                .collect();
-            modprobe_all(&index, &wanted);
-            tracing::info!(
-                "network modules: {} requested ({:.2}s)",
-                wanted.len(),
-                log::uptime() - step
-            );
-            for setting in &sysctls {
-                setting.write_late(Path::new("/proc/sys"));
-            }
-        };
-        if !background {
-            work();
-            return NetworkModules(None);
+/// User Docker's network modules (with the `berth.sysctl` settings that waited for them:
+/// `net.bridge.*` exists once br_netfilter is in), loaded in a thread while System Docker
+/// starts when `background`; the service bring-up (whose `docker` service is the first to use
+/// them) starts once they are in ([`wait_for_network_modules`]).
+fn load_network_modules(
+    index: Option<berth_kmod::ModuleIndex>,
+    sysctls: Vec<Sysctl>,
+    background: bool,
+) -> Background {
+    const NAME: &str = "network modules";
+    let Some(index) = index else {
+        // No modules to load (already reported): say what does not exist.
+        for setting in &sysctls {
+            setting.write_late(Path::new("/proc/sys"));
         }
-        let (done, wait) = std::sync::mpsc::channel();
-        // With every signal blocked, as the thread inherits: PID 1's signals must reach its
-        // signalfd (the supervisor blocks them in the main thread later), never this thread.
-        let blocked =
-            nix::sys::signal::SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
-        let spawned = std::thread::Builder::new()
-            .name("network-modules".into())
-            .spawn(move || {
-                work();
-                let _ = done.send(());
-            });
-        if let Ok(previous) = blocked {
-            let _ = previous.thread_set_mask();
+        return Background::done(NAME);
+    };
+    let work = move || {
+        let step = log::uptime();
+        let wanted: Vec<(String, String)> = NETWORK_MODULES
+            .iter()
+            .map(|m| (m.to_string(), String::new()))
+            .collect();
+        modprobe_all(&index, &wanted);
+        tracing::info!(
+            "network modules: {} requested ({:.2}s)",
+            wanted.len(),
+            log::uptime() - step
+        );
+        for setting in &sysctls {
+            setting.write_late(Path::new("/proc/sys"));
         }
-        match spawned {
-            Ok(_) => NetworkModules(Some(wait)),
-            Err(e) => {
-                tracing::warn!("cannot load the network modules in the background: {e}");
-                NetworkModules(None)
-            }
-        }
+    };
+    if !background {
+        work();
+        return Background::done(NAME);
     }
+    Background::spawn(NAME, work)
+}
 
-    /// Return once they are in (at most `NETWORK_MODULES_WAIT`; at once the second time).
-    pub fn wait(&mut self) {
-        let Some(wait) = self.0.take() else {
-            return;
-        };
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(NETWORK_MODULES_WAIT) {
-            tracing::warn!(
-                "the network modules are still loading after {}s; starting the services",
-                NETWORK_MODULES_WAIT.as_secs()
-            );
-        }
+/// Return once User Docker's network modules are in, at most [`NETWORK_MODULES_WAIT`]; at once
+/// the second time (a bring-up started again does not wait for modules that hang).
+pub fn wait_for_network_modules(modules: &mut Option<Background>) {
+    if let Some(mut loading) = modules.take()
+        && !loading.wait_at_most(NETWORK_MODULES_WAIT)
+    {
+        tracing::warn!(
+            "the network modules are still loading after {}s; starting the services",
+            NETWORK_MODULES_WAIT.as_secs()
+        );
     }
 }
 

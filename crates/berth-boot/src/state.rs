@@ -2,6 +2,7 @@
 //! `RANCHER_STATE`), UUID or path; a device with the wrong filesystem is reported and left
 //! untouched, and the machine runs from RAM rather than risk the data on it.
 
+use crate::background::Background;
 use berth_blockdev::{BlockDevice, DeviceSpec, FsInfo};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,65 +91,11 @@ pub const SETTLED: Duration = Duration::from_secs(1);
 /// later still (Xen and Hyper-V ask their host).
 pub const AFTER_DRIVERS: Duration = Duration::from_millis(500);
 
-/// The drivers of the hardware present, loading in a thread: the state partition search
-/// watches the devices while they appear, instead of starting its wait once they are loaded.
-pub struct Drivers {
-    thread: Option<std::thread::JoinHandle<()>>,
-    done: std::sync::Arc<std::sync::OnceLock<Instant>>,
-}
-
-impl Drivers {
-    /// Run `load` in a thread.
-    pub fn load(load: impl FnOnce() + Send + 'static) -> Self {
-        let done = std::sync::Arc::new(std::sync::OnceLock::new());
-        let marker = done.clone();
-        let thread = std::thread::Builder::new().name("drivers".into()).spawn(move || {
-            load();
-            let _ = marker.set(Instant::now());
-        });
-        match thread {
-            Ok(thread) => Drivers {
-                thread: Some(thread),
-                done,
-            },
-            Err(e) => {
-                tracing::warn!("cannot load the drivers in a thread: {e}");
-                Drivers::loaded()
-            }
-        }
-    }
-
-    /// Nothing (more) to load.
-    pub fn loaded() -> Self {
-        let done = std::sync::OnceLock::new();
-        let _ = done.set(Instant::now());
-        Drivers {
-            thread: None,
-            done: std::sync::Arc::new(done),
-        }
-    }
-
-    /// When they finished loading, if they have.
-    pub fn loaded_at(&self) -> Option<Instant> {
-        self.done.get().copied()
-    }
-
-    /// Return once they are loaded.
-    pub fn wait(&mut self) {
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::warn!("loading the drivers failed (a bug: please report it with the log above)");
-            let _ = self.done.set(Instant::now());
-        }
-    }
-}
-
 /// Look for the state partition, waiting up to `wait` for slow devices to appear. Unless the
 /// state partition is `required`, stop earlier once the devices have settled (no change for
 /// [`SETTLED`], the `drivers` loaded [`AFTER_DRIVERS`] ago): a machine without a state disk
 /// must not wait for one at every boot.
-pub fn find(configured: &str, wait: Duration, required: bool, drivers: &Drivers) -> StateDecision {
+pub fn find(configured: &str, wait: Duration, required: bool, drivers: &Background) -> StateDecision {
     let specs = candidates(configured);
     if specs.is_empty() {
         return StateDecision::Absent;
@@ -168,7 +115,7 @@ pub fn find(configured: &str, wait: Duration, required: bool, drivers: &Drivers)
         });
         let settled = last_change.elapsed() >= SETTLED
             && drivers
-                .loaded_at()
+                .finished_at()
                 .is_some_and(|at| at.elapsed() >= AFTER_DRIVERS);
         let done = match decision {
             // A second disk with the same label may still be appearing: decide on a settled set.
@@ -244,10 +191,10 @@ pub(crate) mod tests {
     #[test]
     fn the_search_waits_for_the_drivers() {
         let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
-        let mut drivers = Drivers::load(move || {
+        let mut drivers = Background::spawn("test drivers", move || {
             let _ = wait_for_go.recv();
         });
-        assert_eq!(drivers.loaded_at(), None);
+        assert_eq!(drivers.finished_at(), None);
         // No such disk on this machine: while the drivers load, the search does not give up
         // early (only its `wait` ends it).
         let label = "LABEL=BERTH_NO_SUCH_STATE_DISK";
@@ -259,7 +206,7 @@ pub(crate) mod tests {
         assert!(started.elapsed() >= Duration::from_millis(1500));
         go.send(()).unwrap();
         drivers.wait();
-        let loaded = drivers.loaded_at().expect("loaded after wait()");
+        let loaded = drivers.finished_at().expect("loaded after wait()");
         // Once they are loaded, it settles long before its wait.
         let started = Instant::now();
         assert_eq!(
@@ -268,7 +215,6 @@ pub(crate) mod tests {
         );
         assert!(started.elapsed() < Duration::from_secs(20));
         assert!(loaded.elapsed() >= AFTER_DRIVERS);
-        assert!(Drivers::loaded().loaded_at().is_some());
     }
 
     #[test]

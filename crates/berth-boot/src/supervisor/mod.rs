@@ -80,7 +80,8 @@ pub fn spawn_sysinit(after_restart: bool) -> std::io::Result<u32> {
 }
 
 /// Supervise until a power request; never returns.
-pub fn run(loaded: &Loaded, mut network_modules: crate::stage2::NetworkModules) -> ! {
+pub fn run(loaded: &Loaded, network_modules: crate::background::Background) -> ! {
+    let mut network_modules = Some(network_modules);
     let set = signals();
     if let Err(e) = set.thread_block() {
         tracing::error!("cannot block signals: {e}");
@@ -112,7 +113,7 @@ pub fn run(loaded: &Loaded, mut network_modules: crate::stage2::NetworkModules) 
                     // The bring-up starts User Docker, which needs them; it waits for System
                     // Docker first anyway, so this costs nothing.
                     if matches!(action, Action::StartSysinit { .. }) {
-                        network_modules.wait();
+                        crate::stage2::wait_for_network_modules(&mut network_modules);
                     }
                     perform(action, loaded, timeout)
                 })
