@@ -28,15 +28,10 @@ pub fn lease_event(reason: &str) -> LeaseEvent {
 /// Record `lease` as `<interface>.json` in `dir`, atomically (a reader sees the old record or
 /// the new one, never half of one).
 pub fn record(dir: &Path, lease: &Lease) -> std::io::Result<()> {
-    use std::io::Write as _;
+    // Made here, not by the writer (which makes it private): `berth network status` reads it.
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec(lease).map_err(std::io::Error::other)?;
-    let path = dir.join(format!("{}.json", lease.interface));
-    let tmp = dir.join(format!(".{}.json.tmp", lease.interface));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&json)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)
+    berth_config::write_atomically(&dir.join(format!("{}.json", lease.interface)), &json, 0o644)
 }
 
 /// Forget `interface`'s lease (no error when there was none).
