@@ -12,8 +12,6 @@ use std::time::Duration;
 
 /// The largest engine file fetched from a URL.
 const MAX_ENGINE: u64 = 1 << 30;
-/// The `docker` service's own stop time (os/defaults.yml: stop_grace_period).
-const DOCKER_STOP_SECONDS: i32 = 40;
 
 #[derive(clap::Args, Debug)]
 pub struct EngineArgs {
@@ -292,12 +290,10 @@ fn restart_user_docker(name: &EngineName) -> Result<(), String> {
             "Restarting User Docker on {name} (its containers stop and restart by their restart policy) ..."
         );
         let system = crate::service_cmd::engine(SYSTEM_DOCKER_SOCKET)?;
-        let options = bollard::query_parameters::RestartContainerOptions {
-            t: Some(DOCKER_STOP_SECONDS),
-            ..Default::default()
-        };
+        // Without a time, the engine gives the container its own stop time: the `docker`
+        // service's stop_grace_period (40 s by default), as the user configured it.
         system
-            .restart_container("docker", Some(options))
+            .restart_container("docker", None::<bollard::query_parameters::RestartContainerOptions>)
             .await
             .map_err(|e| format!("restarting the docker service: {e}"))?;
         let user = berth_services::client::wait_ready(USER_DOCKER_SOCKET, Duration::from_secs(180))
