@@ -8,6 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa", "rsa"];
+/// The types that, when missing (the first boot, every boot from RAM), are generated after
+/// sshd starts, at the lowest CPU priority: a 3072-bit RSA key takes about 2 s of an
+/// emulated CPU, which the boot needs for User Docker, and every current client takes an
+/// ed25519 or ECDSA host key. sshd is then told to load it (SIGHUP).
+pub const LATE_HOST_KEY_TYPES: &[&str] = &["rsa"];
+
+/// Whether `dir` has no key of `key_type` at all.
+pub fn missing(dir: &Path, key_type: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(format!("ssh_host_{key_type}_key"))).is_err()
+}
 
 /// What was done for one key type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,21 +91,29 @@ fn public_key_of(key: &Path) -> Result<Result<String, String>, ConsoleError> {
 
 /// Generate a key of `key_type` at `path` (and `path.pub`): into a temporary name first,
 /// renamed into place once complete.
-fn generate(dir: &Path, key_type: &str, path: &Path) -> Result<(), ConsoleError> {
+fn generate(dir: &Path, key_type: &str, path: &Path, low_priority: bool) -> Result<(), ConsoleError> {
     let tmp = dir.join(format!(".ssh_host_{key_type}_key.new"));
     let tmp_pub = dir.join(format!(".ssh_host_{key_type}_key.new.pub"));
     let _ = std::fs::remove_file(&tmp);
     let _ = std::fs::remove_file(&tmp_pub);
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-N", "", "-C", "", "-t", key_type, "-f"])
-        .arg(&tmp);
-    if key_type == "rsa" {
-        cmd.args(["-b", "3072"]);
+    let keygen = |nice: bool| {
+        let mut cmd = Command::new(if nice { "nice" } else { "ssh-keygen" });
+        if nice {
+            cmd.args(["-n", "19", "ssh-keygen"]);
+        }
+        cmd.args(["-q", "-N", "", "-C", "", "-t", key_type, "-f"])
+            .arg(&tmp);
+        if key_type == "rsa" {
+            cmd.args(["-b", "3072"]);
+        }
+        cmd.stdin(Stdio::null()).output()
+    };
+    let out = match keygen(low_priority) {
+        // coreutils' nice: a console without it generates at the normal priority.
+        Err(e) if low_priority && e.kind() == std::io::ErrorKind::NotFound => keygen(false),
+        other => other,
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io("running ssh-keygen"))?;
+    .map_err(io("running ssh-keygen"))?;
     if !out.status.success() {
         return Err(ConsoleError::Keygen(
             key_type.to_string(),
@@ -113,16 +131,26 @@ fn generate(dir: &Path, key_type: &str, path: &Path) -> Result<(), ConsoleError>
 
 /// Check every host key in `dir`, generating the missing ones and replacing the bad ones.
 pub fn ensure_host_keys(dir: &Path) -> Result<Vec<HostKeyAction>, ConsoleError> {
+    ensure_host_keys_of(dir, HOST_KEY_TYPES, false)
+}
+
+/// [`ensure_host_keys`] for the key types `types`; a key is generated at the lowest CPU
+/// priority when `low_priority`.
+pub fn ensure_host_keys_of(
+    dir: &Path,
+    types: &[&str],
+    low_priority: bool,
+) -> Result<Vec<HostKeyAction>, ConsoleError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     let mut actions = Vec::new();
-    for t in HOST_KEY_TYPES {
+    for t in types {
         let key_type = t.to_string();
         let path = dir.join(format!("ssh_host_{t}_key"));
         let public = dir.join(format!("ssh_host_{t}_key.pub"));
         if std::fs::symlink_metadata(&path).is_err() {
-            generate(dir, t, &path)?;
+            generate(dir, t, &path, low_priority)?;
             actions.push(HostKeyAction::Generated { key_type });
             continue;
         }
@@ -143,7 +171,7 @@ pub fn ensure_host_keys(dir: &Path) -> Result<Vec<HostKeyAction>, ConsoleError> 
                 let kept = dir.join(format!("ssh_host_{t}_key.bad"));
                 std::fs::rename(&path, &kept).map_err(io(format!("moving {} aside", path.display())))?;
                 let _ = std::fs::remove_file(&public);
-                generate(dir, t, &path)?;
+                generate(dir, t, &path, low_priority)?;
                 actions.push(HostKeyAction::Replaced {
                     key_type,
                     reason,
@@ -161,6 +189,22 @@ mod tests {
 
     fn accepted(path: &Path) -> bool {
         matches!(public_key_of(path), Ok(Ok(_)))
+    }
+
+    /// The late keys: made at the lowest priority, only the types asked for.
+    #[test]
+    fn keys_of_some_types_at_low_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(missing(dir.path(), "ed25519"));
+        let made = ensure_host_keys_of(dir.path(), &["ed25519"], true).unwrap();
+        assert_eq!(
+            made,
+            [HostKeyAction::Generated {
+                key_type: "ed25519".into()
+            }]
+        );
+        assert!(accepted(&dir.path().join("ssh_host_ed25519_key")));
+        assert!(!missing(dir.path(), "ed25519") && missing(dir.path(), "rsa"));
     }
 
     #[test]

@@ -7,18 +7,22 @@ pub mod docker_client;
 pub mod host_keys;
 pub mod respawn;
 
-pub use host_keys::{HOST_KEY_TYPES, HostKeyAction, ensure_host_keys};
+pub use host_keys::{HOST_KEY_TYPES, HostKeyAction, LATE_HOST_KEY_TYPES, ensure_host_keys};
 
 use berth_config::{Config, KernelCmdline};
 use respawn::Entry;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The login user.
 pub const USER: &str = "berth";
 /// Host keys live here, on the state partition when there is one.
 pub const HOST_KEY_DIR: &str = "/var/lib/berth/ssh";
 const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
+const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+/// sshd's `PidFile` (in [`sshd_config`]).
+const SSHD_PID_FILE: &str = "/run/sshd.pid";
 
 /// A console the kernel writes to, and whether a getty on it logs in automatically.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +84,8 @@ impl Getty {
 }
 
 /// sshd's configuration: keys only, no root login, host keys from the state partition.
-pub fn sshd_config(config: &Config, key_dir: &Path) -> String {
+/// sshd's configuration from `berth.ssh`, serving the host keys `key_types` of `key_dir`.
+pub fn sshd_config(config: &Config, key_dir: &Path, key_types: &[&str]) -> String {
     let ssh = &config.berth.ssh;
     let mut out = String::from(
         "# Written by Berth's console-init from berth.ssh at every console start;\n\
@@ -90,7 +95,7 @@ pub fn sshd_config(config: &Config, key_dir: &Path) -> String {
     if let Some(addr) = &ssh.listen_address {
         let _ = writeln!(out, "ListenAddress {addr}");
     }
-    for t in HOST_KEY_TYPES {
+    for t in key_types {
         let _ = writeln!(out, "HostKey {}/ssh_host_{t}_key", key_dir.display());
     }
     out.push_str(
@@ -242,6 +247,8 @@ pub fn console_init(
     problems: &[String],
     version: &str,
 ) -> i32 {
+    // Before any thread starts, so that each inherits the mask (respawn::block_signals).
+    respawn::block_signals();
     let config = &loaded.config;
     for (link, target) in command_links() {
         if let Some(parent) = link.parent() {
@@ -254,22 +261,25 @@ pub fn console_init(
     }
     let _ = std::fs::create_dir_all("/run/sshd");
     let mut notes = Vec::new();
-    match ensure_host_keys(Path::new(HOST_KEY_DIR)) {
-        Ok(actions) => {
-            for action in actions {
-                eprintln!("console-init: {}", action.describe());
-                if matches!(action, HostKeyAction::Replaced { .. }) {
-                    notes.push(action.describe());
-                }
+    // A slow key type that is missing is made after sshd starts (LATE_HOST_KEY_TYPES).
+    let key_dir = Path::new(HOST_KEY_DIR);
+    let (now, late): (Vec<&str>, Vec<&str>) = HOST_KEY_TYPES
+        .iter()
+        .partition(|t| !(LATE_HOST_KEY_TYPES.contains(t) && host_keys::missing(key_dir, t)));
+    report_host_keys(host_keys::ensure_host_keys_of(key_dir, &now, false), &mut notes);
+    write_sshd_config(config, &now);
+    if !late.is_empty() {
+        let config = config.clone();
+        std::thread::spawn(move || {
+            report_host_keys(
+                host_keys::ensure_host_keys_of(key_dir, &late, true),
+                &mut Vec::new(),
+            );
+            write_sshd_config(&config, HOST_KEY_TYPES);
+            if config.berth.ssh.daemon && !reload_sshd(Path::new(SSHD_PID_FILE), Duration::from_secs(30)) {
+                eprintln!("console-init: sshd did not start: it serves the new host keys when it does");
             }
-        }
-        Err(e) => eprintln!("console-init: {e}"),
-    }
-    if let Err(e) = std::fs::write(
-        "/etc/ssh/sshd_config",
-        sshd_config(config, Path::new(HOST_KEY_DIR)),
-    ) {
-        eprintln!("console-init: writing /etc/ssh/sshd_config: {e}");
+        });
     }
     // Logins (ssh and the consoles, through pam_env) get the proxies of berth.network.
     if let Err(e) = std::fs::write(
@@ -374,6 +384,60 @@ pub fn console_init(
     respawn::run(entries)
 }
 
+/// Log what was done to the host keys; a key that was replaced is also a note on the banner.
+fn report_host_keys(result: Result<Vec<HostKeyAction>, ConsoleError>, notes: &mut Vec<String>) {
+    match result {
+        Ok(actions) => {
+            for action in actions {
+                eprintln!("console-init: {}", action.describe());
+                if matches!(action, HostKeyAction::Replaced { .. }) {
+                    notes.push(action.describe());
+                }
+            }
+        }
+        Err(e) => eprintln!("console-init: {e}"),
+    }
+}
+
+/// `/etc/ssh/sshd_config` serving the host keys `key_types`, replaced whole (sshd may be
+/// reading it).
+fn write_sshd_config(config: &Config, key_types: &[&str]) {
+    let text = sshd_config(config, Path::new(HOST_KEY_DIR), key_types);
+    if let Err(e) = berth_config::write_atomically(Path::new(SSHD_CONFIG), text.as_bytes(), 0o644) {
+        eprintln!("console-init: writing {SSHD_CONFIG}: {e}");
+    }
+}
+
+/// Tell the sshd that this console-init runs (the process in `pid_file`, sshd's `PidFile`,
+/// if its parent is this process: `/run` outlives the container, and a pid file left by an
+/// earlier one may name another process) to read its configuration and host keys again
+/// (SIGHUP: it starts itself anew, keeping the sessions open). Waits up to `wait` for it to
+/// start; whether it was told.
+fn reload_sshd(pid_file: &Path, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let ours = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .filter(|pid| parent_of(*pid) == Some(std::process::id()));
+        if let Some(pid) = ours {
+            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
+                .is_ok();
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The parent of process `pid`, from `/proc/PID/stat` (its fourth field, after the command
+/// name in parentheses, which may itself hold spaces and parentheses).
+fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Why `timezone: TZ` is not applied: the slim console has no time zone database.
 fn timezone_note(tz: &str, have_database: bool) -> String {
     if have_database {
@@ -447,10 +511,38 @@ mod tests {
         );
     }
 
+    /// Only a child of this process is told to reload: a pid file left by an earlier
+    /// console-init names a process that is not.
+    #[test]
+    fn only_our_own_sshd_is_told_to_reload() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sshd.pid");
+        assert!(!reload_sshd(&pid_file, Duration::from_millis(300)), "no pid file");
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(parent_of(std::process::id() as i32), Some(parent as u32));
+        std::fs::write(&pid_file, format!("{parent}\n")).unwrap();
+        assert!(
+            !reload_sshd(&pid_file, Duration::from_millis(300)),
+            "not our child"
+        );
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+        assert!(reload_sshd(&pid_file, Duration::from_secs(5)));
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGHUP), "{status:?}");
+    }
+
     #[test]
     fn sshd_config_is_key_only() {
         let config = Config::default();
-        insta::assert_snapshot!(sshd_config(&config, Path::new(HOST_KEY_DIR)));
+        insta::assert_snapshot!(sshd_config(&config, Path::new(HOST_KEY_DIR), HOST_KEY_TYPES));
+        // Before the late RSA key is made: only the keys that exist.
+        let early = sshd_config(&config, Path::new(HOST_KEY_DIR), &["ed25519", "ecdsa"]);
+        assert!(
+            early.contains("ssh_host_ecdsa_key") && !early.contains("rsa"),
+            "{early}"
+        );
     }
 
     #[test]

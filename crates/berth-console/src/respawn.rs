@@ -30,14 +30,29 @@ pub fn should_pause(starts: &[Instant], now: Instant) -> bool {
         >= FAST_STARTS
 }
 
-/// Run `entries` until SIGTERM or SIGINT. Returns the exit code.
-pub fn run(entries: Vec<Entry>) -> i32 {
+/// The signals that stop respawn.
+fn stop_signals() -> SigSet {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
-    if signals.thread_block().is_err() {
+    signals
+}
+
+/// Block the signals that stop respawn in the calling thread, and so in every thread it
+/// starts afterwards. Call it before starting any thread: respawn reads them from a
+/// signalfd, which only sees a signal that no thread of the process takes (one that a thread
+/// leaves unblocked ends the process at once, without stopping the commands). Commands start
+/// with an empty mask (Rust's `Command` resets it).
+pub fn block_signals() {
+    if stop_signals().thread_block().is_err() {
         eprintln!("respawn: cannot block signals");
     }
+}
+
+/// Run `entries` until SIGTERM or SIGINT. Returns the exit code.
+pub fn run(entries: Vec<Entry>) -> i32 {
+    let signals = stop_signals();
+    block_signals();
     let stopping = Arc::new(AtomicBool::new(false));
     let children: Arc<Mutex<Vec<i32>>> = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();

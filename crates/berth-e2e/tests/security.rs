@@ -40,6 +40,15 @@ fn vm_security_planted_links_bad_host_key_empty_password() {
     assert!(!who.contains("sudo") && who.contains("from the seed"), "{who}");
     let denied = check(&m, "mallory's sudo", m.ssh_as("mallory", "sudo -n true"));
     assert!(!denied.status.success(), "mallory can sudo");
+    // The RSA host key of a first boot is made after sshd starts, then served (SIGHUP).
+    let rsa = check(
+        &m,
+        "the late RSA host key",
+        m.run(
+            "for i in $(seq 120); do k=$(ssh-keyscan -t rsa 127.0.0.1 2>/dev/null | grep ssh-rsa) \
+             && { echo \"$k\"; exit 0; }; sleep 1; done; exit 1",
+        ),
+    );
 
     // Root's files on the state disk that the links will point at.
     check(
@@ -79,6 +88,18 @@ fn vm_security_planted_links_bad_host_key_empty_password() {
     );
 
     reboot(&m);
+
+    // Boot 2: the RSA host key was kept, and sshd serves it from its start.
+    let rsa_again = check(
+        &m,
+        "the kept RSA host key",
+        m.run("ssh-keyscan -t rsa 127.0.0.1 2>/dev/null | grep ssh-rsa"),
+    );
+    assert_eq!(
+        rsa_again.trim(),
+        rsa.trim(),
+        "the RSA host key changed at the reboot"
+    );
 
     // Boot 2: nothing of root's changed, mallory's keys still work.
     let after = check(&m, "hashes after", m.run(PRECIOUS));
