@@ -28,6 +28,8 @@ fn targets() {
         "/relative",
         "file:///etc/passwd",
         "http://joe:secret@[bad/x",
+        "joe:secret@h.example/x",
+        "http://joe:se#cret@h:port/x",
     ] {
         assert!(
             matches!(Target::parse(bad), Err(FetchError::Permanent(ref m))

@@ -844,10 +844,13 @@ impl HttpUrl {
 
 /// A URL as messages and logs may show it: without what may be a secret, the user and
 /// password (`https://***@host/`) and the query (`?***`: `?token=...`). Text that does not
-/// parse as a URL is cut the same way by its characters: [`shown_text`].
+/// parse as a URL with a host (a mistyped host, a password holding `#`, or no `scheme://`:
+/// `user:pass@host/x` reads as a URL of scheme `user`) is cut by its characters: [`shown_text`].
 pub fn shown_url(text: &str) -> String {
-    let Ok(mut url) = url::Url::parse(text.trim()) else {
-        return shown_text(text.trim());
+    let text = text.trim();
+    let mut url = match url::Url::parse(text) {
+        Ok(url) if url.has_host() || !text.contains('@') => url,
+        _ => return shown_text(text),
     };
     let had_user = !url.username().is_empty() || url.password().is_some();
     let had_query = url.query().is_some_and(|q| !q.is_empty());
@@ -865,20 +868,19 @@ pub fn shown_url(text: &str) -> String {
     shown
 }
 
-/// What is not a URL, shown so that the user can find the mistake and a secret it holds is not:
-/// nothing from the first `?` or `#` on (`?***`), and `***` for all before the last `@` of what
-/// follows `://` (a mistyped host makes a URL with a password unparseable).
+/// What is not a URL, shown so that the user can find the mistake and a secret it holds is
+/// not: `***` for all before the last `@` after `://` (or from the start), then nothing from
+/// the first `?` or `#` on (`?***`). It may hide more than the secret, never less.
 fn shown_text(text: &str) -> String {
-    let (head, cut) = match text.find(['?', '#']) {
-        Some(at) => (&text[..at], "?***"),
-        None => (text, ""),
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let masked = match text[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &text[..start], &text[start + at..]),
+        None => text.to_string(),
     };
-    let start = head.find("://").map_or(0, |i| i + 3);
-    let shown = match head[start..].rfind('@') {
-        Some(at) => format!("{}***{}", &head[..start], &head[start + at..]),
-        None => head.to_string(),
-    };
-    shown + cut
+    match masked.find(['?', '#']) {
+        Some(at) => format!("{}?***", &masked[..at]),
+        None => masked,
+    }
 }
 
 text_value!(HttpUrl, "an http(s) URL");
@@ -1153,6 +1155,12 @@ mod tests {
             ),
             ("not a url", "not a url"),
             ("http://joe:s3cret@[h/x?t=1", "http://***@[h/x?***"),
+            ("http://joe:p#ss?w@h:x/y", "http://***@h:x/y"),
+            (
+                "admin:hunter2@10.0.0.1:8080/user-data",
+                "***@10.0.0.1:8080/user-data",
+            ),
+            ("mailto:joe@example.com", "***@example.com"),
             ("ht tp://h/x#frag", "ht tp://h/x?***"),
         ] {
             assert_eq!(shown_url(url), shown, "{url}");
