@@ -92,6 +92,9 @@ mod tests {
         )
         .unwrap();
         record(dir.path(), &lease("eth0", &["10.0.0.53"], &["a.test"], 1000)).unwrap();
+        // A whole record that a writer killed before its rename left behind is not a lease.
+        let orphan = serde_json::to_vec(&lease("eth0", &["203.0.113.9"], &[], 1000)).unwrap();
+        std::fs::write(dir.path().join(".eth0.json.tmp.4242"), orphan).unwrap();
         let both = merged_dns(&read_leases(dir.path()), 1100);
         assert_eq!(both.0, ["10.0.0.53", "192.0.2.53"]);
         assert_eq!(both.1, ["a.test", "b.test"]);

@@ -214,11 +214,18 @@ pub fn parse_resolv_conf(text: &str) -> DnsStatus {
     dns
 }
 
+/// The leases recorded in `dir` (`<interface>.json`; not a temporary file that a writer killed
+/// before its rename left behind).
 pub(crate) fn read_leases(dir: &Path) -> Vec<Lease> {
     let mut leases: Vec<Lease> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") && !name.starts_with('.')
+        })
         .filter_map(|entry| std::fs::read(entry.path()).ok())
         .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
         .collect();
