@@ -291,9 +291,21 @@ fn restart_user_docker(name: &EngineName) -> Result<(), String> {
         );
         let system = crate::service_cmd::engine(SYSTEM_DOCKER_SOCKET)?;
         // Without a time, the engine gives the container its own stop time: the `docker`
-        // service's stop_grace_period (40 s by default), as the user configured it.
+        // service's stop_grace_period (40 s by default), as the user configured it. The
+        // request lasts that long, and the start after it.
+        let stop_seconds = system
+            .inspect_container("docker", None)
+            .await
+            .ok()
+            .and_then(|c| c.config)
+            .and_then(|c| c.stop_timeout)
+            .unwrap_or(10);
+        let system = system.with_timeout(Duration::from_secs(stop_seconds.clamp(0, 3600) as u64 + 120));
         system
-            .restart_container("docker", None::<bollard::query_parameters::RestartContainerOptions>)
+            .restart_container(
+                "docker",
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
             .await
             .map_err(|e| format!("restarting the docker service: {e}"))?;
         let user = berth_services::client::wait_ready(USER_DOCKER_SOCKET, Duration::from_secs(180))
