@@ -1,6 +1,7 @@
 //! Work that init runs in a thread while it goes on, and waits for later: the disk drivers in
 //! stage 1 (the state partition search watches them appear), User Docker's network modules in
-//! stage 2 (System Docker starts meanwhile).
+//! stage 2 (System Docker starts meanwhile); and coldplug under supervision, which nothing
+//! waits for.
 //!
 //! The thread starts with every signal blocked. PID 1's signals must reach the supervisor's
 //! signalfd, which reads only signals that every thread blocks: a process-directed signal

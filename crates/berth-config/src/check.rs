@@ -696,11 +696,11 @@ mod tests {
             ),
             (
                 "[io.rancher.os.createonly=sure]",
-                "label io.rancher.os.createonly is \"sure\"",
+                "label io.rancher.os.createonly is \"sure\": use \"true\" or \"false\"",
             ),
             (
                 "{io.berth.after-user-docker: \"\"}",
-                "label io.berth.after-user-docker is \"\"",
+                "label io.berth.after-user-docker is \"\": use \"true\" or \"false\"",
             ),
             (
                 "{io.berth.shim: one}",
@@ -708,11 +708,11 @@ mod tests {
             ),
             (
                 "{io.rancher.os.scope: sytem}",
-                "label io.rancher.os.scope is \"sytem\": use \"system\" (System Docker) or \"user\"",
+                "label io.rancher.os.scope is \"sytem\": use \"system\" (System Docker) or \"user\" (User Docker)",
             ),
             (
                 "{io.berth.timeout: 5 minutes}",
-                "label io.berth.timeout is \"5 minutes\": use a duration",
+                "label io.berth.timeout is \"5 minutes\": use a duration such as \"300s\" or \"5m\"",
             ),
         ] {
             let err = check(&service(labels)).0.unwrap_err();
