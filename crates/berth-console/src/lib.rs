@@ -83,8 +83,8 @@ impl Getty {
     }
 }
 
-/// sshd's configuration: keys only, no root login, host keys from the state partition.
-/// sshd's configuration from `berth.ssh`, serving the host keys `key_types` of `key_dir`.
+/// sshd's configuration from `berth.ssh`: keys only, no root login, the host keys `key_types`
+/// of `key_dir` (on the state partition).
 pub fn sshd_config(config: &Config, key_dir: &Path, key_types: &[&str]) -> String {
     let ssh = &config.berth.ssh;
     let mut out = String::from(
@@ -275,7 +275,16 @@ pub fn console_init(
                 host_keys::ensure_host_keys_of(key_dir, &late, true),
                 &mut Vec::new(),
             );
-            write_sshd_config(&config, HOST_KEY_TYPES);
+            // The keys that exist: one that could not be made (reported above) is not served.
+            let made: Vec<&str> = HOST_KEY_TYPES
+                .iter()
+                .copied()
+                .filter(|t| !host_keys::missing(key_dir, t))
+                .collect();
+            if made.len() == now.len() {
+                return;
+            }
+            write_sshd_config(&config, &made);
             if config.berth.ssh.daemon && !reload_sshd(Path::new(SSHD_PID_FILE), Duration::from_secs(30)) {
                 eprintln!("console-init: sshd did not start: it serves the new host keys when it does");
             }
