@@ -90,10 +90,14 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
             "{name} started at {start:?}, User Docker answered at {user_ready}: {json}"
         );
     }
-    // The system services share one containerd shim; docker and console have their own
+    // The system services share containerd shims; docker and console have their own
     // (io.berth.shim: own). A container's shim is the parent of its first process (the shim is
-    // its subreaper), read per container: a `containerd-shim-runc-v2 start` that a container
-    // start forks lives for a moment beside the shims, so counting processes is not a measure.
+    // its subreaper), read per container. containerd starts the group's shim for the first
+    // container; a later one joins it if its `shim start` connects to the group's socket within
+    // 100 ms, and otherwise takes the socket over and starts a second shim for the group. Under
+    // emulation, when User Docker answers and the late services start together, that happens
+    // (CI saw network and udev in one shim, syslog, ntp and acpid in another): so the check is
+    // that the group is served by fewer shims than it has containers, not by one.
     let shims = check(
         &m,
         "shims",
@@ -135,9 +139,16 @@ fn vm_lean_512_mib_from_ram_analyze_and_a_100_mib_image() {
         .collect();
     let grouped = by_name.values().filter(|(_, _, g)| *g == "berth-system").count();
     assert!(
-        grouped >= 4 && shared.len() == 1,
-        "{grouped} system containers in the berth-system group should share one shim:\n{shims}"
+        grouped >= 4 && shared.len() < grouped,
+        "{grouped} system containers in the berth-system group have {} shims:\n{shims}",
+        shared.len()
     );
+    if shared.len() > 1 {
+        eprintln!(
+            "NOTE: containerd split the berth-system group over {} shims",
+            shared.len()
+        );
+    }
     for name in ["network", "udev"] {
         assert_eq!(shim_of(name).2, "berth-system", "{name}:\n{shims}");
     }
