@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa", "rsa"];
-/// The types that, when missing (the first boot, every boot from RAM), are generated after
-/// sshd starts, at the lowest CPU priority: a 3072-bit RSA key takes about 2 s of an
-/// emulated CPU, which the boot needs for User Docker, and every current client takes an
-/// ed25519 or ECDSA host key. sshd is then told to load it (SIGHUP).
+/// The types that, when missing (the first boot, every boot from RAM), are generated at the
+/// lowest CPU priority beside the rest of the console's preparation: a 3072-bit RSA key
+/// takes about 2 s of an emulated CPU, which the boot needs for User Docker. sshd starts
+/// once it exists, not before with a reload later: an sshd told to reload (SIGHUP) closes
+/// its listening socket and starts itself anew, resetting the connections waiting on it.
 pub const LATE_HOST_KEY_TYPES: &[&str] = &["rsa"];
 
 /// Whether `dir` has no key of `key_type` at all.

@@ -13,7 +13,6 @@ use berth_config::{Config, KernelCmdline};
 use respawn::Entry;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The login user.
 pub const USER: &str = "berth";
@@ -21,8 +20,6 @@ pub const USER: &str = "berth";
 pub const HOST_KEY_DIR: &str = "/var/lib/berth/ssh";
 const ENGINE_BIN: &str = "/usr/lib/berth/engine/bin";
 const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
-/// sshd's `PidFile` (in [`sshd_config`]).
-const SSHD_PID_FILE: &str = "/run/sshd.pid";
 
 /// A console the kernel writes to, and whether a getty on it logs in automatically.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,35 +258,15 @@ pub fn console_init(
     }
     let _ = std::fs::create_dir_all("/run/sshd");
     let mut notes = Vec::new();
-    // A slow key type that is missing is made after sshd starts (LATE_HOST_KEY_TYPES).
+    // A slow key type that is missing is made beside the rest of the preparation, at the
+    // lowest CPU priority (LATE_HOST_KEY_TYPES); sshd starts once it is there.
     let key_dir = Path::new(HOST_KEY_DIR);
     let (now, late): (Vec<&str>, Vec<&str>) = HOST_KEY_TYPES
         .iter()
         .partition(|t| !(LATE_HOST_KEY_TYPES.contains(t) && host_keys::missing(key_dir, t)));
+    let late_keys = (!late.is_empty())
+        .then(|| std::thread::spawn(move || host_keys::ensure_host_keys_of(key_dir, &late, true)));
     report_host_keys(host_keys::ensure_host_keys_of(key_dir, &now, false), &mut notes);
-    write_sshd_config(config, &now);
-    if !late.is_empty() {
-        let config = config.clone();
-        std::thread::spawn(move || {
-            report_host_keys(
-                host_keys::ensure_host_keys_of(key_dir, &late, true),
-                &mut Vec::new(),
-            );
-            // The keys that exist: one that could not be made (reported above) is not served.
-            let made: Vec<&str> = HOST_KEY_TYPES
-                .iter()
-                .copied()
-                .filter(|t| !host_keys::missing(key_dir, t))
-                .collect();
-            if made.len() == now.len() {
-                return;
-            }
-            write_sshd_config(&config, &made);
-            if config.berth.ssh.daemon && !reload_sshd(Path::new(SSHD_PID_FILE), Duration::from_secs(30)) {
-                eprintln!("console-init: sshd did not start: it serves the new host keys when it does");
-            }
-        });
-    }
     // Logins (ssh and the consoles, through pam_env) get the proxies of berth.network.
     if let Err(e) = std::fs::write(
         "/etc/environment",
@@ -376,6 +353,19 @@ pub fn console_init(
             argv: g.argv(),
         })
         .collect();
+    if let Some(late_keys) = late_keys {
+        match late_keys.join() {
+            Ok(result) => report_host_keys(result, &mut Vec::new()),
+            Err(_) => eprintln!("console-init: generating the ssh host keys failed"),
+        }
+    }
+    // The keys that exist: one that could not be made (reported above) is not served.
+    let key_types: Vec<&str> = HOST_KEY_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !host_keys::missing(key_dir, t))
+        .collect();
+    write_sshd_config(config, &key_types);
     if config.berth.ssh.daemon {
         entries.push(Entry {
             name: "sshd".into(),
@@ -415,36 +405,6 @@ fn write_sshd_config(config: &Config, key_types: &[&str]) {
     if let Err(e) = berth_config::write_atomically(Path::new(SSHD_CONFIG), text.as_bytes(), 0o644) {
         eprintln!("console-init: writing {SSHD_CONFIG}: {e}");
     }
-}
-
-/// Tell the sshd that this console-init runs (the process in `pid_file`, sshd's `PidFile`,
-/// if its parent is this process: `/run` outlives the container, and a pid file left by an
-/// earlier one may name another process) to read its configuration and host keys again
-/// (SIGHUP: it starts itself anew, keeping the sessions open). Waits up to `wait` for it to
-/// start; whether it was told.
-fn reload_sshd(pid_file: &Path, wait: Duration) -> bool {
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        let ours = std::fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-            .filter(|pid| parent_of(*pid) == Some(std::process::id()));
-        if let Some(pid) = ours {
-            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-                .is_ok();
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The parent of process `pid`, from `/proc/PID/stat` (its fourth field, after the command
-/// name in parentheses, which may itself hold spaces and parentheses).
-fn parent_of(pid: i32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Why `timezone: TZ` is not applied: the slim console has no time zone database.
@@ -520,33 +480,11 @@ mod tests {
         );
     }
 
-    /// Only a child of this process is told to reload: a pid file left by an earlier
-    /// console-init names a process that is not.
-    #[test]
-    fn only_our_own_sshd_is_told_to_reload() {
-        use std::os::unix::process::ExitStatusExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("sshd.pid");
-        assert!(!reload_sshd(&pid_file, Duration::from_millis(300)), "no pid file");
-        let parent = nix::unistd::getppid().as_raw();
-        assert_eq!(parent_of(std::process::id() as i32), Some(parent as u32));
-        std::fs::write(&pid_file, format!("{parent}\n")).unwrap();
-        assert!(
-            !reload_sshd(&pid_file, Duration::from_millis(300)),
-            "not our child"
-        );
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
-        assert!(reload_sshd(&pid_file, Duration::from_secs(5)));
-        let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGHUP), "{status:?}");
-    }
-
     #[test]
     fn sshd_config_is_key_only() {
         let config = Config::default();
         insta::assert_snapshot!(sshd_config(&config, Path::new(HOST_KEY_DIR), HOST_KEY_TYPES));
-        // Before the late RSA key is made: only the keys that exist.
+        // A key type that could not be made is not served.
         let early = sshd_config(&config, Path::new(HOST_KEY_DIR), &["ed25519", "ecdsa"]);
         assert!(
             early.contains("ssh_host_ecdsa_key") && !early.contains("rsa"),
