@@ -3,7 +3,8 @@
 //! stage 2 (System Docker starts meanwhile); and coldplug under supervision, which nothing
 //! waits for.
 //!
-//! The thread starts with every signal blocked. PID 1's signals must reach the supervisor's
+//! The thread starts with every signal blocked but the faults' own (SIGSEGV, SIGBUS, SIGFPE,
+//! SIGILL). PID 1's signals must reach the supervisor's
 //! signalfd, which reads only signals that every thread blocks: a process-directed signal
 //! (SIGCHLD, SIGTERM) goes to a thread that does not block it, and would be lost there.
 
@@ -12,6 +13,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 type Work = Box<dyn FnOnce() + Send>;
+
+/// The signals a background thread blocks: all but those a fault of the thread itself raises
+/// (a blocked SIGSEGV from a stack overflow would end PID 1 without Rust's message).
+fn thread_mask() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut mask = nix::sys::signal::SigSet::all();
+    for fault in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGFPE, Signal::SIGILL] {
+        mask.remove(fault);
+    }
+    mask
+}
 
 /// One piece of work in a thread of its own.
 pub struct Background {
@@ -30,8 +42,7 @@ impl Background {
         let slot: Arc<Mutex<Option<Work>>> = Arc::new(Mutex::new(Some(Box::new(work))));
         let spawned = {
             let (slot, finished) = (slot.clone(), finished.clone());
-            let blocked =
-                nix::sys::signal::SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
+            let blocked = thread_mask().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
             let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
                 let work = slot.lock().ok().and_then(|mut w| w.take());
                 if let Some(work) = work {
@@ -142,7 +153,8 @@ mod tests {
             let mask = nix::sys::signal::SigSet::thread_get_mask().unwrap();
             tx.send(
                 mask.contains(nix::sys::signal::Signal::SIGCHLD)
-                    && mask.contains(nix::sys::signal::Signal::SIGTERM),
+                    && mask.contains(nix::sys::signal::Signal::SIGTERM)
+                    && !mask.contains(nix::sys::signal::Signal::SIGSEGV),
             )
             .unwrap();
             panic!("on purpose");
