@@ -112,10 +112,22 @@ pub fn stop_containers(timeout: Duration, keep: Option<&str>) {
 }
 
 /// PID 1's shutdown. Never returns.
-pub fn run(action: Action, timeout: Duration, system_docker: Option<Pid>) -> ! {
+pub fn run(action: Action, timeout: Duration, system_docker: Option<Pid>, bringup: Option<Pid>) -> ! {
     let started = Instant::now();
     tracing::info!("{}: stopping containers, then System Docker", action.name());
     arm_watchdog(action, timeout);
+    // A service the bring-up started after the containers were listed would be left to
+    // System Docker's own stop, which does not count as a stop by hand: with its restart
+    // policy, the engine would start it at the next boot, before and outside the services'
+    // order.
+    if let Some(pid) = bringup {
+        tracing::info!("stopping the service bring-up (berth sysinit) first");
+        let _ = kill(pid, Signal::SIGTERM);
+        if !wait_for(pid, Duration::from_secs(5)) {
+            let _ = kill(pid, Signal::SIGKILL);
+            wait_for(pid, Duration::from_secs(2));
+        }
+    }
     // Leave a margin for the steps after the containers.
     stop_containers(
         timeout

@@ -164,6 +164,21 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
                     stop_set(system, &set, &mut report).await;
                 }
             }
+            // 4. One whose start was under way when the list was made (System Docker's own
+            // stop would not count as a stop by hand, and its restart policy would start it
+            // at the next boot, outside the services' order).
+            let late: Vec<_> = running(system)
+                .await
+                .into_iter()
+                .filter(|(_, n)| Some(n.as_str()) != keep)
+                .collect();
+            if !late.is_empty() {
+                report.push(format!(
+                    "{} system containers started while the others stopped: stopping them",
+                    late.len()
+                ));
+                stop_set(system, &late, &mut report).await;
+            }
         }
     };
     if tokio::time::timeout(limit, work).await.is_err() {

@@ -78,6 +78,9 @@ pub enum Action {
     Shutdown {
         action: PowerAction,
         system_docker: Option<i32>,
+        /// `berth sysinit`, if it is still bringing services up: it is stopped first, so that
+        /// no service starts while the others stop.
+        bringup: Option<i32>,
     },
 }
 
@@ -237,6 +240,10 @@ impl Supervisor {
                 out.push(Action::Shutdown {
                     action,
                     system_docker: self.system_docker(),
+                    bringup: match self.bringup {
+                        Bringup::Running { pid } => Some(pid),
+                        _ => None,
+                    },
                 });
                 return out;
             }

@@ -200,7 +200,13 @@ fn perform(action: Action, loaded: &Loaded, timeout: Duration) -> Option<Event> 
         Action::Shutdown {
             action,
             system_docker,
-        } => shutdown::run(action, timeout, system_docker.map(nix::unistd::Pid::from_raw)),
+            bringup,
+        } => shutdown::run(
+            action,
+            timeout,
+            system_docker.map(nix::unistd::Pid::from_raw),
+            bringup.map(nix::unistd::Pid::from_raw),
+        ),
     }
 }
 

@@ -159,6 +159,80 @@ fn a_live_restore_user_engine_has_its_containers_stopped_first() {
     });
 }
 
+/// A system container that starts while the others stop (its start was under way when the
+/// running ones were listed) is stopped too, through the API: left to System Docker's own
+/// stop, its restart policy would start it at the next boot.
+#[test]
+fn a_container_started_during_the_stop_is_stopped_too() {
+    let system_engine = Dockerd::start();
+    let signs = system_engine.scratch("signs");
+    std::fs::create_dir_all(&signs).unwrap();
+    // `slow` notes that its stop began, then holds it for its grace period.
+    let yaml = format!(
+        "berth:\n  services:\n\
+         \x20   slow:\n\
+         \x20     image: {BUSYBOX}\n\
+         \x20     command: [/bin/sh, -c, \"trap 'touch /signs/stopping' TERM; while true; do sleep 1; done\"]\n\
+         \x20     stop_grace_period: 4s\n\
+         \x20     volumes: ['{}:/signs']\n\
+         \x20     labels: {{io.berth.scope: system}}\n",
+        signs.display()
+    );
+    block_on(async {
+        let system = engine_with_busybox(&system_engine).await;
+        bring_up(&system, &yaml, true).await;
+        system
+            .create_container(
+                Some(bollard::query_parameters::CreateContainerOptions {
+                    name: Some("latecomer".into()),
+                    ..Default::default()
+                }),
+                bollard::models::ContainerCreateBody {
+                    image: Some(BUSYBOX.to_string()),
+                    cmd: Some(vec!["/bin/sleep".into(), "1000".into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let sockets = Sockets {
+            system: system_engine.socket(),
+            user: system_engine
+                .scratch("no-user-engine")
+                .join("docker.sock")
+                .display()
+                .to_string(),
+        };
+        let start_late = {
+            let system = system.clone();
+            let sign = signs.join("stopping");
+            async move {
+                // Once slow's stop began, the running containers were listed.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !sign.exists() {
+                    assert!(Instant::now() < deadline, "slow was never told to stop");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                system
+                    .start_container(
+                        "latecomer",
+                        None::<bollard::query_parameters::StartContainerOptions>,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        let (report, ()) = tokio::join!(stop_all_in(&sockets, Duration::from_secs(60), None), start_late);
+        position(&report, "stopped slow");
+        position(
+            &report,
+            "1 system containers started while the others stopped: stopping them",
+        );
+        position(&report, "stopped latecomer");
+        assert!(!is_running(&system, "latecomer").await, "{report:#?}");
+    });
+}
+
 #[test]
 fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
     let system_engine = Dockerd::start();

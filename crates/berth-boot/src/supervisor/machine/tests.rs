@@ -320,7 +320,9 @@ fn an_engine_restart_during_the_bringup_runs_it_again_afterwards() {
 
 #[test]
 fn a_power_request_shuts_down_at_any_point_and_ends_the_machine() {
-    for stage in 0..3 {
+    // 0: nothing started; 1: System Docker up; 2: sysinit bringing services up (it is
+    // stopped first); 3: sysinit done.
+    for stage in 0..4 {
         let mut run = Run::new();
         if stage >= 1 {
             let _ = run.send(Event::Spawned {
@@ -333,6 +335,8 @@ fn a_power_request_shuts_down_at_any_point_and_ends_the_machine() {
                 child: Child::Sysinit,
                 pid: SYSINIT,
             });
+        }
+        if stage >= 3 {
             let _ = run.sysinit_exits_with(Ok(report_with(ServiceOutcome::Started)));
         }
         let actions = run.send(Event::Power(PowerAction::PowerOff));
@@ -341,6 +345,7 @@ fn a_power_request_shuts_down_at_any_point_and_ends_the_machine() {
             [Action::Shutdown {
                 action: PowerAction::PowerOff,
                 system_docker: (stage >= 1).then_some(SD),
+                bringup: (stage == 2).then_some(SYSINIT),
             }]
         );
         // Nothing else is decided after that, not even a System Docker restart.
