@@ -159,18 +159,25 @@ pub async fn stop_all_in(sockets: &Sockets, limit: Duration, keep: Option<&str>)
         }
         // 3. The other system services, then the console.
         if let Some(system) = &system {
-            for set in [others, console] {
+            for set in [&others, &console] {
                 if !set.is_empty() {
-                    stop_set(system, &set, &mut report).await;
+                    stop_set(system, set, &mut report).await;
                 }
             }
+            let stopped: Vec<&String> = [&engine, &others, &console]
+                .into_iter()
+                .flatten()
+                .map(|(id, _)| id)
+                .collect();
             // 4. One whose start was under way when the list was made (System Docker's own
             // stop would not count as a stop by hand, and its restart policy would start it
             // at the next boot, outside the services' order).
+            // The engine's list may still show one it just stopped for a moment: the ones
+            // stopped above are not counted again.
             let late: Vec<_> = running(system)
                 .await
                 .into_iter()
-                .filter(|(_, n)| Some(n.as_str()) != keep)
+                .filter(|(id, n)| Some(n.as_str()) != keep && !stopped.contains(&id))
                 .collect();
             if !late.is_empty() {
                 report.push(format!(

@@ -107,6 +107,13 @@ fn containers_stop_in_order_user_engine_services_console() {
             !report.iter().any(|l| l.contains("berth-shutdown")),
             "{report:#?}"
         );
+        // Nothing started during the stop: each container is stopped once.
+        assert!(
+            !report
+                .iter()
+                .any(|l| l.contains("started while the others stopped")),
+            "{report:#?}"
+        );
 
         // The engines' clocks agree: each set had stopped before the next was asked to.
         let finished = |docker: bollard::Docker, name: &'static str| async move {
