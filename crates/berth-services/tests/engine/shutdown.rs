@@ -38,6 +38,18 @@ async fn bring_up(docker: &bollard::Docker, yaml: &str, system_scope: bool) {
     }
 }
 
+/// The sockets of `system` alone: User Docker's is a path nothing listens on.
+fn without_user_engine(system: &Dockerd) -> Sockets {
+    Sockets {
+        system: system.socket(),
+        user: system
+            .scratch("no-user-engine")
+            .join("docker.sock")
+            .display()
+            .to_string(),
+    }
+}
+
 fn position(report: &[String], line: &str) -> usize {
     report
         .iter()
@@ -202,14 +214,7 @@ fn a_container_started_during_the_stop_is_stopped_too() {
             )
             .await
             .unwrap();
-        let sockets = Sockets {
-            system: system_engine.socket(),
-            user: system_engine
-                .scratch("no-user-engine")
-                .join("docker.sock")
-                .display()
-                .to_string(),
-        };
+        let sockets = without_user_engine(&system_engine);
         let start_late = {
             let system = system.clone();
             let sign = signs.join("stopping");
@@ -255,14 +260,7 @@ fn stop_grace_period_is_honoured_and_a_missing_user_engine_is_skipped() {
     block_on(async {
         let system = engine_with_busybox(&system_engine).await;
         bring_up(&system, &yaml, true).await;
-        let sockets = Sockets {
-            system: system_engine.socket(),
-            user: system_engine
-                .scratch("no-user-engine")
-                .join("docker.sock")
-                .display()
-                .to_string(),
-        };
+        let sockets = without_user_engine(&system_engine);
         let started = Instant::now();
         let report = stop_all_in(&sockets, Duration::from_secs(60), None).await;
         let took = started.elapsed();
